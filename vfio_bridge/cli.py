@@ -1,0 +1,125 @@
+"""``python -m vfio_bridge serve``: serve one device model on a vfio-user socket."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .model import DeviceModel
+from .models import MODELS, get_model
+from .recorder import Recorder
+from .server import ServerError, VfioUserServer
+
+EXAMPLES = """\
+examples:
+  python -m vfio_bridge serve --model edu --socket /tmp/edu.sock --log edu.jsonl
+  qemu-system-x86_64 ... -device '{"driver":"vfio-user-pci",
+      "socket":{"type":"unix","path":"/tmp/edu.sock"}}'
+
+It prints one line when the socket is ready, then only errors. SIGINT or
+SIGTERM stops it; the socket file is removed and the log gets its trailer.
+exit status: 0 stopped cleanly, 2 bad usage or the socket could not be created.
+"""
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, choices=sorted(MODELS), help="device model")
+    parser.add_argument("--socket", required=True, help="UNIX socket path to create")
+    parser.add_argument("--log", help="transaction log (JSON Lines) to write")
+    parser.add_argument(
+        "--opt",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="model option (see `xvpci models`); repeatable",
+    )
+    parser.add_argument(
+        "--path-label", default="direct", help="path name written in the log header"
+    )
+    parser.add_argument("--once", action="store_true", help="exit after the first client leaves")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
+
+
+def parse_model_options(model_cls: type[DeviceModel], pairs: Sequence[str]) -> dict[str, Any]:
+    """Turn ``NAME=VALUE`` strings into typed model options; ValueError on bad input."""
+    known = {opt.name: opt for opt in model_cls.options}
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"option {pair!r} is not NAME=VALUE")
+        if name not in known:
+            names = ", ".join(known) or "none"
+            raise ValueError(f"model {model_cls.name} has no option {name!r} (options: {names})")
+        try:
+            options[name] = known[name].parse(value)
+        except ValueError as exc:
+            raise ValueError(f"option {name}: {exc}") from None
+    return options
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    model_cls = get_model(args.model)
+    try:
+        model = model_cls(**parse_model_options(model_cls, args.opt))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        recorder = Recorder(
+            args.log,
+            model=model.name,
+            path=args.path_label,
+            vendor_id=model.vendor_id,
+            device_id=model.device_id,
+        )
+    except OSError as exc:
+        print(f"error: cannot write log {args.log}: {exc.strerror}", file=sys.stderr)
+        return 2
+    server = VfioUserServer(model, args.socket, recorder)
+    try:
+        server.listen()
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        recorder.close()
+        server.close()
+        return 2
+
+    def stop(signum: int, frame: object) -> None:
+        server.stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(
+        f"ready: {model.name} on {args.socket}" + (f", log {args.log}" if args.log else ""),
+        flush=True,
+    )
+    try:
+        server.serve(max_connections=1 if args.once else None)
+    finally:
+        server.close()
+        recorder.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vfio_bridge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser(
+        "serve",
+        help="serve a device model on a vfio-user socket",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_serve_arguments(serve)
+    args = parser.parse_args(argv)
+    return run_serve(args)

@@ -1,0 +1,412 @@
+"""The device-model API: identity, BARs, capabilities, interrupts and DMA.
+
+A model is one subclass of :class:`DeviceModel` that declares what it is
+(class attributes) and implements what it does (methods named by its
+registers). It reaches the outside world only through a :class:`Bus`: the
+vfio-user server in production, :class:`~vfio_bridge.model.local.LocalBus` in
+unit tests and benchmarks, or a window device hosting it as a child.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from ..pci.capabilities import (
+    CAP_EXPRESS,
+    CAP_MSI,
+    CAP_MSIX,
+    MSIX_ENTRY_SIZE,
+    PCIE_DEVCTL_FLR,
+    PCIE_DEVCTL_OFFSET,
+    Capability,
+    Msi,
+    MsiX,
+    PowerManagement,
+)
+from ..pci.config import BarKind, BarLayout, Command, ConfigSpace
+from .registers import Register, RegisterFile
+
+log = logging.getLogger(__name__)
+
+INTX, MSI, MSIX = "intx", "msi", "msix"
+
+
+class DmaError(Exception):
+    """A DMA address range that is not (entirely) mapped guest memory."""
+
+
+class Bus(Protocol):
+    """What a model needs from whatever hosts it."""
+
+    def dma_read(self, addr: int, length: int) -> bytes: ...
+
+    def dma_write(self, addr: int, data: bytes) -> None: ...
+
+    def signal_irq(self, irq_type: str, vector: int) -> bool: ...
+
+    def defer(self, work: Callable[[], None]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Buffer:
+    """A plain memory window inside a BAR (for example edu's DMA buffer)."""
+
+    name: str
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """A BAR declaration: layout plus what lives in it."""
+
+    index: int
+    size: int
+    kind: BarKind = BarKind.MEM32
+    prefetchable: bool = False
+    registers: tuple[Register, ...] = ()
+    buffers: tuple[Buffer, ...] = ()
+
+    @property
+    def layout(self) -> BarLayout:
+        return BarLayout(self.index, self.size, self.kind, self.prefetchable)
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A model option settable from the command line (``--opt name=value``)."""
+
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+
+
+class DetachedBus:
+    """The bus of a model nobody hosts yet: DMA fails, interrupts go nowhere."""
+
+    def dma_read(self, addr: int, length: int) -> bytes:
+        raise DmaError("model is not attached to a bus")
+
+    def dma_write(self, addr: int, data: bytes) -> None:
+        raise DmaError("model is not attached to a bus")
+
+    def signal_irq(self, irq_type: str, vector: int) -> bool:
+        return False
+
+    def defer(self, work: Callable[[], None]) -> None:
+        work()
+
+
+class MsixState:
+    """The MSI-X table and PBA of a model, as seen at its BAR offsets."""
+
+    def __init__(self, cap: MsiX) -> None:
+        self.cap = cap
+        self.table = bytearray(cap.table_size)
+        self.pending = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.table[:] = bytes(len(self.table))
+        for vector in range(self.cap.vectors):
+            self.table[vector * MSIX_ENTRY_SIZE + 12] = 1  # masked at reset
+        self.pending = 0
+
+    def masked(self, vector: int) -> bool:
+        return bool(self.table[vector * MSIX_ENTRY_SIZE + 12] & 1)
+
+    def entry(self, vector: int) -> tuple[int, int]:
+        """``(address, data)`` software programmed for a vector."""
+        base = vector * MSIX_ENTRY_SIZE
+        address = int.from_bytes(self.table[base : base + 8], "little")
+        data = int.from_bytes(self.table[base + 8 : base + 12], "little")
+        return address, data
+
+    def pba_bytes(self) -> bytes:
+        return self.pending.to_bytes(self.cap.pba_size, "little")
+
+
+class BarHandler:
+    """Routes accesses to one BAR: registers, buffers, MSI-X table and PBA."""
+
+    def __init__(self, model: DeviceModel, bar: Bar) -> None:
+        self.bar = bar
+        self.size = bar.size
+        self.registers = RegisterFile(bar.registers, owner=model)
+        self.buffers: dict[str, bytearray] = {}
+        self._windows: list[tuple[int, int, bytearray]] = []
+        for buf in bar.buffers:
+            if buf.offset + buf.size > bar.size:
+                raise ValueError(f"buffer {buf.name} does not fit in BAR{bar.index}")
+            memory = bytearray(buf.size)
+            self.buffers[buf.name] = memory
+            self._windows.append((buf.offset, buf.offset + buf.size, memory))
+        self.msix: MsixState | None = None
+        self._table = (0, 0)
+        self._pba = (0, 0)
+        self.model = model
+
+    def attach_msix(self, msix: MsixState, table: bool, pba: bool) -> None:
+        self.msix = msix
+        cap = msix.cap
+        if table:
+            self._table = (cap.table_offset, cap.table_offset + cap.table_size)
+        if pba:
+            self._pba = (cap.pba_offset, cap.pba_offset + cap.pba_size)
+
+    def read(self, offset: int, size: int) -> int:
+        regs = self.registers
+        if regs.covers(offset):
+            return regs.read(offset, size)
+        for start, end, memory in self._windows:
+            if start <= offset and offset + size <= end:
+                return int.from_bytes(memory[offset - start : offset - start + size], "little")
+        if self.msix is not None:
+            if self._table[0] <= offset < self._table[1]:
+                pos = offset - self._table[0]
+                return int.from_bytes(self.msix.table[pos : pos + size], "little")
+            if self._pba[0] <= offset < self._pba[1]:
+                pos = offset - self._pba[0]
+                return int.from_bytes(self.msix.pba_bytes()[pos : pos + size], "little")
+        return self.model.unmapped_read(self.bar.index, offset, size)
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        if self.registers.write(offset, size, value):
+            return
+        for start, end, memory in self._windows:
+            if start <= offset and offset + size <= end:
+                memory[offset - start : offset - start + size] = value.to_bytes(size, "little")
+                return
+        if self.msix is not None and self._table[0] <= offset < self._table[1]:
+            pos = offset - self._table[0]
+            self.msix.table[pos : pos + size] = value.to_bytes(size, "little")
+            self.model.msix_table_written(pos // MSIX_ENTRY_SIZE)
+            return
+        self.model.unmapped_write(self.bar.index, offset, size, value)
+
+
+class DeviceModel:
+    """Base class of every device model; see ``vfio_bridge/models/edu.py`` for an example."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    vendor_id: ClassVar[int] = 0
+    device_id: ClassVar[int] = 0
+    class_code: ClassVar[int] = 0
+    revision: ClassVar[int] = 0
+    subsystem_vendor_id: ClassVar[int] = 0
+    subsystem_id: ClassVar[int] = 0
+    bars: ClassVar[tuple[Bar, ...]] = ()
+    capabilities: ClassVar[tuple[Capability, ...]] = (PowerManagement(),)
+    intx: ClassVar[bool] = True
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def __init__(self, **options: Any) -> None:
+        known = {opt.name: opt for opt in self.options}
+        unknown = set(options) - set(known)
+        if unknown:
+            raise ValueError(f"model {self.name} has no option(s) {', '.join(sorted(unknown))}")
+        self.opts: dict[str, Any] = {
+            name: options.get(name, opt.default) for name, opt in known.items()
+        }
+        self.bus: Bus = DetachedBus()
+        self.config = ConfigSpace()
+        self.config.init_header(
+            self.vendor_id,
+            self.device_id,
+            self.class_code,
+            self.revision,
+            self.subsystem_vendor_id,
+            self.subsystem_id,
+            interrupt_pin=1 if self.intx else 0,
+        )
+        self.bar_handlers: dict[int, BarHandler] = {}
+        for bar in self.bars:
+            self.config.add_bar(bar.layout)
+            self.bar_handlers[bar.index] = BarHandler(self, bar)
+        self.msix: MsixState | None = None
+        self._msi_offset: int | None = None
+        self._msix_offset: int | None = None
+        self._pcie_offset: int | None = None
+        for cap in self.capabilities:
+            offset = cap.install(self.config)
+            if isinstance(cap, MsiX):
+                self._msix_offset = offset
+                self.msix = MsixState(cap)
+                for index, handler in self.bar_handlers.items():
+                    handler.attach_msix(
+                        self.msix, table=index == cap.table_bar, pba=index == cap.pba_bar
+                    )
+            elif isinstance(cap, Msi):
+                self._msi_offset = offset
+        self._pcie_offset = self.config.find_capability(CAP_EXPRESS)
+        self.config.seal()
+        self.config.write_hooks.append(self._config_written)
+        self.intx_level = False
+
+    # --- hosting -------------------------------------------------------------
+
+    def attach(self, bus: Bus) -> None:
+        """Connect the model to the host that carries its DMA and interrupts."""
+        self.bus = bus
+
+    def registers(self, bar: int) -> RegisterFile:
+        return self.bar_handlers[bar].registers
+
+    @property
+    def msi_vectors(self) -> int:
+        for cap in self.capabilities:
+            if isinstance(cap, Msi):
+                return cap.vectors
+        return 0
+
+    @property
+    def msix_vectors(self) -> int:
+        return self.msix.cap.vectors if self.msix else 0
+
+    # --- services for subclasses ---------------------------------------------
+
+    def dma_read(self, addr: int, length: int) -> bytes:
+        """Read guest memory; raises :class:`DmaError` when it is not mapped."""
+        if not self.config.command & Command.BUS_MASTER:
+            raise DmaError(f"DMA read of {length} bytes at {addr:#x} with bus mastering off")
+        return self.bus.dma_read(addr, length)
+
+    def dma_write(self, addr: int, data: bytes) -> None:
+        """Write guest memory; raises :class:`DmaError` when it is not mapped."""
+        if not self.config.command & Command.BUS_MASTER:
+            raise DmaError(f"DMA write of {len(data)} bytes at {addr:#x} with bus mastering off")
+        self.bus.dma_write(addr, data)
+
+    def defer(self, work: Callable[[], None]) -> None:
+        """Run ``work`` after the current access completed (device-side work)."""
+        self.bus.defer(work)
+
+    def irq_mode(self) -> str:
+        """Which interrupt mechanism the guest enabled: ``msix``, ``msi`` or ``intx``."""
+        if self._msix_offset is not None and MsiX.enabled(self.config, self._msix_offset):
+            return MSIX
+        if self._msi_offset is not None and Msi.enabled(self.config, self._msi_offset):
+            return MSI
+        return INTX
+
+    def raise_irq(self, vector: int = 0) -> bool:
+        """Signal interrupt ``vector`` the way the guest configured; False if not delivered."""
+        mode = self.irq_mode()
+        if mode == MSIX:
+            assert self.msix is not None
+            if vector >= self.msix.cap.vectors:
+                log.warning("%s: MSI-X vector %d out of range", self.name, vector)
+                return False
+            # Masking and the PBA belong to whoever owns the table: QEMU on the
+            # direct path, the window device on the window path.
+            return self.bus.signal_irq(MSIX, vector)
+        if mode == MSI:
+            assert self._msi_offset is not None
+            if vector >= Msi.enabled_vectors(self.config, self._msi_offset):
+                log.warning("%s: MSI vector %d beyond the enabled vectors", self.name, vector)
+                return False
+            return self.bus.signal_irq(MSI, vector)
+        if not self.intx:
+            return False
+        self.intx_level = True
+        self.config.set_interrupt_status(True)
+        if self.config.command & Command.INTX_DISABLE:
+            return False
+        return self.bus.signal_irq(INTX, 0)
+
+    def lower_irq(self) -> None:
+        """Deassert the INTx line (message interrupts are edges and need no lowering)."""
+        self.intx_level = False
+        self.config.set_interrupt_status(False)
+
+    # --- hooks for subclasses ------------------------------------------------
+
+    def on_reset(self) -> None:
+        """Restore model state beyond registers (queues, buffers...)."""
+
+    def on_config_write(self, offset: int, size: int, value: int) -> None:
+        """Called after every config write with the value software wrote."""
+
+    def msix_table_written(self, vector: int) -> None:
+        """An MSI-X entry changed: deliver a pending vector that is now unmasked."""
+        if self.msix is None or not self.msix.pending & (1 << vector):
+            return
+        if not self.msix.masked(vector):
+            self.msix.pending &= ~(1 << vector)
+            self.bus.signal_irq(MSIX, vector)
+
+    def unmapped_read(self, bar: int, offset: int, size: int) -> int:
+        log.info("%s: read of unmapped BAR%d offset %#x size %d", self.name, bar, offset, size)
+        return 0
+
+    def unmapped_write(self, bar: int, offset: int, size: int, value: int) -> None:
+        log.info(
+            "%s: write of unmapped BAR%d offset %#x size %d value %#x",
+            self.name,
+            bar,
+            offset,
+            size,
+            value,
+        )
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def reset(self) -> None:
+        """Device reset (VFIO reset, FLR): config, registers and model state."""
+        self.config.reset()
+        for handler in self.bar_handlers.values():
+            handler.registers.reset()
+            for memory in handler.buffers.values():
+                memory[:] = bytes(len(memory))
+        if self.msix is not None:
+            self.msix.reset()
+        self.intx_level = False
+        self.on_reset()
+
+    def _config_written(self, offset: int, size: int, value: int) -> None:
+        pcie = self._pcie_offset
+        if pcie is not None:
+            # FLR is bit 15 of Device Control: bit 7 of its high byte.
+            flr_byte = pcie + PCIE_DEVCTL_OFFSET + 1
+            if offset <= flr_byte < offset + size:
+                written = (value >> ((flr_byte - offset) * 8)) & 0xFF
+                if written & (PCIE_DEVCTL_FLR >> 8):
+                    log.info("%s: function level reset", self.name)
+                    self.reset()
+                    return
+        self.on_config_write(offset, size, value)
+
+    @classmethod
+    def describe(cls) -> str:
+        caps = ", ".join(type(c).__name__ for c in cls.capabilities) or "none"
+        return (
+            f"{cls.name}: {cls.description}\n"
+            f"  ids {cls.vendor_id:04x}:{cls.device_id:04x} class {cls.class_code:06x}, "
+            f"BARs {', '.join(f'{b.index}:{b.size:#x}' for b in cls.bars) or 'none'}, "
+            f"capabilities {caps}"
+        )
+
+
+def has_capability(model: DeviceModel, cap_id: int) -> bool:
+    return model.config.find_capability(cap_id) is not None
+
+
+__all__ = [
+    "CAP_MSI",
+    "CAP_MSIX",
+    "INTX",
+    "MSI",
+    "MSIX",
+    "Bar",
+    "BarHandler",
+    "Buffer",
+    "Bus",
+    "DeviceModel",
+    "DmaError",
+    "Option",
+]

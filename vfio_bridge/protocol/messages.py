@@ -1,0 +1,360 @@
+"""Pure build and parse functions for every vfio-user message body.
+
+Nothing here touches a socket: a body is ``bytes`` in, a frozen dataclass out
+(``unpack``) and back (``pack``). Every parser checks lengths before it reads
+and raises :class:`ProtocolError` carrying the errno to put in the error reply.
+Layouts follow QEMU's ``hw/vfio-user/protocol.h``; all fields are little endian.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+from .constants import (
+    HEADER,
+    HEADER_SIZE,
+    REGION_CAP_SPARSE_MMAP,
+    Command,
+    MsgFlags,
+)
+
+
+class ProtocolError(Exception):
+    """A message that cannot be accepted; ``errno`` goes into the error reply."""
+
+    def __init__(self, message: str, err: int = errno.EINVAL) -> None:
+        super().__init__(message)
+        self.errno = err
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    msg_id: int
+    command: int
+    size: int
+    flags: int = 0
+    error: int = 0
+
+    @property
+    def is_reply(self) -> bool:
+        return self.flags & MsgFlags.TYPE_MASK == MsgFlags.REPLY
+
+    @property
+    def no_reply(self) -> bool:
+        return bool(self.flags & MsgFlags.NO_REPLY)
+
+    @property
+    def is_error(self) -> bool:
+        return bool(self.flags & MsgFlags.ERROR)
+
+    def pack(self) -> bytes:
+        return HEADER.pack(self.msg_id, self.command, self.size, self.flags, self.error)
+
+    @classmethod
+    def unpack(cls, data: bytes | bytearray | memoryview) -> Header:
+        if len(data) < HEADER_SIZE:
+            raise ProtocolError(f"header needs {HEADER_SIZE} bytes, got {len(data)}")
+        msg_id, command, size, flags, err = HEADER.unpack_from(data)
+        if size < HEADER_SIZE:
+            raise ProtocolError(f"message size {size} is smaller than its header")
+        if flags & MsgFlags.TYPE_MASK not in (MsgFlags.REQUEST, MsgFlags.REPLY):
+            raise ProtocolError(f"unknown message type {flags & MsgFlags.TYPE_MASK:#x}")
+        return cls(msg_id, command, size, flags, err)
+
+
+def frame(msg_id: int, command: int, body: bytes, flags: int = 0, error: int = 0) -> bytes:
+    """Header plus body, ready for the wire."""
+    return HEADER.pack(msg_id, command, HEADER_SIZE + len(body), flags, error) + body
+
+
+def _need(body: bytes | memoryview, size: int, what: str) -> None:
+    if len(body) < size:
+        raise ProtocolError(f"{what}: body of {len(body)} bytes is shorter than {size}")
+
+
+class _Fixed:
+    """Mixin for bodies that are one fixed struct; subclasses set ``_STRUCT``."""
+
+    _STRUCT: ClassVar[struct.Struct]
+
+    def pack(self) -> bytes:
+        return self._STRUCT.pack(*self._values())  # type: ignore[attr-defined]
+
+    @classmethod
+    def unpack(cls, body: bytes | memoryview) -> Self:
+        _need(body, cls._STRUCT.size, cls.__name__)
+        return cls(*cls._STRUCT.unpack_from(body))
+
+
+# --- VERSION -----------------------------------------------------------------
+
+_VERSION = struct.Struct("<HH")
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """VERSION request and reply: protocol version and JSON capabilities."""
+
+    major: int
+    minor: int
+    capabilities: dict[str, Any] = field(default_factory=dict)
+
+    def pack(self) -> bytes:
+        text = json.dumps(self.capabilities, separators=(",", ":")).encode()
+        return _VERSION.pack(self.major, self.minor) + text + b"\0"
+
+    @classmethod
+    def unpack(cls, body: bytes | memoryview) -> Version:
+        _need(body, _VERSION.size, "VERSION")
+        major, minor = _VERSION.unpack_from(body)
+        raw = bytes(body[_VERSION.size :])
+        # The JSON string is NUL terminated; tolerate a missing terminator.
+        raw = raw.split(b"\0", 1)[0]
+        caps: Any = {}
+        if raw.strip():
+            try:
+                caps = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ProtocolError(f"VERSION: capabilities are not JSON: {exc}") from None
+        if not isinstance(caps, dict):
+            raise ProtocolError("VERSION: capabilities are not a JSON object")
+        return cls(major, minor, caps)
+
+
+# --- DMA_MAP / DMA_UNMAP -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DmaMap(_Fixed):
+    """DMA_MAP: guest range [iova, iova+size) backed by ``offset`` in the passed fd."""
+
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<IIQQQ")
+    argsz: int
+    flags: int
+    offset: int
+    iova: int
+    size: int
+
+    def _values(self) -> tuple[int, ...]:
+        return (self.argsz, self.flags, self.offset, self.iova, self.size)
+
+
+@dataclass(frozen=True, slots=True)
+class DmaUnmap(_Fixed):
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<IIQQ")
+    argsz: int
+    flags: int
+    iova: int
+    size: int
+
+    def _values(self) -> tuple[int, ...]:
+        return (self.argsz, self.flags, self.iova, self.size)
+
+
+# --- DEVICE_GET_INFO ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo(_Fixed):
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<IIII")
+    argsz: int
+    flags: int = 0
+    num_regions: int = 0
+    num_irqs: int = 0
+
+    def _values(self) -> tuple[int, ...]:
+        return (self.argsz, self.flags, self.num_regions, self.num_irqs)
+
+
+# --- DEVICE_GET_REGION_INFO --------------------------------------------------
+
+_REGION_INFO = struct.Struct("<IIIIQQ")
+_CAP_HEADER = struct.Struct("<HHI")
+_SPARSE_HEAD = struct.Struct("<II")
+_SPARSE_AREA = struct.Struct("<QQ")
+
+
+@dataclass(frozen=True, slots=True)
+class SparseMmapCap:
+    """VFIO_REGION_INFO_CAP_SPARSE_MMAP: the mappable (offset, size) areas of a region."""
+
+    areas: tuple[tuple[int, int], ...]
+
+    def pack(self, next_offset: int = 0) -> bytes:
+        out = bytearray(_CAP_HEADER.pack(REGION_CAP_SPARSE_MMAP, 1, next_offset))
+        out += _SPARSE_HEAD.pack(len(self.areas), 0)
+        for offset, size in self.areas:
+            out += _SPARSE_AREA.pack(offset, size)
+        return bytes(out)
+
+    @classmethod
+    def unpack(cls, data: bytes | memoryview) -> SparseMmapCap:
+        _need(data, _CAP_HEADER.size + _SPARSE_HEAD.size, "sparse mmap capability")
+        cap_id, _version, _next = _CAP_HEADER.unpack_from(data)
+        if cap_id != REGION_CAP_SPARSE_MMAP:
+            raise ProtocolError(f"capability id {cap_id} is not sparse mmap")
+        (count, _reserved) = _SPARSE_HEAD.unpack_from(data, _CAP_HEADER.size)
+        start = _CAP_HEADER.size + _SPARSE_HEAD.size
+        _need(data, start + count * _SPARSE_AREA.size, "sparse mmap areas")
+        areas = tuple(
+            _SPARSE_AREA.unpack_from(data, start + i * _SPARSE_AREA.size) for i in range(count)
+        )
+        return cls(areas)
+
+
+@dataclass(frozen=True, slots=True)
+class RegionInfo:
+    """Region info; ``caps`` is the raw capability chain that follows the fixed part."""
+
+    argsz: int
+    flags: int = 0
+    index: int = 0
+    cap_offset: int = 0
+    size: int = 0
+    offset: int = 0
+    caps: bytes = b""
+
+    FIXED_SIZE: ClassVar[int] = _REGION_INFO.size
+
+    def pack(self) -> bytes:
+        fixed = _REGION_INFO.pack(
+            self.argsz, self.flags, self.index, self.cap_offset, self.size, self.offset
+        )
+        return fixed + self.caps
+
+    @classmethod
+    def unpack(cls, body: bytes | memoryview) -> RegionInfo:
+        _need(body, _REGION_INFO.size, "REGION_INFO")
+        argsz, flags, index, cap_offset, size, offset = _REGION_INFO.unpack_from(body)
+        return cls(argsz, flags, index, cap_offset, size, offset, bytes(body[_REGION_INFO.size :]))
+
+    def sparse_mmap(self) -> SparseMmapCap | None:
+        """The sparse mmap capability, when the chain holds one."""
+        if not self.cap_offset:
+            return None
+        start = self.cap_offset - _REGION_INFO.size
+        if start < 0 or start >= len(self.caps):
+            raise ProtocolError(f"capability offset {self.cap_offset} outside the reply")
+        return SparseMmapCap.unpack(self.caps[start:])
+
+
+# --- DEVICE_GET_IRQ_INFO / DEVICE_SET_IRQS ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IrqInfo(_Fixed):
+    _STRUCT: ClassVar[struct.Struct] = struct.Struct("<IIII")
+    argsz: int
+    flags: int = 0
+    index: int = 0
+    count: int = 0
+
+    def _values(self) -> tuple[int, ...]:
+        return (self.argsz, self.flags, self.index, self.count)
+
+
+_IRQ_SET = struct.Struct("<IIIII")
+
+
+@dataclass(frozen=True, slots=True)
+class IrqSet:
+    """SET_IRQS; ``data`` holds the DATA_BOOL bytes (eventfds travel as SCM_RIGHTS)."""
+
+    argsz: int
+    flags: int
+    index: int
+    start: int
+    count: int
+    data: bytes = b""
+
+    def pack(self) -> bytes:
+        return _IRQ_SET.pack(self.argsz, self.flags, self.index, self.start, self.count) + self.data
+
+    @classmethod
+    def unpack(cls, body: bytes | memoryview) -> IrqSet:
+        _need(body, _IRQ_SET.size, "SET_IRQS")
+        return cls(*_IRQ_SET.unpack_from(body), data=bytes(body[_IRQ_SET.size :]))
+
+
+# --- REGION_READ / REGION_WRITE -------------------------------------------------
+
+REGION_ACCESS = struct.Struct("<QII")
+
+
+@dataclass(frozen=True, slots=True)
+class RegionAccess:
+    """REGION_READ/WRITE: read requests and write replies carry no data."""
+
+    offset: int
+    region: int
+    count: int
+    data: bytes = b""
+
+    def pack(self) -> bytes:
+        return REGION_ACCESS.pack(self.offset, self.region, self.count) + self.data
+
+    @classmethod
+    def unpack(cls, body: bytes | memoryview, with_data: bool) -> RegionAccess:
+        _need(body, REGION_ACCESS.size, "REGION_ACCESS")
+        offset, region, count = REGION_ACCESS.unpack_from(body)
+        data = b""
+        if with_data:
+            data = bytes(body[REGION_ACCESS.size : REGION_ACCESS.size + count])
+            if len(data) != count:
+                raise ProtocolError(
+                    f"region access announces {count} bytes but carries {len(data)}"
+                )
+        return cls(offset, region, count, data)
+
+
+# --- DMA_READ / DMA_WRITE (server to client) -------------------------------------
+
+# QEMU's VFIOUserDMARW is {hdr; u64 offset; u32 count; char data[]}: the data
+# starts at byte 12 of the body but the C struct is padded to 16, and QEMU
+# insists that a message is at least sizeof(struct) + count bytes long.
+DMA_ACCESS = struct.Struct("<QI")
+DMA_ACCESS_PADDED = 16
+
+
+@dataclass(frozen=True, slots=True)
+class DmaAccess:
+    """DMA_READ/WRITE between server and client, in QEMU's padded layout."""
+
+    addr: int
+    count: int
+    data: bytes = b""
+
+    def pack(self) -> bytes:
+        tail = self.data + b"\0" * (DMA_ACCESS_PADDED - DMA_ACCESS.size)
+        return DMA_ACCESS.pack(self.addr, self.count) + tail
+
+    @classmethod
+    def unpack(cls, body: bytes | memoryview, with_data: bool) -> DmaAccess:
+        _need(body, DMA_ACCESS.size, "DMA_ACCESS")
+        addr, count = DMA_ACCESS.unpack_from(body)
+        data = b""
+        if with_data:
+            data = bytes(body[DMA_ACCESS.size : DMA_ACCESS.size + count])
+            if len(data) != count:
+                raise ProtocolError(f"DMA access announces {count} bytes but carries {len(data)}")
+        return cls(addr, count, data)
+
+
+#: Which body type each command's request carries (used by fuzzers and tools).
+REQUEST_TYPES: dict[Command, type] = {
+    Command.VERSION: Version,
+    Command.DMA_MAP: DmaMap,
+    Command.DMA_UNMAP: DmaUnmap,
+    Command.DEVICE_GET_INFO: DeviceInfo,
+    Command.DEVICE_GET_REGION_INFO: RegionInfo,
+    Command.DEVICE_GET_IRQ_INFO: IrqInfo,
+    Command.DEVICE_SET_IRQS: IrqSet,
+    Command.REGION_READ: RegionAccess,
+    Command.REGION_WRITE: RegionAccess,
+    Command.DMA_READ: DmaAccess,
+    Command.DMA_WRITE: DmaAccess,
+}

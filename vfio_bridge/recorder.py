@@ -1,0 +1,150 @@
+"""Transaction recorder: every access of a device as one JSON line.
+
+The first line is a header (``"xvpci_log": 1``); each event is written with
+one ``write(2)`` so a killed server leaves a log that is readable up to its
+last event; a clean close appends a trailer ``{"xvpci_end": ...}`` so readers
+can tell a complete log from a truncated one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT_VERSION = 1
+INLINE_DATA_LIMIT = 64
+
+EVENT_KINDS = frozenset(
+    {
+        "cfg_read",
+        "cfg_write",
+        "mmio_read",
+        "mmio_write",
+        "dma_read",
+        "dma_write",
+        "irq",
+        "reset",
+        "dma_map",
+        "dma_unmap",
+    }
+)
+
+
+class Recorder:
+    """Appends events to a JSON Lines log; with no path it only counts them."""
+
+    def __init__(self, log_path: str | os.PathLike[str] | None, /, **header: Any) -> None:
+        self.path = Path(log_path) if log_path is not None else None
+        self.seq = 0
+        self._fd = -1
+        self._failed = False
+        self._clock = time.monotonic_ns
+        if self.path is not None:
+            self._fd = os.open(
+                self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
+            )
+            head = {
+                "xvpci_log": LOG_FORMAT_VERSION,
+                "start_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "start_t_ns": self._clock(),
+                **header,
+            }
+            self._write(json.dumps(head, separators=(",", ":")) + "\n")
+
+    @property
+    def enabled(self) -> bool:
+        return self._fd >= 0
+
+    def _write(self, line: str) -> None:
+        if self._fd < 0:
+            return
+        try:
+            os.write(self._fd, line.encode())
+        except OSError as exc:
+            # Disk full or a vanished file must not take the device down: keep
+            # what was written, stop logging, and say so once.
+            if not self._failed:
+                log.error("transaction log %s: %s; recording stopped", self.path, exc)
+                self._failed = True
+            os.close(self._fd)
+            self._fd = -1
+
+    def _next(self) -> tuple[int, int]:
+        seq = self.seq
+        self.seq = seq + 1
+        return seq, self._clock()
+
+    # --- events: the hot paths format by hand, json.dumps is several times slower
+
+    def config(self, write: bool, offset: int, size: int, data: bytes) -> None:
+        seq, t = self._next()
+        if self._fd < 0:
+            return
+        kind = "cfg_write" if write else "cfg_read"
+        if size <= 8:
+            value = int.from_bytes(data, "little")
+            body = f'"offset":{offset},"size":{size},"value":{value}'
+        else:
+            body = f'"offset":{offset},"size":{size},"sha256":"{hashlib.sha256(data).hexdigest()}"'
+        self._write(f'{{"seq":{seq},"t_ns":{t},"kind":"{kind}",{body}}}\n')
+
+    def mmio(self, write: bool, bar: int, offset: int, size: int, value: int) -> None:
+        seq, t = self._next()
+        if self._fd < 0:
+            return
+        kind = "mmio_write" if write else "mmio_read"
+        self._write(
+            f'{{"seq":{seq},"t_ns":{t},"kind":"{kind}","bar":{bar},'
+            f'"offset":{offset},"size":{size},"value":{value}}}\n'
+        )
+
+    def dma(self, write: bool, addr: int, data: bytes) -> None:
+        seq, t = self._next()
+        if self._fd < 0:
+            return
+        kind = "dma_write" if write else "dma_read"
+        length = len(data)
+        inline = f',"data":"{data.hex()}"' if length <= INLINE_DATA_LIMIT else ""
+        self._write(
+            f'{{"seq":{seq},"t_ns":{t},"kind":"{kind}","addr":{addr},"len":{length},'
+            f'"sha256":"{hashlib.sha256(data).hexdigest()}"{inline}}}\n'
+        )
+
+    def irq(self, irq_type: str, vector: int) -> None:
+        seq, t = self._next()
+        if self._fd < 0:
+            return
+        self._write(
+            f'{{"seq":{seq},"t_ns":{t},"kind":"irq","irq_type":"{irq_type}","vector":{vector}}}\n'
+        )
+
+    def event(self, kind: str, **fields: Any) -> None:
+        """Any other event (reset, dma_map, dma_unmap...)."""
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {kind!r}")
+        seq, t = self._next()
+        if self._fd < 0:
+            return
+        record = {"seq": seq, "t_ns": t, "kind": kind, **fields}
+        self._write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        """Write the trailer and close; safe to call twice."""
+        if self._fd >= 0:
+            self._write(json.dumps({"xvpci_end": True, "events": self.seq}) + "\n")
+            if self._fd >= 0:
+                os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
