@@ -313,24 +313,22 @@ class RegionAccess:
 
 # --- DMA_READ / DMA_WRITE (server to client) -------------------------------------
 
-# QEMU's VFIOUserDMARW is {hdr; u64 offset; u32 count; char data[]}: the data
-# starts at byte 12 of the body but the C struct is padded to 16, and QEMU
-# insists that a message is at least sizeof(struct) + count bytes long.
-DMA_ACCESS = struct.Struct("<QI")
-DMA_ACCESS_PADDED = 16
+# The spec and libvfio-user lay DMA_READ/WRITE out as {u64 address; u64 count;
+# data}. (QEMU's protocol.h once declared count as u32 with data at byte 12; the
+# QEMU 11 client puts the data at byte 16, as the interop test checks.)
+DMA_ACCESS = struct.Struct("<QQ")
 
 
 @dataclass(frozen=True, slots=True)
 class DmaAccess:
-    """DMA_READ/WRITE between server and client, in QEMU's padded layout."""
+    """DMA_READ/WRITE between server and client: read requests and write replies carry no data."""
 
     addr: int
     count: int
     data: bytes = b""
 
     def pack(self) -> bytes:
-        tail = self.data + b"\0" * (DMA_ACCESS_PADDED - DMA_ACCESS.size)
-        return DMA_ACCESS.pack(self.addr, self.count) + tail
+        return DMA_ACCESS.pack(self.addr, self.count) + self.data
 
     @classmethod
     def unpack(cls, body: bytes | memoryview, with_data: bool) -> DmaAccess:

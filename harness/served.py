@@ -1,0 +1,91 @@
+"""A device model served by ``python -m vfio_bridge serve`` in its own process."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import HarnessError
+from .process import ManagedProcess
+
+
+class ServedModel:
+    """Start a vfio-user server for ``model`` and wait for its ready line.
+
+    The socket lives in ``sockdir`` (created 0700); ``stop()`` ends the server
+    by its pid with SIGTERM so it writes its log trailer and removes its socket.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        sockdir: Path,
+        log_path: Path | None,
+        options: Sequence[str] = (),
+        path_label: str = "direct",
+        name: str | None = None,
+        timeout: float = 15.0,
+    ) -> None:
+        sockdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.name = name or model
+        self.socket_path = sockdir / f"{self.name}.sock"
+        self.log_path = log_path
+        argv = [sys.executable, "-m", "vfio_bridge", "serve", "--model", model]
+        argv += ["--socket", str(self.socket_path), "--path-label", path_label]
+        if log_path is not None:
+            argv += ["--log", str(log_path)]
+        for opt in options:
+            argv += ["--opt", opt]
+        self.stderr_path = sockdir / f"{self.name}.server.stderr"
+        self.process = ManagedProcess(
+            argv, f"server {self.name}", stdout=subprocess.PIPE, stderr=self.stderr_path
+        )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.process.stop()
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        stdout = self.process.proc.stdout
+        assert stdout is not None
+        deadline = time.monotonic() + timeout
+        line = b""
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise HarnessError(f"server for {self.name} not ready within {timeout} s")
+            readable, _, _ = select.select([stdout], [], [], remaining)
+            if not readable:
+                continue
+            chunk = os.read(stdout.fileno(), 4096)
+            if not chunk:
+                self.process.proc.wait()
+                raise HarnessError(
+                    f"server for {self.name} exited with status {self.process.proc.returncode}: "
+                    f"{self.process.stderr_tail()}"
+                )
+            line += chunk
+        if not line.startswith(b"ready:"):
+            raise HarnessError(f"server for {self.name} said {line!r} instead of ready")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> int:
+        status = self.process.stop()
+        if self.process.proc.stdout is not None:
+            self.process.proc.stdout.close()
+        return status
+
+    def __enter__(self) -> ServedModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

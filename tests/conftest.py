@@ -1,0 +1,66 @@
+"""Shared fixtures: one provisioned QEMU per machine, served models, log readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.qemu_install import QemuInstall, find_qemu, provision
+from harness.served import ServedModel
+
+
+@pytest.fixture(scope="session")
+def qemu() -> QemuInstall:
+    """The provisioned QEMU 11; provisions it (under the machine-wide lock) if missing."""
+    try:
+        install = find_qemu()
+    except HarnessError:
+        install = provision()
+    install.check()
+    return install
+
+
+@pytest.fixture
+def sockdir() -> Iterator[Path]:
+    """A short private directory for UNIX sockets (their paths are limited to 108 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="xvpci-t-") as name:
+        path = Path(name)
+        os.chmod(path, 0o700)
+        yield path
+
+
+@pytest.fixture
+def serve_model(sockdir: Path, tmp_path: Path) -> Iterator[object]:
+    """``serve_model("edu")`` starts a server process; all are stopped by pid afterwards."""
+    started: list[ServedModel] = []
+
+    def start(model: str, *options: str, name: str | None = None) -> ServedModel:
+        label = name or model
+        served = ServedModel(model, sockdir, tmp_path / f"{label}.jsonl", options, name=label)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        served.stop()
+
+
+def read_log(path: Path) -> tuple[dict, list[dict], dict | None]:
+    """Header, events and trailer (None when the log was cut short) of a transaction log."""
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    events: list[dict] = []
+    trailer = None
+    for line in lines[1:]:
+        record = json.loads(line)
+        if "xvpci_end" in record:
+            trailer = record
+        else:
+            events.append(record)
+    return header, events, trailer
