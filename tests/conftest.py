@@ -51,6 +51,11 @@ def serve_model(sockdir: Path, tmp_path: Path) -> Iterator[object]:
         served.stop()
 
 
+def has(event: dict, **fields: object) -> bool:
+    """Whether ``event`` holds every one of ``fields`` with that value."""
+    return all(event.get(key) == value for key, value in fields.items())
+
+
 def read_log(path: Path) -> tuple[dict, list[dict], dict | None]:
     """Header, events and trailer (None when the log was cut short) of a transaction log."""
     lines = path.read_text().splitlines()
@@ -64,3 +69,46 @@ def read_log(path: Path) -> tuple[dict, list[dict], dict | None]:
         else:
             events.append(record)
     return header, events, trailer
+
+
+class ThreadedServer:
+    """A VfioUserServer on a real socket, served from a thread of the test process."""
+
+    def __init__(self, model_name: str, sockdir: Path, log_path: Path) -> None:
+        import threading
+
+        from vfio_bridge.models import get_model
+        from vfio_bridge.recorder import Recorder
+        from vfio_bridge.server import VfioUserServer
+
+        self.model = get_model(model_name)()
+        self.log_path = log_path
+        self.recorder = Recorder(log_path, model=model_name, path="direct")
+        self.socket_path = sockdir / f"{model_name}.sock"
+        self.server = VfioUserServer(self.model, self.socket_path, self.recorder)
+        self.server.listen()
+        self.thread = threading.Thread(target=self.server.serve, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "server thread did not stop"
+        self.server.close()
+        self.recorder.close()
+
+
+@pytest.fixture
+def edu_server(sockdir: Path, tmp_path: Path) -> Iterator[ThreadedServer]:
+    server = ThreadedServer("edu", sockdir, tmp_path / "edu.jsonl")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(edu_server: ThreadedServer) -> Iterator[object]:
+    from vfio_bridge.client import VfioUserClient
+
+    with VfioUserClient(edu_server.socket_path) as connected:
+        connected.negotiate()
+        yield connected

@@ -10,7 +10,7 @@ import pytest
 
 from harness.qemu_install import QemuInstall
 from harness.qtest import QtestMachine, vfio_user_device
-from tests.conftest import read_log
+from tests.conftest import has, read_log
 
 pytestmark = pytest.mark.qemu
 
@@ -109,18 +109,16 @@ def test_edu_through_qemu_vfio_user(
         "irq",
     } <= kinds
 
-    def has(kind: str, **fields: object) -> bool:
-        return any(
-            e["kind"] == kind and all(e.get(k) == v for k, v in fields.items()) for e in events
-        )
+    def logged(kind: str, **fields: object) -> bool:
+        return any(has(e, kind=kind, **fields) for e in events)
 
-    assert has("mmio_read", bar=0, offset=0, size=4, value=0x010000ED)
-    assert has("mmio_write", bar=0, offset=8, size=4, value=10)
-    assert has("mmio_read", bar=0, offset=8, size=4, value=3628800)
-    assert has("irq", irq_type="msi", vector=0)
+    assert logged("mmio_read", bar=0, offset=0, size=4, value=0x010000ED)
+    assert logged("mmio_write", bar=0, offset=8, size=4, value=10)
+    assert logged("mmio_read", bar=0, offset=8, size=4, value=3628800)
+    assert logged("irq", irq_type="msi", vector=0)
     digest = hashlib.sha256(payload).hexdigest()
-    assert has("dma_read", addr=RAM_SRC, len=64, sha256=digest, data=payload.hex())
-    assert has("dma_write", addr=RAM_DST, len=64, sha256=digest)
+    assert logged("dma_read", addr=RAM_SRC, len=64, sha256=digest, data=payload.hex())
+    assert logged("dma_write", addr=RAM_DST, len=64, sha256=digest)
     maps = [e for e in events if e["kind"] == "dma_map"]
     assert maps and any(m["shared"] is shared for m in maps)
     if not shared:

@@ -1,0 +1,68 @@
+"""An in-process bus: guest memory is a bytearray, interrupts are a list.
+
+It hosts a model without sockets, for unit tests of models and for measuring
+model code alone in benchmarks. Deferred work runs after each access, as on
+the vfio-user server.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable
+
+from .device import DeviceModel, DmaError
+
+log = logging.getLogger(__name__)
+
+
+class LocalBus:
+    """Host ``model`` with ``memory_size`` bytes of guest memory at address 0."""
+
+    def __init__(self, model: DeviceModel, memory_size: int = 1 << 20) -> None:
+        self.model = model
+        self.memory = bytearray(memory_size)
+        self.irqs: list[tuple[str, int]] = []
+        self.errors: list[str] = []
+        self._deferred: collections.deque[Callable[[], None]] = collections.deque()
+        model.attach(self)
+
+    # --- Bus -----------------------------------------------------------------
+
+    def dma_read(self, addr: int, length: int) -> bytes:
+        self._check(addr, length)
+        return bytes(self.memory[addr : addr + length])
+
+    def dma_write(self, addr: int, data: bytes) -> None:
+        self._check(addr, len(data))
+        self.memory[addr : addr + len(data)] = data
+
+    def _check(self, addr: int, length: int) -> None:
+        if addr < 0 or length < 0 or addr + length > len(self.memory):
+            raise DmaError(f"DMA {addr:#x}+{length:#x} outside {len(self.memory):#x} bytes")
+
+    def signal_irq(self, irq_type: str, vector: int) -> bool:
+        self.irqs.append((irq_type, vector))
+        return True
+
+    def defer(self, work: Callable[[], None]) -> None:
+        self._deferred.append(work)
+
+    # --- the CPU side ----------------------------------------------------------
+
+    def mmio_read(self, bar: int, offset: int, size: int) -> int:
+        value = self.model.bar_handlers[bar].read(offset, size)
+        self.run_deferred()
+        return value
+
+    def mmio_write(self, bar: int, offset: int, size: int, value: int) -> None:
+        self.model.bar_handlers[bar].write(offset, size, value)
+        self.run_deferred()
+
+    def run_deferred(self) -> None:
+        while self._deferred:
+            try:
+                self._deferred.popleft()()
+            except DmaError as exc:
+                log.warning("%s: device work failed: %s", self.model.name, exc)
+                self.errors.append(str(exc))
