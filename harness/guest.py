@@ -1,0 +1,155 @@
+"""A booted Linux guest with device models attached over vfio-user, reachable over SSH.
+
+``LinuxGuest`` starts one server process per model, boots QEMU with the
+models as ``vfio-user-pci`` devices, waits for the guest, and connects SSH.
+Leaving the ``with`` block ends everything it started, by pid, in reverse
+order, whether the body succeeded or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import HarnessError
+from .linux_image import LinuxImage
+from .machine import Machine, MachineSpec
+from .progress import Progress
+from .qemu_install import QemuInstall
+from .qtest import vfio_user_device
+from .served import ServedModel
+from .ssh import GuestSSH
+
+READY_MARKER = "XVPCI-GUEST-READY"
+
+
+@dataclass
+class ModelAttachment:
+    """A model to serve and attach: its options, log label and PCI address."""
+
+    model: str
+    options: Sequence[str] = ()
+    path_label: str = "direct"
+    name: str | None = None
+    pci_addr: str | None = None
+    device_props: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.model
+
+
+class LinuxGuest:
+    """Boot the Linux image with ``models`` attached; ``ssh`` is ready inside the block."""
+
+    def __init__(
+        self,
+        qemu: QemuInstall,
+        image: LinuxImage,
+        workdir: Path,
+        models: Sequence[ModelAttachment] = (),
+        accel: str = "tcg",
+        memory_mib: int = 1024,
+        boot_timeout: float = 180.0,
+        ssh_timeout: float = 60.0,
+        kernel_args: str | None = None,
+        extra_args: Sequence[str] = (),
+        nic: str = "virtio-net-pci",
+        progress: Progress | None = None,
+    ) -> None:
+        self.qemu = qemu
+        self.image = image
+        self.workdir = workdir
+        self.models = list(models)
+        self.accel = accel
+        self.memory_mib = memory_mib
+        self.boot_timeout = boot_timeout
+        self.ssh_timeout = ssh_timeout
+        self.kernel_args = kernel_args if kernel_args is not None else image.kernel_args
+        self.extra_args = list(extra_args)
+        self.nic = nic
+        self.progress = progress or Progress("guest", quiet=True)
+        self.servers: dict[str, ServedModel] = {}
+        self.machine: Machine | None = None
+        self._ssh: GuestSSH | None = None
+        self.boot_seconds = 0.0
+        self.ssh_seconds = 0.0
+
+    @property
+    def ssh(self) -> GuestSSH:
+        if self._ssh is None:
+            raise HarnessError("the guest is not up")
+        return self._ssh
+
+    def log_path(self, label: str) -> Path:
+        return self.workdir / f"{label}.jsonl"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        sockdir = self.workdir / "sockets"
+        devices = []
+        for attachment in self.models:
+            self.progress.step(f"serving model {attachment.model} as {attachment.label}")
+            served = ServedModel(
+                attachment.model,
+                sockdir,
+                self.log_path(attachment.label),
+                attachment.options,
+                path_label=attachment.path_label,
+                name=attachment.label,
+            )
+            self.servers[attachment.label] = served
+            devices.append(
+                vfio_user_device(
+                    served.socket_path, addr=attachment.pci_addr, **attachment.device_props
+                )
+            )
+        spec = MachineSpec(
+            guest_args=[
+                "-kernel", str(self.image.kernel),
+                "-initrd", str(self.image.initramfs),
+                "-append", self.kernel_args,
+            ],
+            memory_mib=self.memory_mib,
+            accel=self.accel,
+            nic=self.nic,
+            devices=devices,
+            extra_args=self.extra_args,
+        )  # fmt: skip
+        self.machine = Machine(self.qemu, spec, self.workdir, name="linux")
+        self.progress.step(f"booting the Linux guest ({self.accel})")
+        self.machine.start()
+        self.boot_seconds = self.machine.wait_for_serial(READY_MARKER, self.boot_timeout)
+        self.progress.step(f"guest up after {self.boot_seconds:.1f} s; connecting SSH")
+        ssh = GuestSSH(
+            "127.0.0.1", self.machine.ssh_port, self.image.host_key, self.image.client_key
+        )
+        machine = self.machine
+        assert machine.process is not None
+        self.ssh_seconds = ssh.connect(self.ssh_timeout, alive=machine.process.alive)
+        self._ssh = ssh
+        self.progress.step("SSH ready")
+
+    def stop(self) -> None:
+        """End SSH, QEMU and the servers (each by pid); safe after a failed start."""
+        if self._ssh is not None:
+            self._ssh.close()
+            self._ssh = None
+        if self.machine is not None:
+            self.machine.close()
+        for served in self.servers.values():
+            with contextlib.suppress(Exception):
+                served.stop()
+
+    def __enter__(self) -> LinuxGuest:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
