@@ -38,6 +38,39 @@ def _provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _guest_build(args: argparse.Namespace) -> int:
+    from .linux_image import build
+
+    image = build(progress=Progress("guest build", quiet=args.quiet), force=args.force)
+    print(image.directory)
+    return 0
+
+
+def _guest_shell(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from .accel import choose_accel
+    from .guest import LinuxGuest, ModelAttachment
+    from .linux_image import build
+    from .shell import interactive, scripted
+
+    progress = Progress("guest", quiet=args.quiet)
+    qemu = find_qemu()
+    image = build(progress=progress)
+    accel = choose_accel(args.accel, qemu, image)
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="xvpci-shell-"))
+    models = [ModelAttachment(args.model, args.opt)] if args.model else []
+    with LinuxGuest(qemu, image, workdir, models, accel=accel, progress=progress) as guest:
+        if sys.stdin.isatty():
+            status = interactive(guest.ssh)
+        else:
+            status = scripted(guest.ssh, sys.stdin.buffer.read(), args.timeout)
+    if args.model:
+        progress.step(f"transaction log: {guest.log_path(args.model)}")
+    return status
+
+
 def _models(args: argparse.Namespace) -> int:
     for name in sorted(MODELS):
         cls = MODELS[name]
@@ -82,6 +115,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bridge_cli.add_serve_arguments(serve)
     serve.set_defaults(func=bridge_cli.run_serve)
+
+    guest = sub.add_parser(
+        "guest",
+        help="build a guest image or open a shell in a booted guest",
+        description="Guest images and interactive guests.",
+    )
+    guest_sub = guest.add_subparsers(dest="guest_command", required=True, metavar="ACTION")
+    gbuild = guest_sub.add_parser(
+        "build",
+        help="build (or reuse) the cached guest image",
+        description="Build the Linux guest image (Debian kernel + initramfs from Debian "
+        "packages) into the cache; rebuilt only when its inputs in this repository change.",
+        epilog="example:\n  xvpci guest build linux\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gbuild.add_argument("os", choices=["linux"], help="guest operating system")
+    gbuild.add_argument("--force", action="store_true", help="rebuild even if cached")
+    gbuild.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    gbuild.set_defaults(func=_guest_build)
+    gshell = guest_sub.add_parser(
+        "shell",
+        help="boot a guest (with a model attached) and open a shell in it",
+        description="Boot the guest, optionally with a device model on vfio-user-pci, and "
+        "open a shell over SSH. When standard input is not a terminal, run the commands "
+        "read from it, print their output and exit with the last command's status.",
+        epilog="examples:\n  xvpci guest shell linux --model edu\n"
+        "  echo 'lspci -nn' | xvpci guest shell linux --model edu\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gshell.add_argument("os", choices=["linux"], help="guest operating system")
+    gshell.add_argument("--model", choices=sorted(MODELS), help="device model to attach")
+    gshell.add_argument(
+        "--opt", action="append", default=[], metavar="NAME=VALUE", help="model option"
+    )
+    gshell.add_argument(
+        "--accel",
+        default="tcg",
+        choices=["tcg", "kvm", "auto"],
+        help="accelerator (default tcg; kvm only after a probe boots)",
+    )
+    gshell.add_argument("--workdir", help="where logs go (default: a new temporary directory)")
+    gshell.add_argument(
+        "--timeout", type=float, default=600, help="seconds for a script from stdin"
+    )
+    gshell.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    gshell.set_defaults(func=_guest_shell)
 
     models = sub.add_parser(
         "models",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from .process import ManagedProcess
 from .qemu_install import QemuInstall
 
 log = logging.getLogger(__name__)
+# qemu.qmp logs a failed negotiation as an error; we report QEMU's own reason instead.
+logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
 
 PANIC_MARKERS = ("Kernel panic", "end Kernel panic")
 
@@ -114,7 +117,10 @@ class Machine:
         try:
             qmp.connect()
         except (QMPError, OSError) as exc:
-            self._check_alive("while connecting QMP")
+            # QEMU may be exiting (a device failed to realize): wait for its verdict.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.proc.wait(timeout=5)
+            self._check_alive("while starting")
             raise GuestBootError(f"cannot connect to QEMU's QMP socket: {exc}") from None
         self.qmp = qmp
 

@@ -112,3 +112,20 @@ def client(edu_server: ThreadedServer) -> Iterator[object]:
     with VfioUserClient(edu_server.socket_path) as connected:
         connected.negotiate()
         yield connected
+
+
+@pytest.fixture(scope="session")
+def linux_image(qemu: QemuInstall):
+    """The cached Linux guest image; built once per machine (under a lock) if missing."""
+    from harness.linux_image import build, find_image
+
+    return find_image() or build()
+
+
+def assert_process_gone(pid: int) -> None:
+    """The process was ended and reaped (no zombie left behind)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    raise AssertionError(f"process {pid} is still there")
