@@ -71,6 +71,31 @@ def _guest_shell(args: argparse.Namespace) -> int:
     return status
 
 
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .run import run
+
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    out = Path(args.out)
+    result = run(
+        args.model,
+        paths,
+        args.workload,
+        out,
+        args.opt,
+        accel=args.accel,
+        progress=Progress("run", quiet=args.quiet),
+    )
+    for path_result in result.results:
+        verdict = "passed" if path_result.passed else f"FAILED (status {path_result.status})"
+        print(f"{path_result.path}: {args.workload} {verdict}; log {path_result.log}")
+        if not path_result.passed:
+            print("  " + "\n  ".join(path_result.output.strip().splitlines()[-10:]))
+    print(f"reports and logs in {out}")
+    return 0 if result.passed else 1
+
+
 def _models(args: argparse.Namespace) -> int:
     for name in sorted(MODELS):
         cls = MODELS[name]
@@ -161,6 +186,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gshell.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     gshell.set_defaults(func=_guest_shell)
+
+    from .workloads import available
+
+    runp = sub.add_parser(
+        "run",
+        help="run a workload against a model along one or both paths",
+        description="Boot the Linux guest with the model attached along each path, run the "
+        "workload in it, and keep the transaction logs, serial logs and workload output in "
+        "the output directory.",
+        epilog="examples:\n  xvpci run --model nvme --paths direct --workload fs-verify\n"
+        "  xvpci run --model nvme --paths direct --workload fio-verify --out out/fio\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    runp.add_argument(
+        "--model", default="nvme", choices=sorted(MODELS), help="device model (default nvme)"
+    )
+    runp.add_argument(
+        "--paths", default="direct", help="comma-separated: direct, window (default direct)"
+    )
+    runp.add_argument(
+        "--workload",
+        default="fs-verify",
+        choices=available(),
+        help="guest workload (default fs-verify)",
+    )
+    runp.add_argument("--out", default="out", help="output directory (default ./out)")
+    runp.add_argument(
+        "--opt", action="append", default=[], metavar="NAME=VALUE", help="model option"
+    )
+    runp.add_argument(
+        "--accel", default="tcg", choices=["tcg", "kvm", "auto"], help="accelerator (default tcg)"
+    )
+    runp.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    runp.set_defaults(func=_run)
 
     models = sub.add_parser(
         "models",

@@ -2,7 +2,7 @@
 
 from ..pci.capabilities import Msi, MsiX, PciExpress, PowerManagement
 from ..pci.config import BarKind
-from .device import INTX, MSI, MSIX, Bar, Buffer, Bus, DeviceModel, DmaError, Option
+from .device import INTX, MSI, MSIX, Bar, Buffer, Bus, DeviceModel, DmaError, Option, Window
 from .registers import Access, Field, Register, RegisterFile
 
 __all__ = [
@@ -24,4 +24,5 @@ __all__ = [
     "PowerManagement",
     "Register",
     "RegisterFile",
+    "Window",
 ]

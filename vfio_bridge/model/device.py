@@ -60,6 +60,18 @@ class Buffer:
 
 
 @dataclass(frozen=True, slots=True)
+class Window:
+    """A BAR range handled by model methods: ``read(offset, size) -> int`` and
+    ``write(offset, size, value)``, offsets relative to the window (e.g. doorbells)."""
+
+    name: str
+    offset: int
+    size: int
+    read: str | None = None
+    write: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Bar:
     """A BAR declaration: layout plus what lives in it."""
 
@@ -69,6 +81,7 @@ class Bar:
     prefetchable: bool = False
     registers: tuple[Register, ...] = ()
     buffers: tuple[Buffer, ...] = ()
+    windows: tuple[Window, ...] = ()
 
     @property
     def layout(self) -> BarLayout:
@@ -138,13 +151,20 @@ class BarHandler:
         self.size = bar.size
         self.registers = RegisterFile(bar.registers, owner=model)
         self.buffers: dict[str, bytearray] = {}
-        self._windows: list[tuple[int, int, bytearray]] = []
+        self._buffer_ranges: list[tuple[int, int, bytearray]] = []
         for buf in bar.buffers:
             if buf.offset + buf.size > bar.size:
                 raise ValueError(f"buffer {buf.name} does not fit in BAR{bar.index}")
             memory = bytearray(buf.size)
             self.buffers[buf.name] = memory
-            self._windows.append((buf.offset, buf.offset + buf.size, memory))
+            self._buffer_ranges.append((buf.offset, buf.offset + buf.size, memory))
+        self._window_ranges: list[tuple[int, int, Callable | None, Callable | None]] = []
+        for win in bar.windows:
+            if win.offset + win.size > bar.size:
+                raise ValueError(f"window {win.name} does not fit in BAR{bar.index}")
+            read = getattr(model, win.read) if win.read else None
+            write = getattr(model, win.write) if win.write else None
+            self._window_ranges.append((win.offset, win.offset + win.size, read, write))
         self.msix: MsixState | None = None
         self._table = (0, 0)
         self._pba = (0, 0)
@@ -162,9 +182,12 @@ class BarHandler:
         regs = self.registers
         if regs.covers(offset):
             return regs.read(offset, size)
-        for start, end, memory in self._windows:
+        for start, end, memory in self._buffer_ranges:
             if start <= offset and offset + size <= end:
                 return int.from_bytes(memory[offset - start : offset - start + size], "little")
+        for start, end, read, _ in self._window_ranges:
+            if start <= offset < end:
+                return read(offset - start, size) if read is not None else 0
         if self.msix is not None:
             if self._table[0] <= offset < self._table[1]:
                 pos = offset - self._table[0]
@@ -177,9 +200,14 @@ class BarHandler:
     def write(self, offset: int, size: int, value: int) -> None:
         if self.registers.write(offset, size, value):
             return
-        for start, end, memory in self._windows:
+        for start, end, memory in self._buffer_ranges:
             if start <= offset and offset + size <= end:
                 memory[offset - start : offset - start + size] = value.to_bytes(size, "little")
+                return
+        for start, end, _, write in self._window_ranges:
+            if start <= offset < end:
+                if write is not None:
+                    write(offset - start, size, value)
                 return
         if self.msix is not None and self._table[0] <= offset < self._table[1]:
             pos = offset - self._table[0]
@@ -409,4 +437,5 @@ __all__ = [
     "DeviceModel",
     "DmaError",
     "Option",
+    "Window",
 ]

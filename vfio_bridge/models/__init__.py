@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ..model import DeviceModel
 from .edu import Edu
+from .nvme import Nvme
 
-MODELS: dict[str, type[DeviceModel]] = {cls.name: cls for cls in (Edu,)}
+MODELS: dict[str, type[DeviceModel]] = {cls.name: cls for cls in (Edu, Nvme)}
 
 
 def get_model(name: str) -> type[DeviceModel]:

@@ -1,0 +1,613 @@
+"""An NVMe 1.4 controller (class 01:08:02) for the stock NVMe drivers of Linux and macOS.
+
+Registers, doorbells and the admin and I/O command sets are declared or
+implemented here; payload layouts live in :mod:`.nvme_spec`. Queues are
+processed as device-side work after the doorbell write that rang them, so
+DMA works both through shared memory and through vfio-user DMA messages.
+Namespaces are backed by a host file (persisted) or by memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+
+from ..model import (
+    INTX,
+    Access,
+    Bar,
+    DeviceModel,
+    DmaError,
+    Field,
+    MsiX,
+    Option,
+    PciExpress,
+    PowerManagement,
+    Register,
+    Window,
+)
+from .nvme_spec import (
+    CQE_SIZE,
+    PAGE,
+    SQE_SIZE,
+    Command,
+    NvmeError,
+    Status,
+    active_namespaces,
+    completion,
+    identify_controller,
+    identify_namespace,
+    namespace_descriptors,
+    prp_segments,
+    smart_log,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_IO_QUEUES = 16
+MAX_QUEUE_ENTRIES = 1024
+MDTS = 5  # 2**5 pages: 128 KiB per command
+AERL = 3
+DOORBELLS = 0x1000
+MSIX_TABLE = 0x2000
+MSIX_PBA = 0x3000
+
+# Admin opcodes
+DELETE_SQ, CREATE_SQ, GET_LOG_PAGE, DELETE_CQ, CREATE_CQ = 0x00, 0x01, 0x02, 0x04, 0x05
+IDENTIFY, ABORT, SET_FEATURES, GET_FEATURES, ASYNC_EVENT = 0x06, 0x08, 0x09, 0x0A, 0x0C
+# NVM opcodes
+FLUSH, WRITE, READ, WRITE_ZEROES, DATASET_MANAGEMENT = 0x00, 0x01, 0x02, 0x08, 0x09
+
+CAP = (
+    (MAX_QUEUE_ENTRIES - 1)  # MQES
+    | (1 << 16)  # contiguous queues required
+    | (0x20 << 24)  # ready timeout: 16 s
+    | (1 << 37)  # NVM command set
+)
+FEATURE_DEFAULTS = {
+    0x01: 0,  # arbitration
+    0x02: 0,  # power management: PS0
+    0x04: 343,  # temperature threshold, Kelvin
+    0x05: 0,  # error recovery
+    0x06: 1,  # volatile write cache enabled
+    0x08: 0,  # interrupt coalescing
+    0x09: 0,  # interrupt vector configuration
+    0x0A: 0,  # write atomicity
+    0x0B: 0,  # asynchronous event configuration
+}
+FEATURE_QUEUES = 0x07
+
+
+class Namespace:
+    """Blocks of one namespace, in a host file (``path``) or in memory."""
+
+    def __init__(self, size: int, block_size: int, path: str = "") -> None:
+        if block_size not in (512, 4096):
+            raise ValueError(f"block size {block_size} is not 512 or 4096")
+        if size <= 0 or size % block_size:
+            raise ValueError(f"namespace size {size} is not a positive multiple of {block_size}")
+        self.block_size = block_size
+        self.blocks = size // block_size
+        self.path = path
+        self._fd = -1
+        self._memory: bytearray | None = None
+        if path:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            if os.fstat(self._fd).st_size < size:
+                os.ftruncate(self._fd, size)
+        else:
+            self._memory = bytearray(size)
+
+    def check(self, lba: int, count: int) -> None:
+        if count <= 0 or lba < 0 or lba + count > self.blocks:
+            raise NvmeError(
+                Status.LBA_OUT_OF_RANGE, f"LBA {lba}+{count} beyond {self.blocks} blocks"
+            )
+
+    def read(self, lba: int, count: int) -> bytes:
+        start, length = lba * self.block_size, count * self.block_size
+        if self._memory is not None:
+            return bytes(self._memory[start : start + length])
+        return os.pread(self._fd, length, start)
+
+    def write(self, lba: int, data: bytes) -> None:
+        start = lba * self.block_size
+        if self._memory is not None:
+            self._memory[start : start + len(data)] = data
+        else:
+            os.pwrite(self._fd, data, start)
+
+    def zero(self, lba: int, count: int) -> None:
+        self.write(lba, bytes(count * self.block_size))
+
+    def flush(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+@dataclass
+class CompletionQueue:
+    qid: int
+    base: int
+    size: int
+    vector: int
+    interrupts: bool
+    tail: int = 0
+    head: int = 0
+    phase: int = 1
+    sqs: set[int] = field(default_factory=set)
+
+    @property
+    def full(self) -> bool:
+        return (self.tail + 1) % self.size == self.head
+
+    @property
+    def pending(self) -> bool:
+        return self.tail != self.head
+
+
+@dataclass
+class SubmissionQueue:
+    qid: int
+    base: int
+    size: int
+    cqid: int
+    head: int = 0
+    tail: int = 0
+
+
+def _parse_size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower().removesuffix("ib").removesuffix("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+class Nvme(DeviceModel):
+    name = "nvme"
+    description = "NVMe 1.4 controller with one namespace (file- or memory-backed)"
+    # Red Hat's QEMU range, with a device ID no Linux quirk matches.
+    vendor_id = 0x1B36
+    device_id = 0x00EE
+    subsystem_vendor_id = 0x1B36
+    subsystem_id = 0x00EE
+    class_code = 0x010802
+    revision = 0x02
+    capabilities = (
+        PowerManagement(),
+        MsiX(
+            vectors=MAX_IO_QUEUES + 1,
+            table_bar=0,
+            table_offset=MSIX_TABLE,
+            pba_bar=0,
+            pba_offset=MSIX_PBA,
+        ),
+        PciExpress(),
+    )
+    options = (
+        Option("size", 64 << 20, "namespace size in bytes (suffixes k, m, g)", _parse_size),
+        Option("block_size", 512, "logical block size: 512 or 4096", int),
+        Option("backing", "", "host file holding the namespace (default: memory)"),
+        Option("serial", "XVPCI0001", "serial number reported by Identify"),
+    )
+    bars = (
+        Bar(
+            0,
+            size=0x4000,
+            registers=(
+                Register("cap", 0x00, size=8, access=Access.RO, reset=CAP),
+                Register("vs", 0x08, access=Access.RO, reset=0x00010400),
+                Register("intms", 0x0C, read="_interrupt_mask", write="_set_interrupt_mask"),
+                Register("intmc", 0x10, read="_interrupt_mask", write="_clear_interrupt_mask"),
+                Register(
+                    "cc",
+                    0x14,
+                    fields=(
+                        Field("en", 0),
+                        Field("css", 4, 3),
+                        Field("mps", 7, 4),
+                        Field("ams", 11, 3),
+                        Field("shn", 14, 2),
+                        Field("iosqes", 16, 4),
+                        Field("iocqes", 20, 4),
+                    ),
+                    write="_configure",
+                ),
+                Register(
+                    "csts",
+                    0x1C,
+                    fields=(
+                        Field("rdy", 0, access=Access.RO),
+                        Field("cfs", 1, access=Access.RO),
+                        Field("shst", 2, 2, access=Access.RO),
+                    ),
+                ),
+                Register("aqa", 0x24, fields=(Field("asqs", 0, 12), Field("acqs", 16, 12))),
+                Register("asq", 0x28, size=8, fields=(Field("asqb", 12, 52),)),
+                Register("acq", 0x30, size=8, fields=(Field("acqb", 12, 52),)),
+                Register("cmbloc", 0x38, access=Access.RO),
+                Register("cmbsz", 0x3C, access=Access.RO),
+            ),
+            windows=(Window("doorbells", DOORBELLS, 8 * (MAX_IO_QUEUES + 1), write="_doorbell"),),
+        ),
+    )
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self.regs = self.registers(0)
+        size, block_size = int(self.opts["size"]), int(self.opts["block_size"])
+        self.namespace = Namespace(size - size % block_size, block_size, str(self.opts["backing"]))
+        self.serial = str(self.opts["serial"])
+        digest = hashlib.sha256(self.serial.encode()).digest()
+        self._nguid, self._uuid = digest[:16], digest[16:32]
+        self.interrupt_mask = 0
+        self.sqs: dict[int, SubmissionQueue] = {}
+        self.cqs: dict[int, CompletionQueue] = {}
+        self.features = dict(FEATURE_DEFAULTS)
+        self.io_queues_granted = MAX_IO_QUEUES
+        self.aers: collections.deque[int] = collections.deque()
+        self._scheduled: set[int] = set()
+        self.counters = {"read_bytes": 0, "write_bytes": 0, "reads": 0, "writes": 0}
+
+    # --- registers ------------------------------------------------------------
+
+    def _interrupt_mask(self) -> int:
+        return self.interrupt_mask
+
+    def _set_interrupt_mask(self, value: int) -> None:
+        self.interrupt_mask |= value
+        self._update_intx()
+
+    def _clear_interrupt_mask(self, value: int) -> None:
+        self.interrupt_mask &= ~value
+        self._update_intx()
+
+    def _configure(self, value: int) -> None:
+        enabled = bool(self.regs.get_field("csts", "rdy"))
+        if value & 1 and not enabled:
+            self._enable()
+        elif not value & 1 and enabled:
+            self._controller_reset()
+        if self.regs.get_field("cc", "shn"):
+            self.namespace.flush()
+            self.regs.set_field("csts", "shst", 2)  # shutdown complete
+
+    def _enable(self) -> None:
+        if self.regs.get_field("cc", "mps") != 0:
+            log.warning("nvme: only 4 KiB memory pages are supported; controller fatal")
+            self.regs.set_field("csts", "cfs", 1)
+            return
+        asqs, acqs = self.regs.get_field("aqa", "asqs") + 1, self.regs.get_field("aqa", "acqs") + 1
+        if asqs < 2 or acqs < 2:
+            log.warning("nvme: admin queues of %d/%d entries are too small", asqs, acqs)
+            self.regs.set_field("csts", "cfs", 1)
+            return
+        self.cqs[0] = CompletionQueue(0, self.regs["acq"], acqs, vector=0, interrupts=True)
+        self.sqs[0] = SubmissionQueue(0, self.regs["asq"], asqs, cqid=0)
+        self.cqs[0].sqs.add(0)
+        self.regs.set_field("csts", "shst", 0)
+        self.regs.set_field("csts", "rdy", 1)
+
+    def _controller_reset(self) -> None:
+        self.sqs.clear()
+        self.cqs.clear()
+        self.aers.clear()
+        self._scheduled.clear()
+        self.features = dict(FEATURE_DEFAULTS)
+        self.io_queues_granted = MAX_IO_QUEUES
+        self.regs.set_field("csts", "rdy", 0)
+        self.regs.set_field("csts", "cfs", 0)
+        self.lower_irq()
+
+    def on_reset(self) -> None:
+        self.interrupt_mask = 0
+        self._controller_reset()
+
+    def _doorbell(self, offset: int, size: int, value: int) -> None:
+        qid, is_cq = divmod(offset, 8)
+        is_cq = bool(is_cq)
+        if size != 4 or offset % 4:
+            log.warning("nvme: doorbell access of %d bytes at %#x ignored", size, offset)
+            return
+        if is_cq:
+            cq = self.cqs.get(qid)
+            if cq is None or value >= cq.size:
+                log.warning("nvme: invalid CQ%d head doorbell %d", qid, value)
+                return
+            cq.head = value
+            self._update_intx()
+            for sqid in cq.sqs:  # a full CQ may have stalled its SQs
+                self._schedule(sqid)
+            return
+        sq = self.sqs.get(qid)
+        if sq is None or value >= sq.size:
+            log.warning("nvme: invalid SQ%d tail doorbell %d", qid, value)
+            return
+        sq.tail = value
+        self._schedule(qid)
+
+    def _schedule(self, sqid: int) -> None:
+        if sqid not in self._scheduled:
+            self._scheduled.add(sqid)
+            self.defer(lambda: self._process(sqid))
+
+    # --- queue processing (device-side work) ---------------------------------
+
+    def _process(self, sqid: int) -> None:
+        self._scheduled.discard(sqid)
+        sq = self.sqs.get(sqid)
+        if sq is None:
+            return
+        cq = self.cqs[sq.cqid]
+        posted = False
+        while sq.head != sq.tail and not cq.full:
+            try:
+                raw = self.dma_read(sq.base + sq.head * SQE_SIZE, SQE_SIZE)
+            except DmaError as exc:
+                log.warning("nvme: cannot fetch SQ%d entry %d: %s", sqid, sq.head, exc)
+                self.regs.set_field("csts", "cfs", 1)
+                return
+            sq.head = (sq.head + 1) % sq.size
+            cmd = Command.parse(raw)
+            try:
+                result = self._admin(cmd) if sqid == 0 else self._io(cmd)
+            except NvmeError as exc:
+                log.info("nvme: SQ%d cid %d opcode %#x: %s", sqid, cmd.cid, cmd.opcode, exc)
+                result = (exc.status, 0)
+            except DmaError as exc:
+                log.warning("nvme: SQ%d cid %d: DMA failed: %s", sqid, cmd.cid, exc)
+                result = (Status.DATA_TRANSFER_ERROR, 0)
+            if result is None:  # async event request: completes later
+                continue
+            status, dw0 = result
+            posted |= self._post(cq, sq, cmd.cid, status, dw0)
+        if posted:
+            self._interrupt(cq)
+
+    def _post(
+        self, cq: CompletionQueue, sq: SubmissionQueue, cid: int, status: int, dw0: int
+    ) -> bool:
+        entry = completion(dw0, sq.head, sq.qid, cid, cq.phase, status)
+        try:
+            self.dma_write(cq.base + cq.tail * CQE_SIZE, entry)
+        except DmaError as exc:
+            log.warning("nvme: cannot post to CQ%d: %s", cq.qid, exc)
+            self.regs.set_field("csts", "cfs", 1)
+            return False
+        cq.tail = (cq.tail + 1) % cq.size
+        if cq.tail == 0:
+            cq.phase ^= 1
+        return True
+
+    def _interrupt(self, cq: CompletionQueue) -> None:
+        if not cq.interrupts:
+            return
+        if self.irq_mode() == INTX:
+            self._update_intx()
+        else:
+            self.raise_irq(cq.vector)
+
+    def _update_intx(self) -> None:
+        if self.irq_mode() != INTX:
+            return
+        level = any(cq.interrupts and cq.pending for cq in self.cqs.values())
+        if level and not self.interrupt_mask & 1:
+            self.raise_irq(0)
+        else:
+            self.lower_irq()
+
+    # --- admin command set ------------------------------------------------------
+
+    def _admin(self, cmd: Command) -> tuple[int, int] | None:
+        handler = {
+            DELETE_SQ: self._delete_sq,
+            CREATE_SQ: self._create_sq,
+            GET_LOG_PAGE: self._get_log_page,
+            DELETE_CQ: self._delete_cq,
+            CREATE_CQ: self._create_cq,
+            IDENTIFY: self._identify,
+            ABORT: lambda c: (Status.SUCCESS, 1),  # bit 0: command not aborted
+            SET_FEATURES: self._set_features,
+            GET_FEATURES: self._get_features,
+            ASYNC_EVENT: self._async_event,
+        }.get(cmd.opcode)
+        if handler is None:
+            raise NvmeError(Status.INVALID_OPCODE, f"admin opcode {cmd.opcode:#x} not supported")
+        return handler(cmd)
+
+    def _send(self, cmd: Command, data: bytes, length: int | None = None) -> tuple[int, int]:
+        """Copy ``data`` (up to ``length`` bytes) to the command's PRPs."""
+        data = data[: length if length is not None else len(data)]
+        pos = 0
+        for addr, size in prp_segments(cmd.prp1, cmd.prp2, len(data), self.dma_read):
+            self.dma_write(addr, data[pos : pos + size])
+            pos += size
+        return Status.SUCCESS, 0
+
+    def _identify(self, cmd: Command) -> tuple[int, int]:
+        cns = cmd.cdw10 & 0xFF
+        if cns == 0x00:
+            if cmd.nsid != 1:
+                raise NvmeError(Status.INVALID_NAMESPACE, f"identify of namespace {cmd.nsid}")
+            ns = self.namespace
+            return self._send(cmd, identify_namespace(ns.blocks, ns.block_size, self._nguid))
+        if cns == 0x01:
+            page = identify_controller(
+                self.vendor_id, self.serial, "xvpci NVMe model", "1.0", MDTS, 1, AERL
+            )
+            return self._send(cmd, page)
+        if cns == 0x02:
+            return self._send(cmd, active_namespaces(cmd.nsid, 1))
+        if cns == 0x03:
+            if cmd.nsid != 1:
+                raise NvmeError(Status.INVALID_NAMESPACE, f"descriptors of namespace {cmd.nsid}")
+            return self._send(cmd, namespace_descriptors(self._uuid))
+        raise NvmeError(Status.INVALID_FIELD, f"identify CNS {cns:#x} not supported")
+
+    def _get_log_page(self, cmd: Command) -> tuple[int, int]:
+        lid = cmd.cdw10 & 0xFF
+        dwords = ((cmd.cdw11 & 0xFFFF) << 16 | (cmd.cdw10 >> 16)) + 1
+        offset = cmd.cdw12 | (cmd.cdw13 << 32)
+        if lid == 0x01:  # error information: no errors recorded
+            page = bytes(64)
+        elif lid == 0x02:
+            c = self.counters
+            page = smart_log(
+                -(-c["read_bytes"] // 512_000),
+                -(-c["write_bytes"] // 512_000),
+                c["reads"],
+                c["writes"],
+            )
+        elif lid == 0x03:  # firmware slot information
+            page = bytearray(512)
+            page[0] = 1
+            page[8:16] = b"1.0     "
+            page = bytes(page)
+        else:
+            raise NvmeError(Status.INVALID_LOG_PAGE, f"log page {lid:#x} not supported")
+        if offset >= len(page):
+            raise NvmeError(Status.INVALID_FIELD, f"log page offset {offset} beyond {len(page)}")
+        data = page[offset:].ljust(dwords * 4, b"\0")
+        return self._send(cmd, data, dwords * 4)
+
+    def _set_features(self, cmd: Command) -> tuple[int, int]:
+        fid = cmd.cdw10 & 0xFF
+        if cmd.cdw10 >> 31:
+            raise NvmeError(Status.FEATURE_NOT_SAVEABLE, f"feature {fid:#x} cannot be saved")
+        if fid == FEATURE_QUEUES:
+            if self.sqs.keys() - {0} or self.cqs.keys() - {0}:
+                raise NvmeError(Status.INVALID_FIELD, "number of queues set after creating queues")
+            wanted = max(cmd.cdw11 & 0xFFFF, cmd.cdw11 >> 16)
+            if wanted == 0xFFFF:
+                raise NvmeError(Status.INVALID_FIELD, "65536 queues requested")
+            self.io_queues_granted = min(wanted + 1, MAX_IO_QUEUES)
+            granted = self.io_queues_granted - 1
+            return Status.SUCCESS, granted << 16 | granted
+        if fid not in self.features:
+            raise NvmeError(Status.INVALID_FIELD, f"feature {fid:#x} not supported")
+        self.features[fid] = cmd.cdw11
+        return Status.SUCCESS, 0
+
+    def _get_features(self, cmd: Command) -> tuple[int, int]:
+        fid, select = cmd.cdw10 & 0xFF, (cmd.cdw10 >> 8) & 0x7
+        if select == 3:  # supported capabilities: changeable, not saveable
+            return Status.SUCCESS, 0x4
+        if fid == FEATURE_QUEUES:
+            granted = (self.io_queues_granted if select != 1 else MAX_IO_QUEUES) - 1
+            return Status.SUCCESS, granted << 16 | granted
+        if fid not in self.features:
+            raise NvmeError(Status.INVALID_FIELD, f"feature {fid:#x} not supported")
+        value = FEATURE_DEFAULTS[fid] if select == 1 else self.features[fid]
+        return Status.SUCCESS, value
+
+    def _async_event(self, cmd: Command) -> tuple[int, int] | None:
+        if len(self.aers) > AERL:
+            raise NvmeError(Status.ASYNC_EVENT_LIMIT_EXCEEDED, "too many async event requests")
+        self.aers.append(cmd.cid)  # no events are ever generated: it stays outstanding
+        return None
+
+    def _create_cq(self, cmd: Command) -> tuple[int, int]:
+        qid, size = cmd.cdw10 & 0xFFFF, (cmd.cdw10 >> 16) + 1
+        contiguous, interrupts, vector = cmd.cdw11 & 1, bool(cmd.cdw11 & 2), cmd.cdw11 >> 16
+        if not 1 <= qid <= self.io_queues_granted or qid in self.cqs:
+            raise NvmeError(Status.INVALID_QUEUE_IDENTIFIER, f"CQ id {qid} invalid or in use")
+        if not 2 <= size <= MAX_QUEUE_ENTRIES:
+            raise NvmeError(Status.INVALID_QUEUE_SIZE, f"CQ of {size} entries")
+        if not contiguous or cmd.prp1 % PAGE:
+            raise NvmeError(Status.INVALID_FIELD, "CQ must be contiguous and page aligned")
+        if interrupts and vector >= max(1, self.msix_vectors):
+            raise NvmeError(Status.INVALID_INTERRUPT_VECTOR, f"interrupt vector {vector}")
+        self.cqs[qid] = CompletionQueue(qid, cmd.prp1, size, vector, interrupts)
+        return Status.SUCCESS, 0
+
+    def _create_sq(self, cmd: Command) -> tuple[int, int]:
+        qid, size = cmd.cdw10 & 0xFFFF, (cmd.cdw10 >> 16) + 1
+        contiguous, cqid = cmd.cdw11 & 1, cmd.cdw11 >> 16
+        if not 1 <= qid <= self.io_queues_granted or qid in self.sqs:
+            raise NvmeError(Status.INVALID_QUEUE_IDENTIFIER, f"SQ id {qid} invalid or in use")
+        if not 2 <= size <= MAX_QUEUE_ENTRIES:
+            raise NvmeError(Status.INVALID_QUEUE_SIZE, f"SQ of {size} entries")
+        if cqid == 0 or cqid not in self.cqs:
+            raise NvmeError(Status.COMPLETION_QUEUE_INVALID, f"SQ{qid} names missing CQ{cqid}")
+        if not contiguous or cmd.prp1 % PAGE:
+            raise NvmeError(Status.INVALID_FIELD, "SQ must be contiguous and page aligned")
+        self.sqs[qid] = SubmissionQueue(qid, cmd.prp1, size, cqid)
+        self.cqs[cqid].sqs.add(qid)
+        return Status.SUCCESS, 0
+
+    def _delete_sq(self, cmd: Command) -> tuple[int, int]:
+        qid = cmd.cdw10 & 0xFFFF
+        if qid == 0 or qid not in self.sqs:
+            raise NvmeError(Status.INVALID_QUEUE_IDENTIFIER, f"delete of SQ{qid}")
+        sq = self.sqs.pop(qid)
+        self.cqs[sq.cqid].sqs.discard(qid)
+        return Status.SUCCESS, 0
+
+    def _delete_cq(self, cmd: Command) -> tuple[int, int]:
+        qid = cmd.cdw10 & 0xFFFF
+        if qid == 0 or qid not in self.cqs:
+            raise NvmeError(Status.INVALID_QUEUE_IDENTIFIER, f"delete of CQ{qid}")
+        if self.cqs[qid].sqs:
+            raise NvmeError(Status.INVALID_QUEUE_IDENTIFIER, f"CQ{qid} still has submission queues")
+        del self.cqs[qid]
+        return Status.SUCCESS, 0
+
+    # --- NVM command set ----------------------------------------------------------
+
+    def _io(self, cmd: Command) -> tuple[int, int]:
+        if cmd.nsid != 1:
+            raise NvmeError(Status.INVALID_NAMESPACE, f"namespace {cmd.nsid}")
+        if cmd.psdt:
+            raise NvmeError(Status.INVALID_FIELD, "SGLs are not supported")
+        ns = self.namespace
+        if cmd.opcode == FLUSH:
+            ns.flush()
+            return Status.SUCCESS, 0
+        if cmd.opcode in (READ, WRITE, WRITE_ZEROES):
+            lba, count = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
+            ns.check(lba, count)
+            if cmd.opcode == WRITE_ZEROES:
+                ns.zero(lba, count)
+                return Status.SUCCESS, 0
+            length = count * ns.block_size
+            if length > PAGE << MDTS:
+                raise NvmeError(Status.INVALID_FIELD, f"transfer of {length} bytes exceeds MDTS")
+            segments = prp_segments(cmd.prp1, cmd.prp2, length, self.dma_read)
+            if cmd.opcode == READ:
+                data = ns.read(lba, count)
+                pos = 0
+                for addr, size in segments:
+                    self.dma_write(addr, data[pos : pos + size])
+                    pos += size
+                self.counters["reads"] += 1
+                self.counters["read_bytes"] += length
+            else:
+                ns.write(lba, b"".join(self.dma_read(addr, size) for addr, size in segments))
+                self.counters["writes"] += 1
+                self.counters["write_bytes"] += length
+            return Status.SUCCESS, 0
+        if cmd.opcode == DATASET_MANAGEMENT:
+            if not cmd.cdw11 & 0x4:  # only deallocate does anything
+                return Status.SUCCESS, 0
+            ranges = (cmd.cdw10 & 0xFF) + 1
+            raw = b"".join(
+                self.dma_read(a, n)
+                for a, n in prp_segments(cmd.prp1, cmd.prp2, 16 * ranges, self.dma_read)
+            )
+            for i in range(ranges):
+                count = int.from_bytes(raw[16 * i + 4 : 16 * i + 8], "little")
+                lba = int.from_bytes(raw[16 * i + 8 : 16 * i + 16], "little")
+                if count:
+                    ns.check(lba, count)
+                    ns.zero(lba, count)
+            return Status.SUCCESS, 0
+        raise NvmeError(Status.INVALID_OPCODE, f"I/O opcode {cmd.opcode:#x} not supported")
