@@ -45,7 +45,8 @@ class RunResult:
 def attachments(model: str, options: list[str], path: str) -> list[ModelAttachment]:
     if path == "direct":
         return [ModelAttachment(model, options, path_label="direct", name=model)]
-    raise HarnessError("the window path is not available yet (window device model missing)")
+    window_options = [f"child={model}", f"child_options={';'.join(options)}"]
+    return [ModelAttachment("window", window_options, path_label="window", name=model)]
 
 
 def run(

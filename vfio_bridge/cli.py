@@ -7,10 +7,8 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-from .model import DeviceModel
-from .models import MODELS, get_model
+from .models import MODELS, create_model
 from .recorder import Recorder
 from .server import ServerError, VfioUserServer
 
@@ -44,44 +42,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
 
 
-def parse_model_options(model_cls: type[DeviceModel], pairs: Sequence[str]) -> dict[str, Any]:
-    """Turn ``NAME=VALUE`` strings into typed model options; ValueError on bad input."""
-    known = {opt.name: opt for opt in model_cls.options}
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"option {pair!r} is not NAME=VALUE")
-        if name not in known:
-            names = ", ".join(known) or "none"
-            raise ValueError(f"model {model_cls.name} has no option {name!r} (options: {names})")
-        try:
-            options[name] = known[name].parse(value)
-        except ValueError as exc:
-            raise ValueError(f"option {name}: {exc}") from None
-    return options
-
-
 def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    model_cls = get_model(args.model)
     try:
-        model = model_cls(**parse_model_options(model_cls, args.opt))
+        model = create_model(args.model, args.opt)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        recorder = Recorder(
-            args.log,
-            model=model.name,
-            path=args.path_label,
-            vendor_id=model.vendor_id,
-            device_id=model.device_id,
-        )
+        recorder = Recorder(args.log, path=args.path_label, **model.log_identity())
     except OSError as exc:
         print(f"error: cannot write log {args.log}: {exc.strerror}", file=sys.stderr)
         return 2

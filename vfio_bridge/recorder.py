@@ -83,7 +83,9 @@ class Recorder:
 
     # --- events: the hot paths format by hand, json.dumps is several times slower
 
-    def config(self, write: bool, offset: int, size: int, data: bytes) -> None:
+    def config(
+        self, write: bool, offset: int, size: int, data: bytes, stream: str | None = None
+    ) -> None:
         seq, t = self._next()
         if self._fd < 0:
             return
@@ -93,16 +95,20 @@ class Recorder:
             body = f'"offset":{offset},"size":{size},"value":{value}'
         else:
             body = f'"offset":{offset},"size":{size},"sha256":"{hashlib.sha256(data).hexdigest()}"'
-        self._write(f'{{"seq":{seq},"t_ns":{t},"kind":"{kind}",{body}}}\n')
+        tag = f',"stream":"{stream}"' if stream else ""
+        self._write(f'{{"seq":{seq},"t_ns":{t},"kind":"{kind}",{body}{tag}}}\n')
 
-    def mmio(self, write: bool, bar: int, offset: int, size: int, value: int) -> None:
+    def mmio(
+        self, write: bool, bar: int, offset: int, size: int, value: int, stream: str | None = None
+    ) -> None:
         seq, t = self._next()
         if self._fd < 0:
             return
         kind = "mmio_write" if write else "mmio_read"
+        tag = f',"stream":"{stream}"' if stream else ""
         self._write(
             f'{{"seq":{seq},"t_ns":{t},"kind":"{kind}","bar":{bar},'
-            f'"offset":{offset},"size":{size},"value":{value}}}\n'
+            f'"offset":{offset},"size":{size},"value":{value}{tag}}}\n'
         )
 
     def dma(self, write: bool, addr: int, data: bytes) -> None:
@@ -117,12 +123,13 @@ class Recorder:
             f'"sha256":"{hashlib.sha256(data).hexdigest()}"{inline}}}\n'
         )
 
-    def irq(self, irq_type: str, vector: int) -> None:
+    def irq(self, irq_type: str, vector: int, stream: str | None = None) -> None:
         seq, t = self._next()
         if self._fd < 0:
             return
+        tag = f',"stream":"{stream}"' if stream else ""
         self._write(
-            f'{{"seq":{seq},"t_ns":{t},"kind":"irq","irq_type":"{irq_type}","vector":{vector}}}\n'
+            f'{{"seq":{seq},"t_ns":{t},"kind":"irq","irq_type":"{irq_type}","vector":{vector}{tag}}}\n'
         )
 
     def event(self, kind: str, **fields: Any) -> None:

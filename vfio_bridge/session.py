@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import functools
 import logging
 import os
 import select
@@ -109,6 +110,12 @@ class Session:
             self._region_sizes[index] = handler.size
         self._region_sizes[Region.CONFIG] = model.config.size
         self._bars = model.bar_handlers
+        if model.records_accesses:
+            self._record_config = functools.partial(model.record_config, recorder)
+            self._record_mmio = functools.partial(model.record_mmio, recorder)
+        else:
+            self._record_config = recorder.config
+            self._record_mmio = recorder.mmio
         model.attach(self)
 
     # --- main loop -----------------------------------------------------------
@@ -335,10 +342,10 @@ class Session:
             return False
         return True
 
-    def signal_irq(self, irq_type: str, vector: int) -> bool:
+    def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool:
         index = _IRQ_TYPE_INDEX[irq_type]
         delivered = self._fire(index, vector)
-        self.recorder.irq(irq_type, vector)
+        self.recorder.irq(irq_type, vector, stream)
         if index == Irq.INTX and delivered:
             # VFIO INTx is automasked until the guest's EOI unmasks it.
             self.intx_masked = True
@@ -366,14 +373,14 @@ class Session:
         self._check_region(region, offset, count)
         if region == Region.CONFIG:
             data = self.model.config.read(offset, count)
-            self.recorder.config(False, offset, count, data)
+            self._record_config(False, offset, count, data)
         else:
             data = self._bar_read(region, offset, count)
         return body[: REGION_ACCESS.size] + data
 
     def _bar_read(self, bar: int, offset: int, count: int) -> bytes:
         handler = self._bars[bar]
-        record = self.recorder.mmio
+        record = self._record_mmio
         if count in (1, 2, 4, 8) and not offset % count:
             value = handler.read(offset, count)
             record(False, bar, offset, count, value)
@@ -397,11 +404,11 @@ class Session:
         self._check_region(region, offset, count)
         data = body[REGION_ACCESS.size :]
         if region == Region.CONFIG:
-            self.recorder.config(True, offset, count, data)
+            self._record_config(True, offset, count, data)
             self.model.config.write(offset, data)
         else:
             handler = self._bars[region]
-            record = self.recorder.mmio
+            record = self._record_mmio
             if count in (1, 2, 4, 8) and not offset % count:
                 value = int.from_bytes(data, "little")
                 record(True, region, offset, count, value)

@@ -45,7 +45,7 @@ class Bus(Protocol):
 
     def dma_write(self, addr: int, data: bytes) -> None: ...
 
-    def signal_irq(self, irq_type: str, vector: int) -> bool: ...
+    def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool: ...
 
     def defer(self, work: Callable[[], None]) -> None: ...
 
@@ -107,7 +107,7 @@ class DetachedBus:
     def dma_write(self, addr: int, data: bytes) -> None:
         raise DmaError("model is not attached to a bus")
 
-    def signal_irq(self, irq_type: str, vector: int) -> bool:
+    def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool:
         return False
 
     def defer(self, work: Callable[[], None]) -> None:
@@ -232,6 +232,10 @@ class DeviceModel:
     capabilities: ClassVar[tuple[Capability, ...]] = (PowerManagement(),)
     intx: ClassVar[bool] = True
     options: ClassVar[tuple[Option, ...]] = ()
+    first_capability: ClassVar[int] = 0x40
+    #: True when the model writes its own region accesses to the log (the window
+    #: device records its child's accesses in the child's terms).
+    records_accesses: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         known = {opt.name: opt for opt in self.options}
@@ -242,7 +246,7 @@ class DeviceModel:
             name: options.get(name, opt.default) for name, opt in known.items()
         }
         self.bus: Bus = DetachedBus()
-        self.config = ConfigSpace()
+        self.config = ConfigSpace(first_capability=self.first_capability)
         self.config.init_header(
             self.vendor_id,
             self.device_id,
@@ -361,12 +365,7 @@ class DeviceModel:
         """Called after every config write with the value software wrote."""
 
     def msix_table_written(self, vector: int) -> None:
-        """An MSI-X entry changed: deliver a pending vector that is now unmasked."""
-        if self.msix is None or not self.msix.pending & (1 << vector):
-            return
-        if not self.msix.masked(vector):
-            self.msix.pending &= ~(1 << vector)
-            self.bus.signal_irq(MSIX, vector)
+        """An MSI-X entry changed; whoever owns the table delivers pending vectors."""
 
     def unmapped_read(self, bar: int, offset: int, size: int) -> int:
         log.info("%s: read of unmapped BAR%d offset %#x size %d", self.name, bar, offset, size)
@@ -408,6 +407,22 @@ class DeviceModel:
                     self.reset()
                     return
         self.on_config_write(offset, size, value)
+
+    def log_identity(self) -> dict[str, Any]:
+        """What the transaction log header says this device is."""
+        return {"model": self.name, "vendor_id": self.vendor_id, "device_id": self.device_id}
+
+    def record_config(
+        self, recorder: Any, write: bool, offset: int, size: int, data: bytes
+    ) -> None:
+        """Log a config access (called instead of the default when ``records_accesses``)."""
+        raise NotImplementedError
+
+    def record_mmio(
+        self, recorder: Any, write: bool, bar: int, offset: int, size: int, value: int
+    ) -> None:
+        """Log a BAR access (called instead of the default when ``records_accesses``)."""
+        raise NotImplementedError
 
     @classmethod
     def describe(cls) -> str:

@@ -41,7 +41,7 @@ class LocalBus:
         if addr < 0 or length < 0 or addr + length > len(self.memory):
             raise DmaError(f"DMA {addr:#x}+{length:#x} outside {len(self.memory):#x} bytes")
 
-    def signal_irq(self, irq_type: str, vector: int) -> bool:
+    def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool:
         self.irqs.append((irq_type, vector))
         return True
 

@@ -101,13 +101,15 @@ WriteHook = Callable[[int, int, int], None]
 class ConfigSpace:
     """4 KiB of config space; reads and writes go through the byte masks."""
 
-    def __init__(self, size: int = CONFIG_SPACE_SIZE) -> None:
+    def __init__(
+        self, size: int = CONFIG_SPACE_SIZE, first_capability: int = FIRST_CAPABILITY
+    ) -> None:
         self.size = size
         self.data = bytearray(size)
         self.wmask = bytearray(size)
         self.w1cmask = bytearray(size)
         self._reset_image = b""
-        self._next_capability = FIRST_CAPABILITY
+        self._next_capability = first_capability
         self._last_capability = 0
         self._next_extended = FIRST_EXTENDED_CAPABILITY
         self._last_extended = 0
