@@ -409,8 +409,20 @@ class DeviceModel:
         self.on_config_write(offset, size, value)
 
     def log_identity(self) -> dict[str, Any]:
-        """What the transaction log header says this device is."""
-        return {"model": self.name, "vendor_id": self.vendor_id, "device_id": self.device_id}
+        """What the transaction log header says this device is (and where its MSI-X lives:
+        table and PBA accesses are path-specific, QEMU absorbs them on the direct path)."""
+        identity: dict[str, Any] = {
+            "model": self.name,
+            "vendor_id": self.vendor_id,
+            "device_id": self.device_id,
+        }
+        if self.msix is not None:
+            cap = self.msix.cap
+            identity["msix"] = {
+                "table": [cap.table_bar, cap.table_offset, cap.table_size],
+                "pba": [cap.pba_bar, cap.pba_offset, cap.pba_size],
+            }
+        return identity
 
     def record_config(
         self, recorder: Any, write: bool, offset: int, size: int, data: bytes

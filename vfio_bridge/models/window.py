@@ -129,17 +129,21 @@ class VmdWindow(DeviceModel):
         ),
     )
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, child_model: DeviceModel | None = None, **options: Any) -> None:
+        """Host ``child_model``, or the model the ``child``/``child_options`` options name."""
         super().__init__(**options)
-        from . import create_model  # the registry imports this module
+        child = child_model
+        if child is None:
+            from . import create_model  # the registry imports this module
 
-        name = str(self.opts["child"])
-        if name == self.name:
-            raise ValueError("a window cannot host another window")
-        try:
-            self.child = create_model(name, _child_options(str(self.opts["child_options"])))
-        except KeyError as exc:
-            raise ValueError(str(exc).strip("'\"")) from None
+            name = str(self.opts["child"])
+            if name == self.name:
+                raise ValueError("a window cannot host another window")
+            try:
+                child = create_model(name, _child_options(str(self.opts["child_options"])))
+            except KeyError as exc:
+                raise ValueError(str(exc).strip("'\"")) from None
+        self.child = child
         self.child.attach(ChildBus(self))
         self.config.set(0x40, 4, 0)  # VMCAP
         self.config.set(0x44, 4, 0, wmask=0xFFFFFFFF)  # VMCONFIG
