@@ -92,8 +92,49 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{path_result.path}: {args.workload} {verdict}; log {path_result.log}")
         if not path_result.passed:
             print("  " + "\n  ".join(path_result.output.strip().splitlines()[-10:]))
+    if result.verdict is not None:
+        print(result.verdict.text)
     print(f"reports and logs in {out}")
     return 0 if result.passed else 1
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .difflog import LogError, Rules, diff_logs
+    from .difflog.reports import summary, write_all
+
+    a, b = Path(args.a), Path(args.b)
+    try:
+        rules = Rules.load(Path(args.rules) if args.rules else None)
+        result = diff_logs(a, b, rules, allow_truncated=args.allow_truncated)
+        print(summary(result, a, b))
+        write_all(
+            result, a, b,
+            html_path=Path(args.html) if args.html else None,
+            json_path=Path(args.json) if args.json else None,
+            junit_path=Path(args.junit) if args.junit else None,
+            trace_path=Path(args.trace) if args.trace else None,
+        )  # fmt: skip
+    except LogError as exc:
+        print(f"xvpci diff: {exc}", file=sys.stderr)
+        return 2
+    return 0 if result.equivalent else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .difflog import LogError
+    from .run import report_run
+
+    try:
+        verdict = report_run(Path(args.run_dir), Path(args.rules) if args.rules else None)
+    except LogError as exc:
+        print(f"xvpci report: {exc}", file=sys.stderr)
+        return 2
+    print(verdict.text)
+    return 0 if verdict.equivalent else 1
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -221,6 +262,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runp.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     runp.set_defaults(func=_run)
+
+    diffp = sub.add_parser(
+        "diff",
+        help="compare two transaction logs",
+        description="Normalise two transaction logs (DMA addresses, status polls, "
+        "path-specific config and MSI-X, the window's own stream), align them per stream "
+        "with a bounded reorder window, and report the divergences.",
+        epilog="examples:\n  xvpci diff out/direct/nvme.jsonl out/window/nvme.jsonl\n"
+        "  xvpci diff A.jsonl B.jsonl --html diff.html --junit diff.xml --rules rules.toml\n\n"
+        "exit status: 0 equivalent, 1 diverged, 2 bad input (unreadable, truncated, "
+        "unknown version: the message names file and line)\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    diffp.add_argument("a", help="reference log (A), e.g. the direct path")
+    diffp.add_argument("b", help="log to check (B), e.g. the window path")
+    diffp.add_argument("--html", help="write a self-contained side-by-side HTML report")
+    diffp.add_argument("--json", help="write every divergence as JSON")
+    diffp.add_argument("--junit", help="write JUnit XML (one test case per stream)")
+    diffp.add_argument("--trace", help="write a Chrome/Perfetto trace of both logs")
+    diffp.add_argument("--rules", help="TOML rules: registers to ignore or mask, window size...")
+    diffp.add_argument("--allow-truncated", action="store_true", help="compare cut-short logs")
+    diffp.set_defaults(func=_diff)
+
+    reportp = sub.add_parser(
+        "report",
+        help="re-render the reports of a run directory from its logs",
+        epilog="example:\n  xvpci report out\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reportp.add_argument("run_dir", help="output directory of `xvpci run`")
+    reportp.add_argument("--rules", help="TOML rules for the diff")
+    reportp.set_defaults(func=_report)
 
     models = sub.add_parser(
         "models",

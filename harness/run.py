@@ -12,6 +12,8 @@ from pathlib import Path
 
 from . import workloads
 from .accel import choose_accel
+from .difflog import LogError, Rules, diff_logs, reports
+from .difflog.reports import write_all
 from .errors import HarnessError
 from .guest import LinuxGuest, ModelAttachment
 from .linux_image import build
@@ -33,13 +35,44 @@ class PathResult:
 
 
 @dataclass
+class Verdict:
+    equivalent: bool
+    text: str
+
+
+@dataclass
 class RunResult:
     out: Path
     results: list[PathResult] = field(default_factory=list)
+    verdict: Verdict | None = None
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results)
+        workloads_ok = all(r.passed for r in self.results)
+        return workloads_ok and (self.verdict is None or self.verdict.equivalent)
+
+
+def report_run(out: Path, rules_path: Path | None = None) -> Verdict:
+    """Diff the direct and window logs of a run directory; write reports to ``out/report``."""
+    summary_file = out / "summary.json"
+    if not summary_file.is_file():
+        raise LogError(f"{out}: no summary.json, not an `xvpci run` output directory")
+    summary = json.loads(summary_file.read_text())
+    paths = summary.get("paths", {})
+    if "direct" not in paths or "window" not in paths:
+        raise LogError(f"{out}: the run has no direct and window logs to compare")
+    log_a, log_b = Path(paths["direct"]["log"]), Path(paths["window"]["log"])
+    result = diff_logs(log_a, log_b, Rules.load(rules_path))
+    report = out / "report"
+    report.mkdir(exist_ok=True)
+    write_all(
+        result, log_a, log_b,
+        html_path=report / "diff.html", json_path=report / "diff.json",
+        junit_path=report / "junit.xml", trace_path=report / "trace.json",
+    )  # fmt: skip
+    text = reports.summary(result, log_a, log_b) + f"\nreports: {report}"
+    (report / "summary.txt").write_text(text + "\n")
+    return Verdict(result.equivalent, text)
 
 
 def attachments(model: str, options: list[str], path: str) -> list[ModelAttachment]:
@@ -106,4 +139,7 @@ def run(
         },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if {"direct", "window"} <= {r.path for r in result.results}:
+        progress.step("diffing the direct and window logs")
+        result.verdict = report_run(out)
     return result

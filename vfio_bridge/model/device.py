@@ -422,6 +422,13 @@ class DeviceModel:
                 "table": [cap.table_bar, cap.table_offset, cap.table_size],
                 "pba": [cap.pba_bar, cap.pba_offset, cap.pba_size],
             }
+        # Interrupt capabilities are programmed (or emulated) differently per path.
+        ranges = []
+        if self._msi_offset is not None:
+            ranges.append([self._msi_offset, self._msi_offset + 24])
+        if self._msix_offset is not None:
+            ranges.append([self._msix_offset, self._msix_offset + 12])
+        identity["path_specific_config"] = ranges
         return identity
 
     def record_config(

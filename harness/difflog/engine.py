@@ -1,0 +1,243 @@
+"""Alignment: per-stream matching of two normalised logs with a bounded reorder window.
+
+Both logs are read in lockstep, in batches; each stream keeps a queue per
+side that never grows past a fixed bound, so memory stays flat however long
+the logs are. Heads that match are consumed; a head found a little further
+on the other side is matched there (reordering within the window is not a
+divergence); otherwise the pair is a changed value/width/payload when both
+heads touch the same thing, or a missing/extra event.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .normalize import Item, Normalizer
+from .reader import LogInfo, LogReader
+from .rules import Rules
+
+BATCH = 2000
+MAX_KEPT = 10_000  # divergences kept in full; all are counted
+
+
+@dataclass
+class Divergence:
+    kind: str  # changed_value, changed_width, changed_payload, changed_length, missing, extra
+    stream: str
+    a: dict[str, Any] | None
+    b: dict[str, Any] | None
+    detail: str
+
+    @property
+    def seq_a(self) -> int | None:
+        return self.a["seq"] if self.a else None
+
+    @property
+    def seq_b(self) -> int | None:
+        return self.b["seq"] if self.b else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "stream": self.stream,
+            "index_a": self.seq_a,
+            "index_b": self.seq_b,
+            "event_a": self.a,
+            "event_b": self.b,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class DiffResult:
+    a: LogInfo
+    b: LogInfo
+    divergences: list[Divergence] = field(default_factory=list)
+    total_divergences: int = 0
+    by_kind: collections.Counter = field(default_factory=collections.Counter)
+    events_a: collections.Counter = field(default_factory=collections.Counter)
+    events_b: collections.Counter = field(default_factory=collections.Counter)
+    matched: int = 0
+    reordered: int = 0
+    streams: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def equivalent(self) -> bool:
+        return self.total_divergences == 0
+
+    @property
+    def first(self) -> Divergence | None:
+        return self.divergences[0] if self.divergences else None
+
+
+class _Stream:
+    __slots__ = ("a", "b", "diverged", "matched")
+
+    def __init__(self) -> None:
+        self.a: collections.deque[Item] = collections.deque()
+        self.b: collections.deque[Item] = collections.deque()
+        self.matched = 0
+        self.diverged = 0
+
+
+class Aligner:
+    def __init__(self, result: DiffResult, window: int) -> None:
+        self.result = result
+        self.window = max(1, window)
+        self.limit = 8 * self.window
+        self.streams: dict[str, _Stream] = {}
+
+    def add(self, item: Item, side: str) -> None:
+        stream = self.streams.get(item.stream)
+        if stream is None:
+            stream = self.streams[item.stream] = _Stream()
+        getattr(stream, side).append(item)
+
+    def settle(self, a_done: bool, b_done: bool) -> None:
+        for name, stream in self.streams.items():
+            self._settle(name, stream, a_done, b_done)
+
+    def _settle(self, name: str, s: _Stream, a_done: bool, b_done: bool) -> None:
+        window = self.window
+        while s.a and s.b:
+            a, b = s.a[0], s.b[0]
+            if a.same(b):
+                s.a.popleft()
+                s.b.popleft()
+                s.matched += 1
+                continue
+            j = _find(s.b, a, window)
+            i = _find(s.a, b, window)
+            if j is not None and (i is None or j <= i):
+                del s.b[j]
+                s.a.popleft()
+                s.matched += 1
+                self.result.reordered += 1
+                continue
+            if i is not None:
+                del s.a[i]
+                s.b.popleft()
+                s.matched += 1
+                self.result.reordered += 1
+                continue
+            # Neither head shows up nearby. Wait for more events unless both
+            # sides already hold a full window (or are finished).
+            if (len(s.b) < window and not b_done) or (len(s.a) < window and not a_done):
+                return
+            s.a.popleft()
+            if a.key == b.key:
+                s.b.popleft()
+                self._record(name, s, _changed_kind(a, b), a, b)
+            else:
+                self._record(name, s, "missing", a, None)
+        # One side is empty: the other's head is missing/extra once the empty
+        # side can no longer supply it (finished, or silent for too long).
+        while s.a and (b_done or len(s.a) > self.limit):
+            self._record(name, s, "missing", s.a.popleft(), None)
+        while s.b and (a_done or len(s.b) > self.limit):
+            self._record(name, s, "extra", None, s.b.popleft())
+
+    def _record(self, stream: str, s: _Stream, kind: str, a: Item | None, b: Item | None) -> None:
+        s.diverged += 1
+        result = self.result
+        result.total_divergences += 1
+        result.by_kind[kind] += 1
+        if len(result.divergences) < MAX_KEPT:
+            result.divergences.append(
+                Divergence(
+                    kind,
+                    stream,
+                    a.event if a else None,
+                    b.event if b else None,
+                    _describe(kind, a, b),
+                )
+            )
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {
+            name: {"matched": s.matched, "diverged": s.diverged}
+            for name, s in sorted(self.streams.items())
+        }
+
+
+def _find(queue: collections.deque[Item], item: Item, window: int) -> int | None:
+    for index, other in enumerate(itertools.islice(queue, 1, window)):
+        if other.same(item):
+            return index + 1
+    return None
+
+
+def _changed_kind(a: Item, b: Item) -> str:
+    if a.width != b.width:
+        return "changed_length" if a.stream == "dma" else "changed_width"
+    return "changed_payload" if a.stream == "dma" else "changed_value"
+
+
+def _value(item: Item) -> str:
+    value = item.value
+    if isinstance(value, int):
+        return f"{value:#x}"
+    if isinstance(value, str):
+        return value[:12]
+    return str(value)
+
+
+def _describe(kind: str, a: Item | None, b: Item | None) -> str:
+    item = a or b
+    assert item is not None
+    what = " ".join(str(part) if not isinstance(part, int) else f"{part:#x}" for part in item.key)
+    if kind == "missing":
+        return f"{what} (width {item.width}) = {_value(item)} is in A but not in B"
+    if kind == "extra":
+        return f"{what} (width {item.width}) = {_value(item)} is in B but not in A"
+    assert a is not None and b is not None
+    if kind in ("changed_width", "changed_length"):
+        return f"{what}: width {a.width} in A, {b.width} in B"
+    return f"{what}: {_value(a)} in A, {_value(b)} in B"
+
+
+def _normalised(
+    reader: LogReader, normalizer: Normalizer, counts: collections.Counter
+) -> Iterator[Item]:
+    for event in reader:
+        counts[event["kind"]] += 1
+        item = normalizer.push(event)
+        if item is not None:
+            yield item
+    yield from normalizer.finish()
+
+
+def diff_logs(
+    path_a: Path, path_b: Path, rules: Rules | None = None, allow_truncated: bool = False
+) -> DiffResult:
+    """Compare two logs; raises :class:`LogError` on unreadable or truncated input."""
+    rules = rules or Rules()
+    reader_a = LogReader(path_a, allow_truncated)
+    reader_b = LogReader(path_b, allow_truncated)
+    result = DiffResult(reader_a.info, reader_b.info)
+    aligner = Aligner(result, rules.reorder_window)
+    items_a = _normalised(reader_a, Normalizer(reader_a.info.header, rules), result.events_a)
+    items_b = _normalised(reader_b, Normalizer(reader_b.info.header, rules), result.events_b)
+    a_done = b_done = False
+    while not (a_done and b_done):
+        if not a_done:
+            batch = list(itertools.islice(items_a, BATCH))
+            a_done = len(batch) < BATCH
+            for item in batch:
+                aligner.add(item, "a")
+        if not b_done:
+            batch = list(itertools.islice(items_b, BATCH))
+            b_done = len(batch) < BATCH
+            for item in batch:
+                aligner.add(item, "b")
+        aligner.settle(a_done, b_done)
+    result.streams = aligner.stats()
+    result.matched = sum(s["matched"] for s in result.streams.values())
+    # Streams settle independently; report in log order (A's, else B's position).
+    result.divergences.sort(key=lambda d: d.seq_a if d.seq_a is not None else d.seq_b or 0)
+    return result

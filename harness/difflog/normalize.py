@@ -1,0 +1,131 @@
+"""Normalisation: turn raw events into comparable items, one log at a time.
+
+Items carry a *stream* (aligned independently), a *key* (what was accessed),
+a *width* and a *value* (what was seen). Path-specific detail is dropped or
+mapped here, so alignment compares only what both paths must agree on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .rules import PATH_SPECIFIC_CONFIG, Rules
+
+
+@dataclass(slots=True)
+class Item:
+    stream: str
+    key: tuple
+    width: int
+    value: Any
+    seq: int
+    event: dict[str, Any]
+    count: int = 1
+
+    def same(self, other: Item) -> bool:
+        return self.key == other.key and self.width == other.width and self.value == other.value
+
+
+class Normalizer:
+    """Stateful normaliser for one log (DMA address map, poll collapsing, config state)."""
+
+    def __init__(self, header: dict[str, Any], rules: Rules) -> None:
+        self.rules = rules
+        self._pages: dict[int, int] = {}
+        self._last_read: dict[str, Item] = {}
+        self._config: dict[tuple[int, int], Item] = {}
+        self._skip_mmio: list[tuple[int, int, int]] = []
+        msix = header.get("msix") or {}
+        for part in ("table", "pba"):
+            if part in msix:
+                bar, start, size = msix[part]
+                self._skip_mmio.append((bar, start, start + size))
+        self._skip_config = list(PATH_SPECIFIC_CONFIG)
+        self._skip_config += [tuple(r) for r in header.get("path_specific_config", [])]
+        self.dropped = 0
+
+    def push(self, event: dict[str, Any]) -> Item | None:
+        """The item for ``event``, or None when it is dropped, collapsed or deferred."""
+        rules = self.rules
+        if event.get("stream") in rules.ignore_streams or event["kind"] in rules.ignore_kinds:
+            self.dropped += 1
+            return None
+        kind = event["kind"]
+        if kind in ("mmio_read", "mmio_write"):
+            return self._mmio(event, kind)
+        if kind in ("dma_read", "dma_write"):
+            addr = event["addr"]
+            page = self._pages.setdefault(addr >> 12, len(self._pages))
+            canonical = page << 12 | (addr & 0xFFF)
+            return Item(
+                "dma", (kind, canonical), event["len"], event.get("sha256"), event["seq"], event
+            )
+        if kind == "irq":
+            key = (
+                ("irq", event["irq_type"], event["vector"])
+                if rules.compare_irq_type
+                else ("irq", event["vector"])
+            )
+            return Item("irq", key, 0, None, event["seq"], event)
+        if kind in ("cfg_read", "cfg_write"):
+            return self._config_event(event, kind)
+        return Item("other", (kind,), 0, None, event["seq"], event)
+
+    def _mmio(self, event: dict[str, Any], kind: str) -> Item | None:
+        bar, offset, size, value = event["bar"], event["offset"], event["size"], event["value"]
+        for skip_bar, start, end in self._skip_mmio:
+            if bar == skip_bar and start <= offset < end:
+                self.dropped += 1
+                return None
+        value = self._apply_rules("mmio", bar, offset, size, value)
+        if value is None:
+            return None
+        # Registers of one 4 KiB page form a group (e.g. NVMe registers vs doorbells).
+        stream = f"mmio:bar{bar}:{offset >> 12:x}"
+        item = Item(stream, (kind, bar, offset), size, value, event["seq"], event)
+        last = self._last_read.get(stream)
+        if kind == "mmio_read":
+            if last is not None and last.same(item):
+                last.count += 1  # a status poll: one item with a count
+                return None
+            self._last_read[stream] = item
+        else:
+            self._last_read.pop(stream, None)
+        return item
+
+    def _config_event(self, event: dict[str, Any], kind: str) -> Item | None:
+        offset, size = event["offset"], event["size"]
+        if "value" not in event or any(start <= offset < end for start, end in self._skip_config):
+            self.dropped += 1
+            return None
+        value = self._apply_rules("cfg", None, offset, size, event["value"])
+        if value is None:
+            return None
+        if kind == "cfg_read":
+            if not self.rules.compare_config_reads:
+                self.dropped += 1
+                return None
+            return Item("config", (kind, offset), size, value, event["seq"], event)
+        # Writes are compared by the state they leave: firmware on the direct
+        # path programs the device more often than the window driver does.
+        self._config[(offset, size)] = Item(
+            "config", (kind, offset), size, value, event["seq"], event
+        )
+        return None
+
+    def _apply_rules(
+        self, kind: str, bar: int | None, offset: int, size: int, value: int
+    ) -> int | None:
+        for rule in self.rules.ignore:
+            if rule.matches(kind, bar, offset, size):
+                self.dropped += 1
+                return None
+        for rule in self.rules.masks:
+            if rule.mask is not None and rule.matches(kind, bar, offset, size):
+                value &= rule.mask
+        return value
+
+    def finish(self) -> list[Item]:
+        """Items only known at the end: the final config state."""
+        return [self._config[key] for key in sorted(self._config)]
