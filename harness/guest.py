@@ -108,6 +108,9 @@ class LinuxGuest:
             )
         spec = MachineSpec(
             guest_args=[
+                # qboot rather than SeaBIOS: SeaBIOS drives NVMe controllers itself,
+                # so the direct path would see firmware traffic the window path cannot.
+                "-bios", "qboot.rom",
                 "-kernel", str(self.image.kernel),
                 "-initrd", str(self.image.initramfs),
                 "-append", self.kernel_args,

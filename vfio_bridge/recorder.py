@@ -111,13 +111,16 @@ class Recorder:
             f'"offset":{offset},"size":{size},"value":{value}{tag}}}\n'
         )
 
-    def dma(self, write: bool, addr: int, data: bytes) -> None:
+    def dma(self, write: bool, addr: int, data: bytes, tag: str | None = None) -> None:
+        """A DMA transfer; tagged ones (descriptors) always carry their bytes."""
         seq, t = self._next()
         if self._fd < 0:
             return
         kind = "dma_write" if write else "dma_read"
         length = len(data)
-        inline = f',"data":"{data.hex()}"' if length <= INLINE_DATA_LIMIT else ""
+        inline = f',"data":"{data.hex()}"' if length <= INLINE_DATA_LIMIT or tag else ""
+        if tag:
+            inline += f',"tag":"{tag}"'
         self._write(
             f'{{"seq":{seq},"t_ns":{t},"kind":"{kind}","addr":{addr},"len":{length},'
             f'"sha256":"{hashlib.sha256(data).hexdigest()}"{inline}}}\n'

@@ -16,7 +16,7 @@ import logging
 import os
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .dma import DmaSpace, MessageDma
 from .fdutil import close_quietly
@@ -463,14 +463,28 @@ class Session:
         self.recorder.event("dma_unmap", addr=request.iova, len=request.size, flags=request.flags)
         return message.body[: DmaUnmap._STRUCT.size]
 
-    def dma_read(self, addr: int, length: int) -> bytes:
+    def dma_read(self, addr: int, length: int, tag: str | None = None) -> bytes:
         data = self.dma.read(addr, length)
-        self.recorder.dma(False, addr, data)
+        self.recorder.dma(False, addr, data, tag)
         return data
 
-    def dma_write(self, addr: int, data: bytes) -> None:
+    def dma_write(self, addr: int, data: bytes, tag: str | None = None) -> None:
         self.dma.write(addr, data)
-        self.recorder.dma(True, addr, data)
+        self.recorder.dma(True, addr, data, tag)
+
+    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
+        data = b"".join(self.dma.read(addr, length) for addr, length in segments)
+        if segments:
+            self.recorder.dma(False, segments[0][0], data)
+        return data
+
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
+        pos = 0
+        for addr, length in segments:
+            self.dma.write(addr, data[pos : pos + length])
+            pos += length
+        if segments:
+            self.recorder.dma(True, segments[0][0], data)
 
     def _message_dma_read(self, addr: int, length: int) -> bytes:
         out = bytearray()

@@ -7,6 +7,7 @@ mapped here, so alignment compares only what both paths must agree on.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ class Normalizer:
 
     def __init__(self, header: dict[str, Any], rules: Rules) -> None:
         self.rules = rules
-        self._pages: dict[int, int] = {}
+        self._addresses: dict[int, int] = {}
         self._last_read: dict[str, Item] = {}
         self._config: dict[tuple[int, int], Item] = {}
         self._skip_mmio: list[tuple[int, int, int]] = []
@@ -43,7 +44,32 @@ class Normalizer:
                 self._skip_mmio.append((bar, start, start + size))
         self._skip_config = list(PATH_SPECIFIC_CONFIG)
         self._skip_config += [tuple(r) for r in header.get("path_specific_config", [])]
+        # Registers holding guest addresses: their low dword is mapped like a DMA address.
+        self._address_regs = {
+            (bar, offset) for bar, offset, _ in header.get("address_registers", [])
+        }
+        self._descriptors = {d["tag"]: d for d in header.get("descriptors", [])}
         self.dropped = 0
+
+    def canonical(self, addr: int) -> int:
+        """Guest addresses numbered by first appearance. Exact addresses, not pages:
+        the guest's allocators place buffers at different offsets on each path."""
+        return self._addresses.setdefault(addr, len(self._addresses))
+
+    def _payload(self, event: dict[str, Any]) -> str | None:
+        """The payload digest, with a declared descriptor's addresses and tags canonicalised."""
+        spec = self._descriptors.get(event.get("tag"))
+        if spec is None or "data" not in event:
+            return event.get("sha256")
+        data = bytearray.fromhex(event["data"])
+        for start, end in spec["ignore"]:
+            data[start:end] = bytes(end - start)
+        offsets = range(0, len(data) - 7, 8) if spec.get("address_list") else spec["addresses"]
+        for offset in offsets:
+            addr = int.from_bytes(data[offset : offset + 8], "little")
+            if addr:
+                data[offset : offset + 8] = self.canonical(addr).to_bytes(8, "little")
+        return hashlib.sha256(data).hexdigest()
 
     def push(self, event: dict[str, Any]) -> Item | None:
         """The item for ``event``, or None when it is dropped, collapsed or deferred."""
@@ -55,12 +81,9 @@ class Normalizer:
         if kind in ("mmio_read", "mmio_write"):
             return self._mmio(event, kind)
         if kind in ("dma_read", "dma_write"):
-            addr = event["addr"]
-            page = self._pages.setdefault(addr >> 12, len(self._pages))
-            canonical = page << 12 | (addr & 0xFFF)
-            return Item(
-                "dma", (kind, canonical), event["len"], event.get("sha256"), event["seq"], event
-            )
+            canonical = self.canonical(event["addr"])
+            payload = self._payload(event)
+            return Item("dma", (kind, canonical), event["len"], payload, event["seq"], event)
         if kind == "irq":
             key = (
                 ("irq", event["irq_type"], event["vector"])
@@ -81,6 +104,8 @@ class Normalizer:
         value = self._apply_rules("mmio", bar, offset, size, value)
         if value is None:
             return None
+        if (bar, offset) in self._address_regs and value:
+            value = self.canonical(value)
         # Registers of one 4 KiB page form a group (e.g. NVMe registers vs doorbells).
         stream = f"mmio:bar{bar}:{offset >> 12:x}"
         item = Item(stream, (kind, bar, offset), size, value, event["seq"], event)

@@ -2,7 +2,19 @@
 
 from ..pci.capabilities import Msi, MsiX, PciExpress, PowerManagement
 from ..pci.config import BarKind
-from .device import INTX, MSI, MSIX, Bar, Buffer, Bus, DeviceModel, DmaError, Option, Window
+from .device import (
+    INTX,
+    MSI,
+    MSIX,
+    Bar,
+    Buffer,
+    Bus,
+    Descriptor,
+    DeviceModel,
+    DmaError,
+    Option,
+    Window,
+)
 from .registers import Access, Field, Register, RegisterFile
 
 __all__ = [
@@ -14,6 +26,7 @@ __all__ = [
     "BarKind",
     "Buffer",
     "Bus",
+    "Descriptor",
     "DeviceModel",
     "DmaError",
     "Field",

@@ -10,7 +10,7 @@ unit tests and benchmarks, or a window device hosting it as a child.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -41,9 +41,13 @@ class DmaError(Exception):
 class Bus(Protocol):
     """What a model needs from whatever hosts it."""
 
-    def dma_read(self, addr: int, length: int) -> bytes: ...
+    def dma_read(self, addr: int, length: int, tag: str | None = None) -> bytes: ...
 
-    def dma_write(self, addr: int, data: bytes) -> None: ...
+    def dma_write(self, addr: int, data: bytes, tag: str | None = None) -> None: ...
+
+    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes: ...
+
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None: ...
 
     def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool: ...
 
@@ -89,6 +93,18 @@ class Bar:
 
 
 @dataclass(frozen=True, slots=True)
+class Descriptor:
+    """A structure the device DMAs under ``tag`` (a queue entry, an address list) and
+    which of its fields are guest addresses or driver-chosen ids, so the diff can
+    canonicalise them: they legitimately differ between paths."""
+
+    tag: str
+    addresses: tuple[int, ...] = ()  # offsets of 8-byte address fields
+    ignore: tuple[tuple[int, int], ...] = ()  # [start, end) byte ranges to ignore
+    address_list: bool = False  # the whole payload is 8-byte addresses
+
+
+@dataclass(frozen=True, slots=True)
 class Option:
     """A model option settable from the command line (``--opt name=value``)."""
 
@@ -101,10 +117,16 @@ class Option:
 class DetachedBus:
     """The bus of a model nobody hosts yet: DMA fails, interrupts go nowhere."""
 
-    def dma_read(self, addr: int, length: int) -> bytes:
+    def dma_read(self, addr: int, length: int, tag: str | None = None) -> bytes:
         raise DmaError("model is not attached to a bus")
 
-    def dma_write(self, addr: int, data: bytes) -> None:
+    def dma_write(self, addr: int, data: bytes, tag: str | None = None) -> None:
+        raise DmaError("model is not attached to a bus")
+
+    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
+        raise DmaError("model is not attached to a bus")
+
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
         raise DmaError("model is not attached to a bus")
 
     def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool:
@@ -233,6 +255,7 @@ class DeviceModel:
     intx: ClassVar[bool] = True
     options: ClassVar[tuple[Option, ...]] = ()
     first_capability: ClassVar[int] = 0x40
+    descriptors: ClassVar[tuple[Descriptor, ...]] = ()
     #: True when the model writes its own region accesses to the log (the window
     #: device records its child's accesses in the child's terms).
     records_accesses: ClassVar[bool] = False
@@ -302,17 +325,32 @@ class DeviceModel:
 
     # --- services for subclasses ---------------------------------------------
 
-    def dma_read(self, addr: int, length: int) -> bytes:
-        """Read guest memory; raises :class:`DmaError` when it is not mapped."""
+    def dma_read(self, addr: int, length: int, tag: str | None = None) -> bytes:
+        """Read guest memory; raises :class:`DmaError` when it is not mapped.
+
+        ``tag`` names what is read (a queue entry...) for the log and the diff."""
         if not self.config.command & Command.BUS_MASTER:
             raise DmaError(f"DMA read of {length} bytes at {addr:#x} with bus mastering off")
-        return self.bus.dma_read(addr, length)
+        return self.bus.dma_read(addr, length, tag)
 
-    def dma_write(self, addr: int, data: bytes) -> None:
+    def dma_write(self, addr: int, data: bytes, tag: str | None = None) -> None:
         """Write guest memory; raises :class:`DmaError` when it is not mapped."""
         if not self.config.command & Command.BUS_MASTER:
             raise DmaError(f"DMA write of {len(data)} bytes at {addr:#x} with bus mastering off")
-        self.bus.dma_write(addr, data)
+        self.bus.dma_write(addr, data, tag)
+
+    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
+        """Read a scatter list as one transfer (logged as one DMA of the whole buffer, so
+        how guest memory happened to be fragmented does not show in the log)."""
+        if not self.config.command & Command.BUS_MASTER:
+            raise DmaError("DMA read with bus mastering off")
+        return self.bus.dma_gather(segments)
+
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
+        """Write ``data`` across a scatter list as one transfer (see :meth:`dma_gather`)."""
+        if not self.config.command & Command.BUS_MASTER:
+            raise DmaError("DMA write with bus mastering off")
+        self.bus.dma_scatter(segments, data)
 
     def defer(self, work: Callable[[], None]) -> None:
         """Run ``work`` after the current access completed (device-side work)."""
@@ -424,11 +462,28 @@ class DeviceModel:
             }
         # Interrupt capabilities are programmed (or emulated) differently per path.
         ranges = []
+        if self._pcie_offset is not None:  # QEMU emulates parts of it for vfio devices
+            ranges.append([self._pcie_offset, self._pcie_offset + 0x3C])
         if self._msi_offset is not None:
             ranges.append([self._msi_offset, self._msi_offset + 24])
         if self._msix_offset is not None:
             ranges.append([self._msix_offset, self._msix_offset + 12])
         identity["path_specific_config"] = ranges
+        identity["address_registers"] = [
+            [bar.index, reg.offset, reg.size]
+            for bar in self.bars
+            for reg in bar.registers
+            if reg.address
+        ]
+        identity["descriptors"] = [
+            {
+                "tag": d.tag,
+                "addresses": list(d.addresses),
+                "ignore": [list(r) for r in d.ignore],
+                "address_list": d.address_list,
+            }
+            for d in self.descriptors
+        ]
         return identity
 
     def record_config(
@@ -468,6 +523,7 @@ __all__ = [
     "BarHandler",
     "Buffer",
     "Bus",
+    "Descriptor",
     "DeviceModel",
     "DmaError",
     "Option",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .device import DeviceModel, DmaError
 
@@ -29,13 +29,22 @@ class LocalBus:
 
     # --- Bus -----------------------------------------------------------------
 
-    def dma_read(self, addr: int, length: int) -> bytes:
+    def dma_read(self, addr: int, length: int, tag: str | None = None) -> bytes:
         self._check(addr, length)
         return bytes(self.memory[addr : addr + length])
 
-    def dma_write(self, addr: int, data: bytes) -> None:
+    def dma_write(self, addr: int, data: bytes, tag: str | None = None) -> None:
         self._check(addr, len(data))
         self.memory[addr : addr + len(data)] = data
+
+    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
+        return b"".join(self.dma_read(addr, length) for addr, length in segments)
+
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
+        pos = 0
+        for addr, length in segments:
+            self.dma_write(addr, data[pos : pos + length])
+            pos += length
 
     def _check(self, addr: int, length: int) -> None:
         if addr < 0 or length < 0 or addr + length > len(self.memory):

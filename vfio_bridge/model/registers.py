@@ -54,6 +54,9 @@ class Register:
     read: str | None = None
     write: str | None = None
     doc: str = ""
+    #: Holds a guest memory address (queue base...): the diff maps such values
+    #: like DMA addresses, since they legitimately differ between paths.
+    address: bool = False
 
     def __post_init__(self) -> None:
         if self.size not in (1, 2, 4, 8):

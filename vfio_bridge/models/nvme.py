@@ -19,6 +19,7 @@ from ..model import (
     INTX,
     Access,
     Bar,
+    Descriptor,
     DeviceModel,
     DmaError,
     Field,
@@ -193,6 +194,12 @@ class Nvme(DeviceModel):
         ),
         PciExpress(),
     )
+    descriptors = (
+        # Submission entry: command id (the driver's tag), PRP1 and PRP2 (addresses).
+        Descriptor("sqe", addresses=(24, 32), ignore=((2, 4),)),
+        Descriptor("cqe", ignore=((12, 14),)),  # completion entry: command id
+        Descriptor("prp_list", address_list=True),
+    )
     options = (
         Option("size", 64 << 20, "namespace size in bytes (suffixes k, m, g)", _parse_size),
         Option("block_size", 512, "logical block size: 512 or 4096", int),
@@ -232,8 +239,8 @@ class Nvme(DeviceModel):
                     ),
                 ),
                 Register("aqa", 0x24, fields=(Field("asqs", 0, 12), Field("acqs", 16, 12))),
-                Register("asq", 0x28, size=8, fields=(Field("asqb", 12, 52),)),
-                Register("acq", 0x30, size=8, fields=(Field("acqb", 12, 52),)),
+                Register("asq", 0x28, size=8, fields=(Field("asqb", 12, 52),), address=True),
+                Register("acq", 0x30, size=8, fields=(Field("acqb", 12, 52),), address=True),
                 Register("cmbloc", 0x38, access=Access.RO),
                 Register("cmbsz", 0x3C, access=Access.RO),
             ),
@@ -351,7 +358,7 @@ class Nvme(DeviceModel):
         posted = False
         while sq.head != sq.tail and not cq.full:
             try:
-                raw = self.dma_read(sq.base + sq.head * SQE_SIZE, SQE_SIZE)
+                raw = self.dma_read(sq.base + sq.head * SQE_SIZE, SQE_SIZE, "sqe")
             except DmaError as exc:
                 log.warning("nvme: cannot fetch SQ%d entry %d: %s", sqid, sq.head, exc)
                 self.regs.set_field("csts", "cfs", 1)
@@ -378,7 +385,7 @@ class Nvme(DeviceModel):
     ) -> bool:
         entry = completion(dw0, sq.head, sq.qid, cid, cq.phase, status)
         try:
-            self.dma_write(cq.base + cq.tail * CQE_SIZE, entry)
+            self.dma_write(cq.base + cq.tail * CQE_SIZE, entry, "cqe")
         except DmaError as exc:
             log.warning("nvme: cannot post to CQ%d: %s", cq.qid, exc)
             self.regs.set_field("csts", "cfs", 1)
@@ -405,6 +412,9 @@ class Nvme(DeviceModel):
         else:
             self.lower_irq()
 
+    def _read_prp_list(self, addr: int, length: int) -> bytes:
+        return self.dma_read(addr, length, "prp_list")
+
     # --- admin command set ------------------------------------------------------
 
     def _admin(self, cmd: Command) -> tuple[int, int] | None:
@@ -427,10 +437,7 @@ class Nvme(DeviceModel):
     def _send(self, cmd: Command, data: bytes, length: int | None = None) -> tuple[int, int]:
         """Copy ``data`` (up to ``length`` bytes) to the command's PRPs."""
         data = data[: length if length is not None else len(data)]
-        pos = 0
-        for addr, size in prp_segments(cmd.prp1, cmd.prp2, len(data), self.dma_read):
-            self.dma_write(addr, data[pos : pos + size])
-            pos += size
+        self.dma_scatter(prp_segments(cmd.prp1, cmd.prp2, len(data), self._read_prp_list), data)
         return Status.SUCCESS, 0
 
     def _identify(self, cmd: Command) -> tuple[int, int]:
@@ -581,17 +588,13 @@ class Nvme(DeviceModel):
             length = count * ns.block_size
             if length > PAGE << MDTS:
                 raise NvmeError(Status.INVALID_FIELD, f"transfer of {length} bytes exceeds MDTS")
-            segments = prp_segments(cmd.prp1, cmd.prp2, length, self.dma_read)
+            segments = prp_segments(cmd.prp1, cmd.prp2, length, self._read_prp_list)
             if cmd.opcode == READ:
-                data = ns.read(lba, count)
-                pos = 0
-                for addr, size in segments:
-                    self.dma_write(addr, data[pos : pos + size])
-                    pos += size
+                self.dma_scatter(segments, ns.read(lba, count))
                 self.counters["reads"] += 1
                 self.counters["read_bytes"] += length
             else:
-                ns.write(lba, b"".join(self.dma_read(addr, size) for addr, size in segments))
+                ns.write(lba, self.dma_gather(segments))
                 self.counters["writes"] += 1
                 self.counters["write_bytes"] += length
             return Status.SUCCESS, 0
@@ -599,9 +602,8 @@ class Nvme(DeviceModel):
             if not cmd.cdw11 & 0x4:  # only deallocate does anything
                 return Status.SUCCESS, 0
             ranges = (cmd.cdw10 & 0xFF) + 1
-            raw = b"".join(
-                self.dma_read(a, n)
-                for a, n in prp_segments(cmd.prp1, cmd.prp2, 16 * ranges, self.dma_read)
+            raw = self.dma_gather(
+                prp_segments(cmd.prp1, cmd.prp2, 16 * ranges, self._read_prp_list)
             )
             for i in range(ranges):
                 count = int.from_bytes(raw[16 * i + 4 : 16 * i + 8], "little")

@@ -23,7 +23,7 @@ absent-function probes, MSI-X and interrupts are tagged ``"stream":"window"``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..model import (
@@ -60,11 +60,17 @@ class ChildBus:
     def __init__(self, window: VmdWindow) -> None:
         self.window = window
 
-    def dma_read(self, addr: int, length: int) -> bytes:
-        return self.window.bus.dma_read(addr, length)
+    def dma_read(self, addr: int, length: int, tag: str | None = None) -> bytes:
+        return self.window.bus.dma_read(addr, length, tag)
 
-    def dma_write(self, addr: int, data: bytes) -> None:
-        self.window.bus.dma_write(addr, data)
+    def dma_write(self, addr: int, data: bytes, tag: str | None = None) -> None:
+        self.window.bus.dma_write(addr, data, tag)
+
+    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
+        return self.window.bus.dma_gather(segments)
+
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
+        self.window.bus.dma_scatter(segments, data)
 
     def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool:
         return self.window.child_interrupt(irq_type, vector)
