@@ -236,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Boot the Linux guest with the model attached along each path, run the "
         "workload in it, and keep the transaction logs, serial logs and workload output in "
         "the output directory.",
-        epilog="examples:\n  xvpci run --model nvme --paths direct --workload fs-verify\n"
+        epilog="examples:\n  xvpci run        # nvme, direct vs window, fio-pattern, into ./out\n"
+        "  xvpci run --model nvme --paths direct --workload fs-verify\n"
         "  xvpci run --model nvme --paths direct --workload fio-verify --out out/fio\n\n"
         + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -245,13 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="nvme", choices=sorted(MODELS), help="device model (default nvme)"
     )
     runp.add_argument(
-        "--paths", default="direct", help="comma-separated: direct, window (default direct)"
+        "--paths", default="direct,window", help="comma-separated: direct, window (default both)"
     )
     runp.add_argument(
         "--workload",
-        default="fs-verify",
+        default="fio-pattern",
         choices=available(),
-        help="guest workload (default fs-verify)",
+        help="guest workload (default fio-pattern: deterministic, so the paths' logs "
+        "must match; fs-verify and fio-verify exercise more but their timing varies)",
     )
     runp.add_argument("--out", default="out", help="output directory (default ./out)")
     runp.add_argument(

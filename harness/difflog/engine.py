@@ -21,7 +21,8 @@ from .normalize import Item, Normalizer
 from .reader import LogInfo, LogReader
 from .rules import Rules
 
-BATCH = 2000
+BATCH = 500
+LOOKAHEAD = 8  # events of context used to tell a missing event from a changed one
 MAX_KEPT = 10_000  # divergences kept in full; all are counted
 
 
@@ -89,7 +90,7 @@ class Aligner:
     def __init__(self, result: DiffResult, window: int) -> None:
         self.result = result
         self.window = max(1, window)
-        self.limit = 8 * self.window
+        self.limit = 64 * self.window  # per stream and side: bounds memory
         self.streams: dict[str, _Stream] = {}
 
     def add(self, item: Item, side: str) -> None:
@@ -104,6 +105,7 @@ class Aligner:
 
     def _settle(self, name: str, s: _Stream, a_done: bool, b_done: bool) -> None:
         window = self.window
+        look = LOOKAHEAD
         while s.a and s.b:
             a, b = s.a[0], s.b[0]
             if a.same(b):
@@ -111,36 +113,52 @@ class Aligner:
                 s.b.popleft()
                 s.matched += 1
                 continue
-            j = _find(s.b, a, window)
-            i = _find(s.a, b, window)
-            if j is not None and (i is None or j <= i):
-                del s.b[j]
-                s.a.popleft()
-                s.matched += 1
-                self.result.reordered += 1
-                continue
-            if i is not None:
-                del s.a[i]
-                s.b.popleft()
-                s.matched += 1
-                self.result.reordered += 1
-                continue
-            # Neither head shows up nearby. Wait for more events unless both
-            # sides already hold a full window (or are finished).
-            if (len(s.b) < window and not b_done) or (len(s.a) < window and not a_done):
+            # Decide with some context: wait until both sides show enough of it.
+            if (len(s.a) <= look and not a_done) or (len(s.b) <= look and not b_done):
                 return
-            s.a.popleft()
+            # Which edit makes the following events line up best?
+            edits = {"missing": _agree(s.a, 1, s.b, 0, look), "extra": _agree(s.a, 0, s.b, 1, look)}
             if a.key == b.key:
-                s.b.popleft()
-                self._record(name, s, _changed_kind(a, b), a, b)
+                edits["changed"] = _agree(s.a, 1, s.b, 1, look)
+            best = max(edits, key=lambda e: (edits[e], e == "changed"))
+            if edits[best] * 2 < min(look, len(s.a) - 1, len(s.b) - 1):
+                # No edit explains what follows: maybe the heads just moved a little.
+                j = _find(s.b, a, window)
+                i = _find(s.a, b, window)
+                if j is not None and (i is None or j <= i):
+                    del s.b[j]
+                    s.a.popleft()
+                    s.matched += 1
+                    self.result.reordered += 1
+                    continue
+                if i is not None:
+                    del s.a[i]
+                    s.b.popleft()
+                    s.matched += 1
+                    self.result.reordered += 1
+                    continue
+                if (len(s.b) < window and not b_done) or (len(s.a) < window and not a_done):
+                    return
+            if best == "changed":
+                self._record(name, s, _changed_kind(a, b), s.a.popleft(), s.b.popleft())
+            elif best == "missing":
+                self._record(name, s, "missing", s.a.popleft(), None)
             else:
-                self._record(name, s, "missing", a, None)
+                self._record(name, s, "extra", None, s.b.popleft())
         # One side is empty: the other's head is missing/extra once the empty
         # side can no longer supply it (finished, or silent for too long).
         while s.a and (b_done or len(s.a) > self.limit):
             self._record(name, s, "missing", s.a.popleft(), None)
         while s.b and (a_done or len(s.b) > self.limit):
             self._record(name, s, "extra", None, s.b.popleft())
+
+    def waiting_on(self) -> tuple[bool, bool]:
+        """Which log to read next: the one the most queued items are waiting for."""
+        waiting_for_b = sum(len(s.a) for s in self.streams.values() if len(s.b) <= LOOKAHEAD)
+        waiting_for_a = sum(len(s.b) for s in self.streams.values() if len(s.a) <= LOOKAHEAD)
+        if waiting_for_a == waiting_for_b:
+            return True, True
+        return waiting_for_a > waiting_for_b, waiting_for_b > waiting_for_a
 
     def _record(self, stream: str, s: _Stream, kind: str, a: Item | None, b: Item | None) -> None:
         s.diverged += 1
@@ -170,6 +188,14 @@ def _find(queue: collections.deque[Item], item: Item, window: int) -> int | None
         if other.same(item):
             return index + 1
     return None
+
+
+def _agree(
+    qa: collections.deque[Item], ia: int, qb: collections.deque[Item], ib: int, n: int
+) -> int:
+    """How many of the next ``n`` items agree when A starts at ``ia`` and B at ``ib``."""
+    pairs = zip(itertools.islice(qa, ia, ia + n), itertools.islice(qb, ib, ib + n), strict=False)
+    return sum(1 for x, y in pairs if x.same(y))
 
 
 def _changed_kind(a: Item, b: Item) -> str:
@@ -225,12 +251,16 @@ def diff_logs(
     items_b = _normalised(reader_b, Normalizer(reader_b.info.header, rules), result.events_b)
     a_done = b_done = False
     while not (a_done and b_done):
-        if not a_done:
+        # Read where a stream waits (one log may run ahead in some streams).
+        need_a, need_b = aligner.waiting_on()
+        if a_done or b_done:
+            need_a = need_b = True
+        if need_a and not a_done:
             batch = list(itertools.islice(items_a, BATCH))
             a_done = len(batch) < BATCH
             for item in batch:
                 aligner.add(item, "a")
-        if not b_done:
+        if need_b and not b_done:
             batch = list(itertools.islice(items_b, BATCH))
             b_done = len(batch) < BATCH
             for item in batch:

@@ -34,7 +34,7 @@ class Normalizer:
     def __init__(self, header: dict[str, Any], rules: Rules) -> None:
         self.rules = rules
         self._addresses: dict[int, int] = {}
-        self._last_read: dict[str, Item] = {}
+        self._last_read: dict[str, Item] = {}  # the last read of each MMIO stream
         self._config: dict[tuple[int, int], Item] = {}
         self._skip_mmio: list[tuple[int, int, int]] = []
         msix = header.get("msix") or {}
@@ -109,10 +109,13 @@ class Normalizer:
         # Registers of one 4 KiB page form a group (e.g. NVMe registers vs doorbells).
         stream = f"mmio:bar{bar}:{offset >> 12:x}"
         item = Item(stream, (kind, bar, offset), size, value, event["seq"], event)
+        # A run of reads returning the same value is a status poll: one item,
+        # whatever the count (how long the guest waited depends on timing).
+        # A read that saw "busy" at all, on one path only, stays a divergence.
         last = self._last_read.get(stream)
         if kind == "mmio_read":
             if last is not None and last.same(item):
-                last.count += 1  # a status poll: one item with a count
+                last.count += 1
                 return None
             self._last_read[stream] = item
         else:

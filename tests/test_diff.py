@@ -1,0 +1,263 @@
+"""The diff engine on generated log pairs: equivalences, divergence kinds, bad input, reports."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness.difflog import LogError, Rules, diff_logs
+from harness.difflog.reports import summary, write_all
+from tests.loggen import HEADER, dma, irq, mmio, workload, write_log
+
+
+def pair(tmp_path: Path, a: list, b: list, header_b: dict | None = None):
+    log_a = write_log(tmp_path / "a.jsonl", a)
+    log_b = write_log(tmp_path / "b.jsonl", b, header_b or {**HEADER, "path": "window"})
+    return diff_logs(log_a, log_b), log_a, log_b
+
+
+def test_identical_logs_are_equivalent(tmp_path: Path) -> None:
+    events = workload(200)
+    result, *_ = pair(tmp_path, events, events)
+    assert result.equivalent and result.total_divergences == 0
+    assert result.matched > 1000
+
+
+def test_interleaving_across_streams_is_not_a_divergence(tmp_path: Path) -> None:
+    events = workload(300)
+
+    # Stable-sort B by stream: the same per-stream order, a completely different interleaving.
+    def stream(e: dict) -> str:
+        return e["kind"][:3] + str(e.get("bar", ""))
+
+    shuffled = sorted(events, key=stream)
+    result, *_ = pair(tmp_path, events, shuffled)
+    assert result.equivalent, result.divergences[:3]
+
+
+def test_local_reordering_within_a_stream_is_tolerated(tmp_path: Path) -> None:
+    events = workload(100)
+    b = list(events)
+    i = next(n for n, e in enumerate(b) if e["kind"] == "irq")
+    j = next(n for n, e in enumerate(b[i + 1 :], i + 1) if e["kind"] == "irq")
+    b[i], b[j] = b[j], b[i]  # two completions arrive in the other order
+    result, *_ = pair(tmp_path, events, b)
+    assert result.equivalent and result.reordered >= 1
+
+
+def test_extra_status_polls_collapse(tmp_path: Path) -> None:
+    a = workload(100, seed=1)
+    b = workload(100, seed=2)  # same transactions, different numbers of busy polls
+    assert len(a) != len(b)
+    result, *_ = pair(tmp_path, a, b)
+    assert result.equivalent
+
+
+def test_different_dma_addresses_with_equal_payloads(tmp_path: Path) -> None:
+    result, *_ = pair(tmp_path, workload(100, base=0x100000), workload(100, base=0x7F3000))
+    assert result.equivalent
+
+
+def test_window_stream_and_path_specific_config_are_ignored(tmp_path: Path) -> None:
+    a = [*workload(20), {"kind": "cfg_write", "offset": 0x10, "size": 4, "value": 0xFE000000}]
+    b = [
+        *workload(20),
+        {"kind": "cfg_write", "offset": 0x10, "size": 4, "value": 0x4000},  # BAR: path-specific
+        {**mmio("mmio_write", 4, 0x0, 0xFEE01000), "stream": "window"},
+        {**irq(3), "stream": "window"},
+        {"kind": "cfg_read", "offset": 0, "size": 4, "value": 0x12345678},  # reads are not compared
+    ]
+    result, *_ = pair(tmp_path, a, b)
+    assert result.equivalent
+
+
+def _edit(events: list, index_of_kind: tuple[str, int], change) -> tuple[list, int]:
+    """Apply ``change`` at the nth event of a kind (reads: of the per-transaction
+    counter register, not of the polled status register)."""
+    kind, nth = index_of_kind
+    positions = [
+        n
+        for n, e in enumerate(events)
+        if e["kind"] == kind and (kind != "mmio_read" or e["bar"] == 2)
+    ]
+    position = positions[nth]
+    out = list(events)
+    change(out, position)
+    return out, position
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "target", "change"),
+    [
+        (
+            "changed_value",
+            "changed_value",
+            ("mmio_read", 40),
+            lambda ev, i: ev.__setitem__(i, {**ev[i], "value": 0xBAD}),
+        ),
+        ("missing_write", "missing", ("mmio_write", 30), lambda ev, i: ev.pop(i)),
+        (
+            "extra_write",
+            "extra",
+            ("mmio_write", 30),
+            lambda ev, i: ev.insert(i, mmio("mmio_write", 0, 0x1000, 0xEE)),
+        ),
+        (
+            "changed_payload",
+            "changed_payload",
+            ("dma_read", 25),
+            lambda ev, i: ev.__setitem__(i, dma("dma_read", ev[i]["addr"], b"\xff" * 64)),
+        ),
+        ("missing_interrupt", "missing", ("irq", 50), lambda ev, i: ev.pop(i)),
+        (
+            "changed_width",
+            "changed_width",
+            ("mmio_write", 30),
+            lambda ev, i: ev.__setitem__(i, {**ev[i], "size": 2}),
+        ),
+    ],
+)
+def test_each_divergence_kind_is_found_at_the_right_place(
+    tmp_path: Path, name: str, kind: str, target: tuple, change
+) -> None:
+    a = workload(120)
+    b, position = _edit(a, target, change)
+    result, log_a, log_b = pair(tmp_path, a, b)
+    assert not result.equivalent
+    assert result.total_divergences == 1, [d.detail for d in result.divergences]
+    divergence = result.first
+    assert divergence is not None and divergence.kind == kind
+    if divergence.a is not None:
+        assert divergence.seq_a == position  # A's event at the edited position
+    else:
+        assert divergence.seq_b == position
+    text = summary(result, log_a, log_b)
+    assert f"[{kind}]" in text and ">>" in text
+
+
+def test_bad_input_names_file_and_line(tmp_path: Path) -> None:
+    good = write_log(tmp_path / "good.jsonl", workload(5))
+    truncated = tmp_path / "cut.jsonl"
+    truncated.write_text("\n".join(good.read_text().splitlines()[:-1]) + '\n{"seq": 99, "t_')
+    with pytest.raises(LogError, match=r"cut.jsonl:\d+: log is truncated after \d+ events"):
+        diff_logs(good, truncated)
+    assert diff_logs(good, truncated, allow_truncated=True).total_divergences >= 0
+    version = write_log(tmp_path / "v9.jsonl", [], {**HEADER, "xvpci_log": 9})
+    with pytest.raises(LogError, match=r"v9\.jsonl:1: unknown log format version 9"):
+        diff_logs(good, version)
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text(json.dumps(HEADER) + "\n{not json}\n" + '{"xvpci_end": true}\n')
+    with pytest.raises(LogError, match=r"garbage\.jsonl:2: not a JSON object"):
+        diff_logs(good, garbage)
+    with pytest.raises(LogError, match="cannot read"):
+        diff_logs(good, tmp_path / "missing.jsonl")
+
+
+def test_rules_ignore_and_mask_registers(tmp_path: Path) -> None:
+    a = workload(50)
+    b = [{**e, "value": e["value"] ^ 0x80} if e.get("bar") == 2 else e for e in a]
+    log_a = write_log(tmp_path / "a.jsonl", a)
+    log_b = write_log(tmp_path / "b.jsonl", b)
+    assert not diff_logs(log_a, log_b).equivalent
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text('[[mask]]\nkind = "mmio"\nbar = 2\noffset = 0x10\nmask = 0xffffff7f\n')
+    assert diff_logs(log_a, log_b, Rules.load(rules_file)).equivalent
+    rules_file.write_text('[[ignore]]\nkind = "mmio"\nbar = 2\noffset = 0x10\n')
+    assert diff_logs(log_a, log_b, Rules.load(rules_file)).equivalent
+    rules_file.write_text("bogus = 1\n")
+    with pytest.raises(LogError, match="unknown rule keys: bogus"):
+        Rules.load(rules_file)
+
+
+def test_reports_json_junit_trace_and_cli_exit_codes(tmp_path: Path) -> None:
+    a = workload(60)
+    b, _ = _edit(a, ("mmio_read", 10), lambda ev, i: ev.__setitem__(i, {**ev[i], "value": 7}))
+    log_a = write_log(tmp_path / "a.jsonl", a)
+    log_b = write_log(tmp_path / "b.jsonl", b)
+    paths = {k: tmp_path / f"out.{k}" for k in ("html", "json", "junit", "trace")}
+    cli = [sys.executable, "-m", "harness.cli", "diff", str(log_a), str(log_b)]
+    done = subprocess.run(
+        cli + [f"--{k}={v}" for k, v in paths.items()], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "DIVERGED: 1 divergences" in done.stdout
+    report = json.loads(paths["json"].read_text())
+    assert report["divergences"][0]["kind"] == "changed_value"
+    assert report["divergences"][0]["index_a"] == report["divergences"][0]["index_b"]
+    suite = ET.parse(paths["junit"]).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "1"
+    trace = json.loads(paths["trace"].read_text())
+    assert {e["pid"] for e in trace["traceEvents"]} == {1, 2}
+    same = subprocess.run([*cli[:-1], str(log_a)], capture_output=True, text=True)
+    assert same.returncode == 0 and "EQUIVALENT" in same.stdout
+    bad = subprocess.run([*cli[:-1], str(tmp_path / "nope.jsonl")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "cannot read" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_memory_is_bounded_by_the_window_not_the_log(tmp_path: Path) -> None:
+    # B lacks a whole stream: A's items are declared missing as they go, not hoarded.
+    a = workload(3000)
+    b = [e for e in a if e["kind"] != "irq"]
+    result, *_ = pair(tmp_path, a, b)
+    assert result.by_kind["missing"] == 3000
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    a = workload(40)
+    b, _ = _edit(
+        a,
+        ("dma_read", 5),
+        lambda ev, i: ev.__setitem__(i, dma("dma_read", ev[i]["addr"], b"x" * 64)),
+    )
+    result, log_a, log_b = pair(tmp_path, a, b)
+    html_path = tmp_path / "diff.html"
+    write_all(result, log_a, log_b, html_path=html_path)
+    profile = tmp_path / "chromium-profile"
+    done = subprocess.run(
+        [
+            "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={profile}", "--dump-dom", html_path.as_uri(),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    dom = done.stdout
+    assert 'class="verdict bad"' in dom and "DIVERGED: 1 divergences" in dom
+    assert 'id="d0"' in dom and "changed_payload" in dom and 'class="hit"' in dom
+    shot = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+         f"--screenshot={tmp_path / 'diff.png'}", "--window-size=1000,800", html_path.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (tmp_path / "diff.png").stat().st_size > 5000, shot.stderr[-500:]
+
+
+def test_random_edits_never_crash_the_engine(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    base = workload(80)
+    for trial in range(20):
+        b = list(base)
+        for _ in range(rng.randint(1, 6)):
+            i = rng.randrange(len(b))
+            op = rng.choice(["drop", "dup", "swap", "poke"])
+            if op == "drop":
+                b.pop(i)
+            elif op == "dup":
+                b.insert(i, b[i])
+            elif op == "swap" and i + 1 < len(b):
+                b[i], b[i + 1] = b[i + 1], b[i]
+            elif "value" in b[i]:
+                b[i] = {**b[i], "value": rng.randrange(1 << 16)}
+        result, *_ = (
+            pair(tmp_path / f"t{trial}", base, b)
+            if (tmp_path / f"t{trial}").mkdir() is None
+            else None
+        )
+        assert result.matched + result.total_divergences > 0
