@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+command -v chromium >/dev/null || missing+=(chromium)  # renders the HTML report in a test
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
     if [[ $(id -u) != 0 ]]; then
