@@ -99,6 +99,7 @@ class LinuxGuest:
                 attachment.options,
                 path_label=attachment.path_label,
                 name=attachment.label,
+                meta={"qemu_version": self.qemu.version_string, "guest": "linux"},
             )
             self.servers[attachment.label] = served
             devices.append(

@@ -30,6 +30,7 @@ class ServedModel:
         path_label: str = "direct",
         name: str | None = None,
         timeout: float = 15.0,
+        meta: dict[str, str] | None = None,
     ) -> None:
         sockdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.name = name or model
@@ -41,6 +42,8 @@ class ServedModel:
             argv += ["--log", str(log_path)]
         for opt in options:
             argv += ["--opt", opt]
+        for key, value in (meta or {}).items():
+            argv += ["--meta", f"{key}={value}"]
         self.stderr_path = sockdir / f"{self.name}.server.stderr"
         self.process = ManagedProcess(
             argv, f"server {self.name}", stdout=subprocess.PIPE, stderr=self.stderr_path

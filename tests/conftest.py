@@ -129,3 +129,20 @@ def assert_process_gone(pid: int) -> None:
     except ProcessLookupError:
         return
     raise AssertionError(f"process {pid} is still there")
+
+
+def child_pids() -> set[int]:
+    """Live (not reaped) children of this test process, from /proc."""
+    me = os.getpid()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == me:
+            found.add(int(entry.name))
+    return found

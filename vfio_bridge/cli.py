@@ -39,6 +39,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--path-label", default="direct", help="path name written in the log header"
     )
     parser.add_argument("--once", action="store_true", help="exit after the first client leaves")
+    parser.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra log header field (e.g. qemu_version=11.1.3); repeatable",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
 
 
@@ -54,7 +61,8 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        recorder = Recorder(args.log, path=args.path_label, **model.log_identity())
+        meta = dict(pair.partition("=")[::2] for pair in args.meta)
+        recorder = Recorder(args.log, path=args.path_label, **model.log_identity(), **meta)
     except OSError as exc:
         print(f"error: cannot write log {args.log}: {exc.strerror}", file=sys.stderr)
         return 2

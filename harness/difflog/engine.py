@@ -200,8 +200,8 @@ def _agree(
 
 def _changed_kind(a: Item, b: Item) -> str:
     if a.width != b.width:
-        return "changed_length" if a.stream == "dma" else "changed_width"
-    return "changed_payload" if a.stream == "dma" else "changed_value"
+        return "changed_length" if a.stream.startswith("dma") else "changed_width"
+    return "changed_payload" if a.stream.startswith("dma") else "changed_value"
 
 
 def _value(item: Item) -> str:

@@ -83,7 +83,9 @@ class Normalizer:
         if kind in ("dma_read", "dma_write"):
             canonical = self.canonical(event["addr"])
             payload = self._payload(event)
-            return Item("dma", (kind, canonical), event["len"], payload, event["seq"], event)
+            # Descriptors (queue entries, address lists) and data buffers align separately.
+            stream = f"dma:{event['tag']}" if "tag" in event else "dma"
+            return Item(stream, (kind, canonical), event["len"], payload, event["seq"], event)
         if kind == "irq":
             key = (
                 ("irq", event["irq_type"], event["vector"])
