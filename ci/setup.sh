@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything xvpci needs on a fresh Debian machine (run as root):
-# Debian packages, a virtualenv holding the project, QEMU 11 in the cache.
+# Debian packages, a virtualenv holding the project, QEMU 11 and the Linux
+# guest image in the cache.
 # Idempotent: a second run only checks, so it is fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,3 +32,4 @@ if ! .venv/bin/python -c "import vfio_bridge, harness, pytest, xdist, hypothesis
 fi
 
 .venv/bin/xvpci provision
+.venv/bin/xvpci guest build linux >/dev/null
