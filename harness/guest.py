@@ -9,6 +9,8 @@ order, whether the body succeeded or not.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +78,7 @@ class LinuxGuest:
         self._ssh: GuestSSH | None = None
         self.boot_seconds = 0.0
         self.ssh_seconds = 0.0
+        self._sockdir: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def ssh(self) -> GuestSSH:
@@ -88,7 +91,9 @@ class LinuxGuest:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        sockdir = self.workdir / "sockets"
+        # Sockets live in a short private directory: AF_UNIX paths end at 108 bytes.
+        self._sockdir = tempfile.TemporaryDirectory(prefix="xvpci-")
+        sockdir = Path(self._sockdir.name)
         devices = []
         for attachment in self.models:
             self.progress.step(f"serving model {attachment.model} as {attachment.label}")
@@ -146,6 +151,13 @@ class LinuxGuest:
         for served in self.servers.values():
             with contextlib.suppress(Exception):
                 served.stop()
+        if self._sockdir is not None:
+            # Keep the servers' stderr with the other logs before the directory goes.
+            for served in self.servers.values():
+                if served.stderr_path.exists():
+                    shutil.copyfile(served.stderr_path, self.workdir / served.stderr_path.name)
+            self._sockdir.cleanup()
+            self._sockdir = None
 
     def __enter__(self) -> LinuxGuest:
         try:

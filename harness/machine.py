@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,9 @@ class Machine:
         workdir.mkdir(parents=True, exist_ok=True)
         self.serial_log = workdir / f"{name}.serial.log"
         self.stderr_log = workdir / f"{name}.qemu.stderr"
-        self.qmp_path = workdir / f"{name}.qmp"
+        # AF_UNIX paths end at 108 bytes: the QMP socket gets a short private directory.
+        self._rundir = tempfile.TemporaryDirectory(prefix="xvpci-qmp-")
+        self.qmp_path = Path(self._rundir.name) / f"{name}.qmp"
         self.ssh_port = free_port()
         self.qmp: QEMUMonitorProtocol | None = None
         self.process: ManagedProcess | None = None
@@ -165,6 +168,7 @@ class Machine:
     def close(self, grace: float = 10.0) -> int | None:
         """Quit over QMP, then SIGTERM, then SIGKILL; reap. Returns QEMU's exit status."""
         if self.process is None:
+            self._rundir.cleanup()
             return None
         if self.qmp is not None:
             if self.process.alive():
@@ -183,8 +187,7 @@ class Machine:
                 self.process.pid,
             )
         status = self.process.stop()
-        with contextlib.suppress(FileNotFoundError):
-            self.qmp_path.unlink()
+        self._rundir.cleanup()
         return status
 
     def __enter__(self) -> Machine:

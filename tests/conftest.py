@@ -10,20 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.qemu_install import QemuInstall, find_qemu, provision
 from harness.served import ServedModel
 
-
-@pytest.fixture(scope="session")
-def qemu() -> QemuInstall:
-    """The provisioned QEMU 11; provisions it (under the machine-wide lock) if missing."""
-    try:
-        install = find_qemu()
-    except HarnessError:
-        install = provision()
-    install.check()
-    return install
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
@@ -112,14 +101,6 @@ def client(edu_server: ThreadedServer) -> Iterator[object]:
     with VfioUserClient(edu_server.socket_path) as connected:
         connected.negotiate()
         yield connected
-
-
-@pytest.fixture(scope="session")
-def linux_image(qemu: QemuInstall):
-    """The cached Linux guest image; built once per machine (under a lock) if missing."""
-    from harness.linux_image import build, find_image
-
-    return find_image() or build()
 
 
 def assert_process_gone(pid: int) -> None:

@@ -64,7 +64,8 @@ class VfioUserServer:
             listener.bind(str(path))
         except OSError as exc:
             listener.close()
-            raise ServerError(f"cannot create socket {path}: {exc.strerror}") from None
+            reason = exc.strerror or str(exc)  # a too-long path has no errno
+            raise ServerError(f"cannot create socket {path}: {reason}") from None
         finally:
             os.umask(old_umask)
         listener.listen(1)

@@ -1,0 +1,143 @@
+"""The xvpci pytest plugin: ``pytest --guest=linux|macos --model M --xvpci-out DIR``.
+
+Fixtures for a user's own tests:
+
+- ``qemu``: the provisioned QEMU 11 (provisioned once per machine, under a lock);
+- ``vfio_device``: the chosen model served on a vfio-user socket;
+- ``guest``: a booted guest with the model attached directly, reachable over SSH;
+- ``crossval``: ``crossval(workload=...)`` runs the workload along both paths
+  and returns the run; a divergence fails the test with the first divergence
+  and the report paths.
+
+Reports and logs go to ``<xvpci-out>/<test name>/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .errors import HarnessError
+
+MACOS_MISSING = (
+    "macOS guest not available: set XVPCI_MACOS_IMAGE and XVPCI_OPENCORE_IMAGE to your "
+    "images on a host where KVM works"
+)
+MACOS_UNSUPPORTED = "macOS guest configured, but this xvpci has no macOS profile or kext yet"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("xvpci", "cross-validation of PCI device models")
+    group.addoption(
+        "--guest", default="linux", choices=["linux", "macos"], help="guest OS (default linux)"
+    )
+    group.addoption(
+        "--model", default="nvme", help="device model for the xvpci fixtures (default nvme)"
+    )
+    group.addoption(
+        "--xvpci-out", default="xvpci-out", help="directory for per-test logs and reports"
+    )
+    group.addoption(
+        "--xvpci-accel", default="tcg", choices=["tcg", "kvm", "auto"], help="accelerator"
+    )
+
+
+def _require_guest(config: pytest.Config) -> str:
+    guest = config.getoption("--guest")
+    if guest == "macos":
+        if not (os.environ.get("XVPCI_MACOS_IMAGE") and os.environ.get("XVPCI_OPENCORE_IMAGE")):
+            pytest.skip(MACOS_MISSING)
+        pytest.skip(MACOS_UNSUPPORTED)
+    return guest
+
+
+@pytest.fixture(scope="session")
+def qemu():
+    """The provisioned QEMU 11 (provisioned under the machine-wide lock if missing)."""
+    from .qemu_install import find_qemu, provision
+
+    try:
+        install = find_qemu()
+    except HarnessError:
+        install = provision()
+    install.check()
+    return install
+
+
+@pytest.fixture(scope="session")
+def linux_image(qemu):
+    """The cached Linux guest image, built once per machine if missing."""
+    from .linux_image import build, find_image
+
+    return find_image() or build()
+
+
+@pytest.fixture
+def xvpci_out(request: pytest.FixtureRequest) -> Path:
+    """This test's output directory."""
+    base = Path(request.config.getoption("--xvpci-out"))
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)[-120:]
+    path = base / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+@pytest.fixture
+def vfio_device(request: pytest.FixtureRequest, xvpci_out: Path) -> Iterator[object]:
+    """The ``--model`` served on a vfio-user socket (a ServedModel; stopped afterwards)."""
+    from .served import ServedModel
+
+    with tempfile.TemporaryDirectory(prefix="xvpci-") as sockdir:
+        model = request.config.getoption("--model")
+        served = ServedModel(model, Path(sockdir), xvpci_out / f"{model}.jsonl")
+        try:
+            yield served
+        finally:
+            served.stop()
+
+
+@pytest.fixture
+def guest(request: pytest.FixtureRequest, qemu, linux_image, xvpci_out: Path) -> Iterator[object]:
+    """A booted guest with the model attached directly; ``guest.ssh.run(...)`` inside."""
+    _require_guest(request.config)
+    from .accel import choose_accel
+    from .guest import LinuxGuest, ModelAttachment
+
+    model = request.config.getoption("--model")
+    accel = choose_accel(request.config.getoption("--xvpci-accel"), qemu, linux_image)
+    with LinuxGuest(qemu, linux_image, xvpci_out, [ModelAttachment(model)], accel=accel) as booted:
+        yield booted
+
+
+@pytest.fixture
+def crossval(
+    request: pytest.FixtureRequest, qemu, linux_image, xvpci_out: Path
+) -> Callable[..., object]:
+    """``crossval(workload="fio-pattern", model=None, options=())``: both paths, diffed."""
+    _require_guest(request.config)
+    from .run import run
+
+    def cross_validate(
+        workload: str = "fio-pattern", model: str | None = None, options: tuple = ()
+    ):
+        chosen = model or request.config.getoption("--model")
+        result = run(
+            chosen, ["direct", "window"], workload, xvpci_out, list(options),
+            accel=request.config.getoption("--xvpci-accel"),
+        )  # fmt: skip
+        failed = [r for r in result.results if not r.passed]
+        if failed:
+            tail = "\n".join(failed[0].output.strip().splitlines()[-10:])
+            pytest.fail(
+                f"workload {workload} failed on the {failed[0].path} path:\n{tail}", pytrace=False
+            )
+        if result.verdict is not None and not result.verdict.equivalent:
+            pytest.fail(f"the paths diverge:\n{result.verdict.text}", pytrace=False)
+        return result
+
+    return cross_validate
