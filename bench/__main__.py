@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 BENCHMARKS = (
+    ("bench.mmio", []),
     ("bench.diff_engine", []),
     ("bench.boot_time", ["--runs", "2"]),
     ("bench.nvme_fio", []),
