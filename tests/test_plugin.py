@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cache import cache_dir
 from harness.pytest_plugin import MACOS_MISSING
 
 
@@ -52,7 +51,8 @@ def test_vfio_device_fixture_serves_the_chosen_model(pytester: pytest.Pytester) 
 def test_guest_and_crossval_fixtures(
     pytester: pytest.Pytester, qemu, linux_image, monkeypatch
 ) -> None:
-    monkeypatch.setenv("XVPCI_CACHE", str(cache_dir()))  # pytester gives the run its own HOME
+    # pytester gives the inner run its own HOME: point it at the cache this session uses.
+    monkeypatch.setenv("XVPCI_CACHE", str(linux_image.directory.parents[1]))
     pytester.makepyfile(
         """
         def test_guest_sees_the_model(guest):
