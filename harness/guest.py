@@ -141,6 +141,31 @@ class LinuxGuest:
         self._ssh = ssh
         self.progress.step("SSH ready")
 
+    def diagnose(self) -> str:
+        """Which side failed, when a guest command broke off: QEMU, a server, or the guest."""
+        problems = []
+        machine = self.machine
+        if machine is not None and machine.process is not None and not machine.process.alive():
+            problems.append(
+                f"QEMU exited with status {machine.process.proc.returncode} "
+                f"(stderr: {machine.stderr_log}, serial log: {machine.serial_log})"
+            )
+        for label, served in self.servers.items():
+            if not served.process.alive():
+                problems.append(
+                    f"the server for {label} exited with status {served.process.proc.returncode} "
+                    f"(stderr: {self.workdir / served.stderr_path.name}; "
+                    f"its log so far: {served.log_path})"
+                )
+        if not problems and machine is not None:
+            text = machine.serial_log.read_text(errors="replace")
+            if "Kernel panic" in text:
+                problems.append(f"the guest kernel panicked (serial log: {machine.serial_log})")
+        return (
+            "; ".join(problems)
+            or "QEMU and the servers are still running: the guest itself stopped answering"
+        )
+
     def stop(self) -> None:
         """End SSH, QEMU and the servers (each by pid); safe after a failed start."""
         if self._ssh is not None:

@@ -19,6 +19,7 @@ from .guest import LinuxGuest, ModelAttachment
 from .linux_image import build
 from .progress import Progress
 from .qemu_install import find_qemu
+from .ssh import GuestCommandTimeout, GuestLinkError
 
 PATHS = ("direct", "window")
 
@@ -107,7 +108,12 @@ def run(
         with LinuxGuest(qemu, image, workdir, models, accel=accel, progress=progress) as guest:
             progress.step(f"{path}: running workload {workload}")
             start = time.monotonic()
-            outcome = workloads.run(guest.ssh, workload)
+            try:
+                outcome = workloads.run(guest.ssh, workload)
+            except (GuestLinkError, GuestCommandTimeout) as exc:
+                raise HarnessError(
+                    f"{path} path: {exc}\n  cause: {guest.diagnose()}\n  logs kept in {workdir}"
+                ) from None
             seconds = time.monotonic() - start
             (workdir / f"{workload}.out").write_text(outcome.stdout + outcome.stderr)
             boot = guest.boot_seconds

@@ -120,7 +120,10 @@ class GuestSSH:
             channel.shutdown_write()
             stdout, stderr = _drain(channel, timeout, command)
             status = channel.recv_exit_status()
-        except GuestCommandTimeout:
+            if status == -1 and not transport.is_active():
+                # The connection went away without the command's exit status.
+                raise GuestLinkError(f"SSH link dropped during {command!r}")
+        except (GuestCommandTimeout, GuestLinkError):
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise GuestLinkError(f"SSH link dropped during {command!r}: {exc}") from None
