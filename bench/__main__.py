@@ -10,6 +10,7 @@ BENCHMARKS = (
     ("bench.diff_engine", []),
     ("bench.boot_time", ["--runs", "2"]),
     ("bench.nvme_fio", []),
+    ("bench.crossval_time", []),
 )
 
 

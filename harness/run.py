@@ -46,6 +46,7 @@ class RunResult:
     out: Path
     results: list[PathResult] = field(default_factory=list)
     verdict: Verdict | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
     @property
     def passed(self) -> bool:
@@ -98,10 +99,12 @@ def run(
         raise HarnessError(f"unknown path(s) {', '.join(unknown)} (choose from {', '.join(PATHS)})")
     workloads.script(workload)  # fail early on a bad name
     qemu = find_qemu()
+    started = time.monotonic()
     image = build(progress=progress)
     accel = choose_accel(accel, qemu, image)
     out.mkdir(parents=True, exist_ok=True)
     result = RunResult(out)
+    result.timings["provisioning"] = time.monotonic() - started
     for path in paths:
         workdir = out / path
         models = attachments(model, options, path)
@@ -147,5 +150,7 @@ def run(
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if {"direct", "window"} <= {r.path for r in result.results}:
         progress.step("diffing the direct and window logs")
+        started = time.monotonic()
         result.verdict = report_run(out)
+        result.timings["diff"] = time.monotonic() - started
     return result
