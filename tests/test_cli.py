@@ -117,3 +117,17 @@ def test_provision_check_fails_clearly_without_qemu(tmp_path: Path) -> None:
     env.pop("XVPCI_QEMU", None)
     done = run("-m", "harness.cli", "provision", "--check", env=env)
     assert done.returncode == 1 and "run `xvpci provision`" in done.stderr
+
+
+def test_provision_without_network_is_one_clear_line(tmp_path: Path) -> None:
+    env = {**os.environ, "XVPCI_CACHE": str(tmp_path / "cache")}
+    env.pop("XVPCI_QEMU", None)
+    done = run(
+        "-m", "harness.cli", "provision", "-q", "--mirror", "http://127.0.0.1:9/debian", env=env
+    )
+    assert done.returncode == 2
+    mirror = "http://127.0.0.1:9/debian"
+    assert done.stderr.strip().splitlines() == [
+        f"xvpci: error: provisioning failed: cannot download from {mirror} (no network?)"
+    ]
+    assert not list((tmp_path / "cache").glob("qemu-root*/"))  # no half-built root left

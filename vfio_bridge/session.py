@@ -22,7 +22,6 @@ from .dma import DmaSpace, MessageDma
 from .fdutil import close_quietly
 from .model import INTX, MSI, MSIX, DeviceModel, DmaError
 from .protocol import (
-    HEADER_SIZE,
     Command,
     DeviceFlags,
     DeviceInfo,
@@ -563,4 +562,4 @@ def _split(offset: int, count: int) -> list[tuple[int, int]]:
     return pieces
 
 
-__all__ = ["HEADER_SIZE", "MAX_MESSAGE_SIZE", "MAX_MSG_FDS", "Session"]
+__all__ = ["MAX_MESSAGE_SIZE", "MAX_MSG_FDS", "Session"]
