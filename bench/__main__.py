@@ -7,6 +7,7 @@ import sys
 
 BENCHMARKS = (
     ("bench.mmio", []),
+    ("bench.dma", []),
     ("bench.diff_engine", []),
     ("bench.boot_time", ["--runs", "2"]),
     ("bench.nvme_fio", []),

@@ -33,7 +33,7 @@ from .protocol import (
     frame,
 )
 from .protocol.constants import MAJOR_VERSION, MINOR_VERSION
-from .transport import Channel
+from .transport import Channel, PeerClosed
 
 
 class ClientError(Exception):
@@ -91,6 +91,16 @@ class VfioUserClient:
         except OSError:
             sock.close()
             raise
+        self._setup(sock)
+
+    @classmethod
+    def over(cls, sock: socket.socket) -> VfioUserClient:
+        """A client on an already connected socket (e.g. one end of a socketpair)."""
+        client = cls.__new__(cls)
+        client._setup(sock)
+        return client
+
+    def _setup(self, sock: socket.socket) -> None:
         self.channel = Channel(sock, max_message_size=64 << 20, max_fds=16)
         self.memory: list[GuestMemory] = []
         self.server_capabilities: dict[str, Any] = {}
@@ -159,6 +169,15 @@ class VfioUserClient:
             return
         self.dma_requests_served += 1
         self.channel.send(frame(header.msg_id, header.command, body, MsgFlags.REPLY))
+
+    def serve_forever(self) -> None:
+        """Answer the server's DMA requests until it hangs up."""
+        try:
+            while True:
+                for message in self.channel.receive():
+                    self._serve(message)
+        except (PeerClosed, OSError):
+            return
 
     def _memory_for(self, addr: int, length: int) -> GuestMemory:
         for mem in self.memory:
