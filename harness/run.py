@@ -98,6 +98,7 @@ def run(
     if unknown:
         raise HarnessError(f"unknown path(s) {', '.join(unknown)} (choose from {', '.join(PATHS)})")
     workloads.script(workload)  # fail early on a bad name
+    out = out.resolve()  # the summary names logs that `xvpci report` reads from anywhere
     qemu = find_qemu()
     started = time.monotonic()
     image = build(progress=progress)

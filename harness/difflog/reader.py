@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import HarnessError
+
 SUPPORTED_VERSIONS = (1,)
 
 
-class LogError(Exception):
+class LogError(HarnessError):
     """A log that cannot be compared; the message names the file and line."""
 
 
