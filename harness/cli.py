@@ -76,6 +76,11 @@ def _run(args: argparse.Namespace) -> int:
 
     from .run import run
 
+    if args.guest == "macos":
+        from .macos import MacosConfig
+
+        missing = MacosConfig.load().missing()
+        raise HarnessError(missing or "the macOS window kext is not part of this xvpci yet")
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     out = Path(args.out)
     result = run(
@@ -254,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=available(),
         help="guest workload (default fio-pattern: deterministic, so the paths' logs "
         "must match; fs-verify and fio-verify exercise more but their timing varies)",
+    )
+    runp.add_argument(
+        "--guest", default="linux", choices=["linux", "macos"], help="guest OS (default linux)"
     )
     runp.add_argument("--out", default="out", help="output directory (default ./out)")
     runp.add_argument(

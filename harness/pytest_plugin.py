@@ -14,7 +14,6 @@ Reports and logs go to ``<xvpci-out>/<test name>/``.
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,11 +23,7 @@ import pytest
 
 from .errors import HarnessError
 
-MACOS_MISSING = (
-    "macOS guest not available: set XVPCI_MACOS_IMAGE and XVPCI_OPENCORE_IMAGE to your "
-    "images on a host where KVM works"
-)
-MACOS_UNSUPPORTED = "macOS guest configured, but this xvpci has no macOS profile or kext yet"
+MACOS_UNSUPPORTED = "macOS guest configured, but this xvpci has no window kext for macOS yet"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -50,9 +45,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _require_guest(config: pytest.Config) -> str:
     guest = config.getoption("--guest")
     if guest == "macos":
-        if not (os.environ.get("XVPCI_MACOS_IMAGE") and os.environ.get("XVPCI_OPENCORE_IMAGE")):
-            pytest.skip(MACOS_MISSING)
-        pytest.skip(MACOS_UNSUPPORTED)
+        from .macos import MacosConfig
+
+        missing = MacosConfig.load().missing()
+        pytest.skip(missing or MACOS_UNSUPPORTED)
     return guest
 
 

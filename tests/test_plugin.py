@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from harness.pytest_plugin import MACOS_MISSING
-
 
 def test_options_are_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--help")
@@ -26,7 +24,12 @@ def test_macos_without_images_skips_with_one_exact_line(
     pytester.makepyfile("def test_on_mac(guest):\n    raise AssertionError('must not run')\n")
     result = pytester.runpytest_subprocess("--guest=macos", "-rs")
     result.assert_outcomes(skipped=1)
-    assert any(MACOS_MISSING in line for line in result.stdout.lines)
+    expected = (
+        "macOS guest not configured: set XVPCI_MACOS_IMAGE, XVPCI_OPENCORE_IMAGE, "
+        "XVPCI_MACOS_OSK, XVPCI_MACOS_USER, XVPCI_MACOS_SSH_KEY, XVPCI_MACOS_HOST_KEY "
+        "(or name a TOML file in XVPCI_MACOS_CONFIG)"
+    )
+    assert any(expected in line for line in result.stdout.lines)
 
 
 def test_vfio_device_fixture_serves_the_chosen_model(pytester: pytest.Pytester) -> None:
