@@ -46,6 +46,7 @@ class Env:
         self.bus = LocalBus(self.window, memory_size=4096)
         self.log = tmp_path / "window.jsonl"
         self.recorder = Recorder(self.log, path="window", **self.window.log_identity())
+        self.window.use_recorder(self.recorder)
         cfg = self.window.config
         cfg.write(0x10, (0xF0000000).to_bytes(4, "little"))  # CFGBAR
         cfg.write(0x18, WINDOW_MEMBAR1.to_bytes(4, "little"))

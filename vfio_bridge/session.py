@@ -110,6 +110,7 @@ class Session:
         self._region_sizes[Region.CONFIG] = model.config.size
         self._bars = model.bar_handlers
         if model.records_accesses:
+            model.use_recorder(recorder)
             self._record_config = functools.partial(model.record_config, recorder)
             self._record_mmio = functools.partial(model.record_mmio, recorder)
         else:

@@ -486,6 +486,9 @@ class DeviceModel:
         ]
         return identity
 
+    def use_recorder(self, recorder: Any) -> None:
+        """The log a self-recording model writes to (``records_accesses``)."""
+
     def record_config(
         self, recorder: Any, write: bool, offset: int, size: int, data: bytes
     ) -> None:

@@ -166,16 +166,17 @@ class VmdWindow(DeviceModel):
     # The session hands us every access of the window; we log the child's share
     # in the child's terms while performing it, and tag the rest as the window's.
 
+    def use_recorder(self, recorder: Any) -> None:
+        self.recorder = recorder
+
     def record_config(
         self, recorder: Any, write: bool, offset: int, size: int, data: bytes
     ) -> None:
-        self.recorder = recorder
         recorder.config(write, offset, size, data, WINDOW_STREAM)
 
     def record_mmio(
         self, recorder: Any, write: bool, bar: int, offset: int, size: int, value: int
     ) -> None:
-        self.recorder = recorder
         if bar == MEMBAR2 and offset < MEMBAR2_RESERVED:
             recorder.mmio(write, bar, offset, size, value, WINDOW_STREAM)
         # Everything else is logged by the handlers below, once decoded.
