@@ -10,11 +10,17 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from vfio_bridge import cli as bridge_cli
 from vfio_bridge.models import MODELS
 
 from .errors import HarnessError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .run import RunResult
 from .progress import Progress
 from .qemu_install import find_qemu, provision
 
@@ -76,25 +82,24 @@ def _run(args: argparse.Namespace) -> int:
 
     from .run import run
 
-    if args.guest == "macos":
-        from .macos import MacosConfig
-
-        missing = MacosConfig.load().missing()
-        raise HarnessError(missing or "the macOS window kext is not part of this xvpci yet")
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     out = Path(args.out)
+    progress = Progress("run", quiet=args.quiet)
+    if args.guest == "macos":
+        from .run import run_macos
+
+        result = run_macos(args.model, paths, out, args.opt, progress)
+        return _print_run(result, "raw-verify", out)
     result = run(
-        args.model,
-        paths,
-        args.workload,
-        out,
-        args.opt,
-        accel=args.accel,
-        progress=Progress("run", quiet=args.quiet),
+        args.model, paths, args.workload, out, args.opt, accel=args.accel, progress=progress
     )
+    return _print_run(result, args.workload, out)
+
+
+def _print_run(result: RunResult, workload: str, out: Path) -> int:
     for path_result in result.results:
         verdict = "passed" if path_result.passed else f"FAILED (status {path_result.status})"
-        print(f"{path_result.path}: {args.workload} {verdict}; log {path_result.log}")
+        print(f"{path_result.path}: {workload} {verdict}; log {path_result.log}")
         if not path_result.passed:
             print("  " + "\n  ".join(path_result.output.strip().splitlines()[-10:]))
     if result.verdict is not None:

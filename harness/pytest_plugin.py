@@ -23,7 +23,7 @@ import pytest
 
 from .errors import HarnessError
 
-MACOS_UNSUPPORTED = "macOS guest configured, but this xvpci has no window kext for macOS yet"
+MACOS_NO_KVM = "macOS guest configured, but KVM does not work on this host (the probe guest hung)"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,7 +48,15 @@ def _require_guest(config: pytest.Config) -> str:
         from .macos import MacosConfig
 
         missing = MacosConfig.load().missing()
-        pytest.skip(missing or MACOS_UNSUPPORTED)
+        if missing:
+            pytest.skip(missing)
+        from .accel import choose_accel
+        from .linux_image import build, find_image
+        from .qemu_install import find_qemu
+
+        qemu = find_qemu()
+        if choose_accel("auto", qemu, find_image() or build()) != "kvm":
+            pytest.skip(MACOS_NO_KVM)
     return guest
 
 
@@ -100,11 +108,18 @@ def vfio_device(request: pytest.FixtureRequest, xvpci_out: Path) -> Iterator[obj
 @pytest.fixture
 def guest(request: pytest.FixtureRequest, qemu, linux_image, xvpci_out: Path) -> Iterator[object]:
     """A booted guest with the model attached directly; ``guest.ssh.run(...)`` inside."""
-    _require_guest(request.config)
+    guest_os = _require_guest(request.config)
     from .accel import choose_accel
     from .guest import LinuxGuest, ModelAttachment
 
     model = request.config.getoption("--model")
+    if guest_os == "macos":
+        from .macos import MacosConfig
+        from .macos_guest import MacosGuest
+
+        with MacosGuest(qemu, MacosConfig.load(), xvpci_out, [ModelAttachment(model)]) as booted:
+            yield booted
+        return
     accel = choose_accel(request.config.getoption("--xvpci-accel"), qemu, linux_image)
     with LinuxGuest(qemu, linux_image, xvpci_out, [ModelAttachment(model)], accel=accel) as booted:
         yield booted
@@ -115,17 +130,22 @@ def crossval(
     request: pytest.FixtureRequest, qemu, linux_image, xvpci_out: Path
 ) -> Callable[..., object]:
     """``crossval(workload="fio-pattern", model=None, options=())``: both paths, diffed."""
-    _require_guest(request.config)
-    from .run import run
+    guest_os = _require_guest(request.config)
+    from .progress import Progress
+    from .run import run, run_macos
 
     def cross_validate(
         workload: str = "fio-pattern", model: str | None = None, options: tuple = ()
     ):
         chosen = model or request.config.getoption("--model")
-        result = run(
-            chosen, ["direct", "window"], workload, xvpci_out, list(options),
-            accel=request.config.getoption("--xvpci-accel"),
-        )  # fmt: skip
+        if guest_os == "macos":  # the macOS workload is raw-device verification
+            progress = Progress("run", quiet=True)
+            result = run_macos(chosen, ["direct", "window"], xvpci_out, list(options), progress)
+        else:
+            result = run(
+                chosen, ["direct", "window"], workload, xvpci_out, list(options),
+                accel=request.config.getoption("--xvpci-accel"),
+            )  # fmt: skip
         failed = [r for r in result.results if not r.passed]
         if failed:
             tail = "\n".join(failed[0].output.strip().splitlines()[-10:])

@@ -134,6 +134,12 @@ def run(
                 seconds,
             )
         )
+    return _finish(result, model, workload, progress)
+
+
+def _finish(result: RunResult, model: str, workload: str, progress: Progress) -> RunResult:
+    """Write summary.json and, with both paths, the diff and its reports."""
+    out = result.out
     summary = {
         "model": model,
         "workload": workload,
@@ -155,3 +161,46 @@ def run(
         result.verdict = report_run(out)
         result.timings["diff"] = time.monotonic() - started
     return result
+
+
+def run_macos(
+    model: str, paths: list[str], out: Path, options: list[str], progress: Progress
+) -> RunResult:
+    """The main job on the user's macOS guest: the model directly (stock macOS drivers) and
+    behind the window (the xvpci kext deployed over SSH); raw-device verification on each.
+
+    Needs the user's images and working KVM; says in one line what is missing otherwise.
+    """
+    from .macos import MacosConfig
+    from .macos_deploy import RAW_VERIFY, deploy_and_run
+    from .macos_guest import MacosGuest
+
+    config = MacosConfig.load()
+    missing = config.missing()
+    if missing:
+        raise HarnessError(missing)
+    qemu = find_qemu()
+    if choose_accel("auto", qemu, build(progress=progress)) != "kvm":
+        raise HarnessError("macOS guests need working KVM, and the KVM probe failed on this host")
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    result = RunResult(out)
+    for path in paths:
+        workdir = out / path
+        with MacosGuest(
+            qemu, config, workdir, attachments(model, options, path), progress=progress
+        ) as guest:
+            assert guest.ssh is not None
+            start = time.monotonic()
+            if path == "window":
+                report = deploy_and_run(guest.ssh, RAW_VERIFY)
+                output, status = report.workload_output, 0
+                (workdir / "guest-view.txt").write_text(report.guest_view)
+            else:
+                ran = guest.ssh.run("sh -s", timeout=900, stdin=RAW_VERIFY.encode())
+                output, status = ran.stdout + ran.stderr, ran.status
+            seconds = time.monotonic() - start
+        (workdir / "raw-verify.out").write_text(output)
+        log = workdir / f"{model}.jsonl"
+        result.results.append(PathResult(path, status == 0, status, log, output, 0.0, seconds))
+    return _finish(result, model, "raw-verify", progress)
