@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from .errors import HarnessError
 from .linux_image import LinuxImage
@@ -43,8 +44,99 @@ class ModelAttachment:
         return self.name or self.model
 
 
-class LinuxGuest:
+class ServedGuest:
+    """What every guest shares: model servers, a QEMU machine, SSH, and a teardown
+    that ends them all by pid, in reverse order, whether the body succeeded or not."""
+
+    guest_name = "guest"
+
+    def __init__(
+        self,
+        qemu: QemuInstall,
+        workdir: Path,
+        models: Sequence[ModelAttachment],
+        progress: Progress | None,
+    ) -> None:
+        self.qemu = qemu
+        self.workdir = workdir
+        self.models = list(models)
+        self.progress = progress or Progress(self.guest_name, quiet=True)
+        self.servers: dict[str, ServedModel] = {}
+        self.machine: Machine | None = None
+        self._ssh: GuestSSH | None = None
+        self._sockdir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def ssh(self) -> GuestSSH:
+        if self._ssh is None:
+            raise HarnessError("the guest is not up")
+        return self._ssh
+
+    def log_path(self, label: str) -> Path:
+        return self.workdir / f"{label}.jsonl"
+
+    def serve_models(self) -> list[str]:
+        """Start one server per model; returns their ``-device`` arguments."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        # Sockets live in a short private directory: AF_UNIX paths end at 108 bytes.
+        self._sockdir = tempfile.TemporaryDirectory(prefix="xvpci-")
+        devices = []
+        for attachment in self.models:
+            self.progress.step(f"serving model {attachment.model} as {attachment.label}")
+            served = ServedModel(
+                attachment.model,
+                Path(self._sockdir.name),
+                self.log_path(attachment.label),
+                attachment.options,
+                path_label=attachment.path_label,
+                name=attachment.label,
+                meta={"qemu_version": self.qemu.version_string, "guest": self.guest_name},
+            )
+            self.servers[attachment.label] = served
+            devices.append(
+                vfio_user_device(
+                    served.socket_path, addr=attachment.pci_addr, **attachment.device_props
+                )
+            )
+        return devices
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """End SSH, QEMU and the servers (each by pid); safe after a failed start."""
+        if self._ssh is not None:
+            self._ssh.close()
+            self._ssh = None
+        if self.machine is not None:
+            self.machine.close()
+        for served in self.servers.values():
+            with contextlib.suppress(Exception):
+                served.stop()
+        if self._sockdir is not None:
+            # Keep the servers' stderr with the other logs before the directory goes.
+            for served in self.servers.values():
+                if served.stderr_path.exists():
+                    shutil.copyfile(served.stderr_path, self.workdir / served.stderr_path.name)
+            self._sockdir.cleanup()
+            self._sockdir = None
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LinuxGuest(ServedGuest):
     """Boot the Linux image with ``models`` attached; ``ssh`` is ready inside the block."""
+
+    guest_name = "linux"
 
     def __init__(
         self,
@@ -61,10 +153,8 @@ class LinuxGuest:
         nic: str = "virtio-net-pci",
         progress: Progress | None = None,
     ) -> None:
-        self.qemu = qemu
+        super().__init__(qemu, workdir, models, progress)
         self.image = image
-        self.workdir = workdir
-        self.models = list(models)
         self.accel = accel
         self.memory_mib = memory_mib
         self.boot_timeout = boot_timeout
@@ -72,46 +162,11 @@ class LinuxGuest:
         self.kernel_args = kernel_args if kernel_args is not None else image.kernel_args
         self.extra_args = list(extra_args)
         self.nic = nic
-        self.progress = progress or Progress("guest", quiet=True)
-        self.servers: dict[str, ServedModel] = {}
-        self.machine: Machine | None = None
-        self._ssh: GuestSSH | None = None
         self.boot_seconds = 0.0
         self.ssh_seconds = 0.0
-        self._sockdir: tempfile.TemporaryDirectory[str] | None = None
-
-    @property
-    def ssh(self) -> GuestSSH:
-        if self._ssh is None:
-            raise HarnessError("the guest is not up")
-        return self._ssh
-
-    def log_path(self, label: str) -> Path:
-        return self.workdir / f"{label}.jsonl"
 
     def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        # Sockets live in a short private directory: AF_UNIX paths end at 108 bytes.
-        self._sockdir = tempfile.TemporaryDirectory(prefix="xvpci-")
-        sockdir = Path(self._sockdir.name)
-        devices = []
-        for attachment in self.models:
-            self.progress.step(f"serving model {attachment.model} as {attachment.label}")
-            served = ServedModel(
-                attachment.model,
-                sockdir,
-                self.log_path(attachment.label),
-                attachment.options,
-                path_label=attachment.path_label,
-                name=attachment.label,
-                meta={"qemu_version": self.qemu.version_string, "guest": "linux"},
-            )
-            self.servers[attachment.label] = served
-            devices.append(
-                vfio_user_device(
-                    served.socket_path, addr=attachment.pci_addr, **attachment.device_props
-                )
-            )
+        devices = self.serve_models()
         spec = MachineSpec(
             guest_args=[
                 # qboot rather than SeaBIOS: SeaBIOS drives NVMe controllers itself,
@@ -165,32 +220,3 @@ class LinuxGuest:
             "; ".join(problems)
             or "QEMU and the servers are still running: the guest itself stopped answering"
         )
-
-    def stop(self) -> None:
-        """End SSH, QEMU and the servers (each by pid); safe after a failed start."""
-        if self._ssh is not None:
-            self._ssh.close()
-            self._ssh = None
-        if self.machine is not None:
-            self.machine.close()
-        for served in self.servers.values():
-            with contextlib.suppress(Exception):
-                served.stop()
-        if self._sockdir is not None:
-            # Keep the servers' stderr with the other logs before the directory goes.
-            for served in self.servers.values():
-                if served.stderr_path.exists():
-                    shutil.copyfile(served.stderr_path, self.workdir / served.stderr_path.name)
-            self._sockdir.cleanup()
-            self._sockdir = None
-
-    def __enter__(self) -> LinuxGuest:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

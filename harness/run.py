@@ -190,7 +190,6 @@ def run_macos(
         with MacosGuest(
             qemu, config, workdir, attachments(model, options, path), progress=progress
         ) as guest:
-            assert guest.ssh is not None
             start = time.monotonic()
             if path == "window":
                 report = deploy_and_run(guest.ssh, RAW_VERIFY)
