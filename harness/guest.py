@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -200,6 +201,14 @@ class LinuxGuest(ServedGuest):
         """Which side failed, when a guest command broke off: QEMU, a server, or the guest."""
         problems = []
         machine = self.machine
+        # A process that just died may close its sockets (dropping our SSH link)
+        # a moment before it can be reaped: give each a short grace.
+        processes = [served.process for served in self.servers.values()]
+        if machine is not None and machine.process is not None:
+            processes.append(machine.process)
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.proc.wait(timeout=2)
         if machine is not None and machine.process is not None and not machine.process.alive():
             problems.append(
                 f"QEMU exited with status {machine.process.proc.returncode} "
