@@ -42,14 +42,7 @@ def probe_kvm(
     except (OSError, ValueError, KeyError):
         pass
     spec = MachineSpec(
-        guest_args=[
-            "-kernel",
-            str(image.kernel),
-            "-initrd",
-            str(image.initramfs),
-            "-append",
-            image.kernel_args,
-        ],
+        guest_args=image.boot_args(),
         accel="kvm",
         cpu="host",
         memory_mib=512,

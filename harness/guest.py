@@ -82,6 +82,8 @@ class ServedGuest:
         # Sockets live in a short private directory: AF_UNIX paths end at 108 bytes.
         self._sockdir = tempfile.TemporaryDirectory(prefix="xvpci-")
         devices = []
+        # One `qemu --version` for all the models' log headers.
+        meta = {"qemu_version": self.qemu.version_string, "guest": self.guest_name}
         for attachment in self.models:
             self.progress.step(f"serving model {attachment.model} as {attachment.label}")
             served = ServedModel(
@@ -91,7 +93,7 @@ class ServedGuest:
                 attachment.options,
                 path_label=attachment.path_label,
                 name=attachment.label,
-                meta={"qemu_version": self.qemu.version_string, "guest": self.guest_name},
+                meta=meta,
             )
             self.servers[attachment.label] = served
             devices.append(
@@ -173,9 +175,7 @@ class LinuxGuest(ServedGuest):
                 # qboot rather than SeaBIOS: SeaBIOS drives NVMe controllers itself,
                 # so the direct path would see firmware traffic the window path cannot.
                 "-bios", "qboot.rom",
-                "-kernel", str(self.image.kernel),
-                "-initrd", str(self.image.initramfs),
-                "-append", self.kernel_args,
+                *self.image.boot_args(self.kernel_args),
             ],
             memory_mib=self.memory_mib,
             accel=self.accel,

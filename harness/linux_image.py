@@ -93,6 +93,14 @@ class LinuxImage:
     def kernel_args(self) -> str:
         return KERNEL_ARGS
 
+    def boot_args(self, kernel_args: str | None = None) -> list[str]:
+        """QEMU arguments booting this kernel and initramfs directly."""
+        return [
+            "-kernel", str(self.kernel),
+            "-initrd", str(self.initramfs),
+            "-append", KERNEL_ARGS if kernel_args is None else kernel_args,
+        ]  # fmt: skip
+
     @property
     def manifest(self) -> dict:
         return json.loads((self.directory / "manifest.json").read_text())

@@ -50,10 +50,10 @@ class MacosGuest(ServedGuest):
             raise HarnessError(f"OVMF variables not found in the QEMU root ({OVMF_VARS})")
         shutil.copyfile(firmware_vars, vars_copy)
         spec = MachineSpec(
-            guest_args=guest_args(self.config, self.qemu, vars_copy), devices=devices
+            guest_args=guest_args(self.config, self.qemu, vars_copy),
+            devices=devices,
+            **machine_options(),
         )
-        for key, value in machine_options().items():
-            setattr(spec, key, value)
         self.machine = Machine(self.qemu, spec, self.workdir, name="macos")
         self.progress.step("booting the macOS guest (KVM)")
         self.machine.start()

@@ -37,25 +37,28 @@ class QemuInstall:
     binary: Path
     root: Path | None = None
 
+    def _in_root(self, program: Path) -> list[str]:
+        """Run ``program`` of the root through the root's own loader and libraries."""
+        assert self.root is not None
+        loader = self.root / "lib64/ld-linux-x86-64.so.2"
+        libs = ":".join(str(self.root / d) for d in _LIB_DIRS)
+        return [str(loader), "--library-path", libs, str(program)]
+
     def argv(self, *args: str) -> list[str]:
         """The command line that runs this QEMU with ``args``."""
         if self.root is None:
             return [str(self.binary), *args]
-        loader = self.root / "lib64/ld-linux-x86-64.so.2"
-        libs = ":".join(str(self.root / d) for d in _LIB_DIRS)
         firmware: list[str] = []
         for d in _FIRMWARE_DIRS:
             if (self.root / d).is_dir():
                 firmware += ["-L", str(self.root / d)]
-        return [str(loader), "--library-path", libs, str(self.binary), *firmware, *args]
+        return [*self._in_root(self.binary), *firmware, *args]
 
     def img_argv(self, *args: str) -> list[str]:
         """The command line of the matching ``qemu-img``."""
         if self.root is None:
             return [str(self.binary.with_name("qemu-img")), *args]
-        loader = self.root / "lib64/ld-linux-x86-64.so.2"
-        libs = ":".join(str(self.root / d) for d in _LIB_DIRS)
-        return [str(loader), "--library-path", libs, str(self.root / "usr/bin/qemu-img"), *args]
+        return [*self._in_root(self.root / "usr/bin/qemu-img"), *args]
 
     def version(self) -> tuple[int, int, int]:
         text = self._run("--version")

@@ -138,7 +138,7 @@ class DmaSpace:
             mapping = self._maps[index]
             start = addr - mapping.iova
             # Fast path: one shared mapping holds the whole range.
-            if mapping.memory is not None and start + length <= mapping.size and length > 0:
+            if mapping.memory is not None and start + length <= mapping.size:
                 return mapping.memory[start : start + length]
         out = bytearray()
         for mapping, offset, count in self._pieces(addr, length):

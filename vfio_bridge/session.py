@@ -164,7 +164,6 @@ class Session:
             else:
                 body = result or b""
         except ProtocolError as exc:
-            message.close_fds()
             log.warning("command %d id %d refused: %s", header.command, header.msg_id, exc)
             self._send(
                 frame(

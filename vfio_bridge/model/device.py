@@ -16,8 +16,6 @@ from typing import Any, ClassVar, Protocol
 
 from ..pci.capabilities import (
     CAP_EXPRESS,
-    CAP_MSI,
-    CAP_MSIX,
     MSIX_ENTRY_SIZE,
     PCIE_DEVCTL_FLR,
     PCIE_DEVCTL_OFFSET,
@@ -512,13 +510,7 @@ class DeviceModel:
         )
 
 
-def has_capability(model: DeviceModel, cap_id: int) -> bool:
-    return model.config.find_capability(cap_id) is not None
-
-
 __all__ = [
-    "CAP_MSI",
-    "CAP_MSIX",
     "INTX",
     "MSI",
     "MSIX",
