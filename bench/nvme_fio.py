@@ -1,13 +1,16 @@
 """NVMe in the Linux guest: our model over vfio-user vs QEMU's built-in ``-device nvme``.
 
-Same guest image, same accelerator, same fio jobs, both measured in this run.
-Usage: python -m bench.nvme_fio [--seconds N] [--size-mib N]
+One guest holds both controllers, so the guest, the accelerator and the fio
+jobs are the same; the jobs alternate between the two devices in rounds and
+the median round counts, because these machines are noisy.
+Usage: python -m bench.nvme_fio [--seconds N] [--rounds N] [--size-mib N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -21,62 +24,87 @@ JOBS = {
     "randread 4k qd16": "--rw=randread --bs=4k --iodepth=16",
     "randwrite 4k qd16": "--rw=randwrite --bs=4k --iodepth=16",
     "seqread 128k qd4": "--rw=read --bs=128k --iodepth=4",
+    "seqwrite 128k qd4": "--rw=write --bs=128k --iodepth=4",
 }
+MODEL_SERIAL = "XVPCI0001"
+BUILTIN_SERIAL = "builtin"
 
 
-def run_jobs(guest: LinuxGuest, device: str, seconds: int) -> dict[str, dict[str, float]]:
-    results = {}
-    for name, args in JOBS.items():
-        command = (
-            f"fio --name=bench --filename={device} {args} --ioengine=libaio --direct=1 "
-            f"--time_based --runtime={seconds} --ramp_time=1 --output-format=json"
-        )
-        out = guest.ssh.run(command, timeout=seconds + 120).check().stdout
-        job = json.loads(out[out.index("{") :])["jobs"][0]
-        side = job["read"] if "read" in args else job["write"]
-        results[name] = {"iops": side["iops"], "mib_s": side["bw"] / 1024}
-    return results
+def namespace_by_serial(guest: LinuxGuest, serial: str) -> str:
+    """The guest's block device of the controller with ``serial``."""
+    listing = (
+        guest.ssh.run("for c in /sys/class/nvme/nvme*; do echo ${c##*/} $(cat $c/serial); done")
+        .check()
+        .stdout
+    )
+    for line in listing.splitlines():
+        name, _, found = line.partition(" ")
+        if found.strip() == serial:
+            return f"/dev/{name}n1"
+    raise SystemExit(f"no NVMe controller with serial {serial} in the guest:\n{listing}")
+
+
+def run_job(guest: LinuxGuest, device: str, args: str, seconds: int) -> dict[str, float]:
+    command = (
+        f"fio --name=bench --filename={device} {args} --ioengine=libaio --direct=1 "
+        f"--time_based --runtime={seconds} --ramp_time=1 --output-format=json"
+    )
+    out = guest.ssh.run(command, timeout=seconds + 120).check().stdout
+    job = json.loads(out[out.index("{") :])["jobs"][0]
+    side = job["read"] if "read" in args else job["write"]
+    return {"iops": side["iops"], "mib_s": side["bw"] / 1024}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=4, help="fio runtime per job and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size-mib", type=int, default=256)
     args = parser.parse_args()
     qemu, image = find_qemu(), build()
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="xvpci-bench-") as tmp:
         work = Path(tmp)
-        model = [ModelAttachment("nvme", [f"size={args.size_mib}m"])]
-        with LinuxGuest(qemu, image, work / "model", model) as guest:
-            ours = run_jobs(guest, "/dev/nvme0n1", args.seconds)
         disk = work / "builtin.img"
         with open(disk, "wb") as handle:
             handle.truncate(args.size_mib << 20)
         builtin_args = [
             "-drive", f"file={disk},if=none,id=nvm,format=raw,cache=none,aio=threads",
-            "-device", "nvme,drive=nvm,serial=builtin",
+            "-device", f"nvme,drive=nvm,serial={BUILTIN_SERIAL}",
         ]  # fmt: skip
-        with LinuxGuest(qemu, image, work / "builtin", extra_args=builtin_args) as guest:
-            builtin = run_jobs(guest, "/dev/nvme0n1", args.seconds)
+        model = [ModelAttachment("nvme", [f"size={args.size_mib}m", f"serial={MODEL_SERIAL}"])]
+        with LinuxGuest(qemu, image, work / "guest", model, extra_args=builtin_args) as guest:
+            devices = {
+                "model": namespace_by_serial(guest, MODEL_SERIAL),
+                "builtin": namespace_by_serial(guest, BUILTIN_SERIAL),
+            }
+            for round_no in range(1, args.rounds + 1):
+                print(f"round {round_no}/{args.rounds}", flush=True)
+                for name, job_args in JOBS.items():
+                    for side, device in devices.items():
+                        runs.setdefault((side, name), []).append(
+                            run_job(guest, device, job_args, args.seconds)
+                        )
+    median = {
+        key: {m: statistics.median(r[m] for r in results) for m in ("iops", "mib_s")}
+        for key, results in runs.items()
+    }
     rows = []
     for name in JOBS:
-        ratio = ours[name]["iops"] / builtin[name]["iops"]
-        rows.append(
-            [
-                name,
-                ours[name]["iops"],
-                builtin[name]["iops"],
-                ratio,
-                ours[name]["mib_s"],
-                builtin[name]["mib_s"],
-            ]
-        )
+        ours, builtin = median[("model", name)], median[("builtin", name)]
+        rows.append([name, ours["iops"], builtin["iops"], ours["iops"] / builtin["iops"],
+                     ours["mib_s"], builtin["mib_s"]])  # fmt: skip
     print_table(
-        f"fio in the Linux guest (TCG), {args.seconds} s per job",
+        f"fio in one Linux guest (TCG), median of {args.rounds} alternating rounds of "
+        f"{args.seconds} s per job",
         ["job", "model IOPS", "built-in IOPS", "ratio", "model MiB/s", "built-in MiB/s"],
         rows,
     )
-    print(f"\nresult: {save('nvme_fio', {'model': ours, 'builtin': builtin})}")
+    result = {side: {name: median[(side, name)] for name in JOBS} for side in ("model", "builtin")}
+    result["ratio_iops"] = {
+        name: median[("model", name)]["iops"] / median[("builtin", name)]["iops"] for name in JOBS
+    }
+    print(f"\nresult: {save('nvme_fio', {'rounds': args.rounds, **result})}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ class ServedModel:
         name: str | None = None,
         timeout: float = 15.0,
         meta: dict[str, str] | None = None,
+        server_args: Sequence[str] = (),
     ) -> None:
         sockdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.name = name or model
@@ -44,6 +45,7 @@ class ServedModel:
             argv += ["--opt", opt]
         for key, value in (meta or {}).items():
             argv += ["--meta", f"{key}={value}"]
+        argv += server_args
         self.stderr_path = sockdir / f"{self.name}.server.stderr"
         self.process = ManagedProcess(
             argv, f"server {self.name}", stdout=subprocess.PIPE, stderr=self.stderr_path

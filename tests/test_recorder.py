@@ -61,6 +61,8 @@ def test_killed_writer_leaves_every_line_readable(tmp_path: Path) -> None:
         rec = Recorder({str(path)!r}, model="edu")
         for i in range(1000):
             rec.mmio(True, 0, 4 * (i % 16), 4, i)
+        rec.flush()  # what the session does after each burst of requests
+        rec.mmio(True, 0, 0, 4, 1000)  # buffered, lost with the process
         print("written", flush=True)
         sys.stdin.read()
         """
@@ -83,10 +85,45 @@ def test_disk_full_stops_recording_without_raising(tmp_path: Path, caplog) -> No
     os.close(rec._fd)
     rec._fd = os.open("/dev/full", os.O_WRONLY)
     rec.mmio(False, 0, 0, 4, 1)
+    rec.flush()
     rec.mmio(False, 0, 0, 4, 2)
+    rec.flush()
     assert not rec.enabled
     assert sum("recording stopped" in r.message for r in caplog.records) == 1
     rec.close()
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path):
+    """A 64 KiB tmpfs that fills up for real (needs root, as CI has)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "xvpci-tiny", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_full_filesystem_keeps_whole_lines(tiny_filesystem: Path, caplog) -> None:
+    path = tiny_filesystem / "full.jsonl"
+    rec = Recorder(path, model="edu")
+    for i in range(5000):  # about 500 KiB of events, in flushes of 100
+        rec.dma(True, 0x1000 * i, bytes(32))
+        if i % 100 == 99:
+            rec.flush()
+    rec.close()
+    assert not rec.enabled and rec.seq == 5000
+    assert sum("recording stopped" in r.message for r in caplog.records) == 1
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b""  # ends on a whole line
+    header, *events = (json.loads(line) for line in lines[:-1])
+    assert header["xvpci_log"] == 1 and 100 <= len(events) < 5000
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    _, _, trailer = read_log(path)
+    assert trailer is None  # the log says it is cut short
 
 
 def test_no_path_counts_events_only() -> None:

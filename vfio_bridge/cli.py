@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .models import MODELS, create_model
+from .polling import DEFAULT_POLL_MAX_US
 from .recorder import Recorder
 from .server import ServerError, VfioUserServer
 
@@ -46,7 +47,25 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="extra log header field (e.g. qemu_version=11.1.3); repeatable",
     )
+    parser.add_argument(
+        "--poll-us",
+        type=_non_negative,
+        default=DEFAULT_POLL_MAX_US,
+        metavar="US",
+        help="longest busy-poll between requests before sleeping, in microseconds; "
+        "adapts to the request rate, 0 turns it off (default %(default)s)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f"{text!r} is not zero or more")
+    return value
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -66,7 +85,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot write log {args.log}: {exc.strerror}", file=sys.stderr)
         return 2
-    server = VfioUserServer(model, args.socket, recorder)
+    server = VfioUserServer(model, args.socket, recorder, poll_max_us=args.poll_us)
     try:
         server.listen()
     except ServerError as exc:

@@ -1,13 +1,17 @@
 """Transaction recorder: every access of a device as one JSON line.
 
-The first line is a header (``"xvpci_log": 1``); each event is written with
-one ``write(2)`` so a killed server leaves a log that is readable up to its
-last event; a clean close appends a trailer ``{"xvpci_end": ...}`` so readers
-can tell a complete log from a truncated one.
+The first line is a header (``"xvpci_log": 1``). Events are buffered and
+written whole lines at a time by :meth:`Recorder.flush`, which the session
+calls whenever it has answered a burst of requests and before it waits, so a
+killed server leaves a log that is readable line by line and lacks at most
+the burst in flight. A short write (disk full) is cut back to its last whole
+line. A clean close appends a trailer ``{"xvpci_end": ...}`` so readers can
+tell a complete log from a truncated one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,6 +24,8 @@ log = logging.getLogger(__name__)
 
 LOG_FORMAT_VERSION = 1
 INLINE_DATA_LIMIT = 64
+#: Buffered bytes that force a flush even in the middle of a burst.
+FLUSH_THRESHOLD = 256 * 1024
 
 EVENT_KINDS = frozenset(
     {
@@ -45,6 +51,9 @@ class Recorder:
         self.seq = 0
         self._fd = -1
         self._failed = False
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._written = 0
         self._clock = time.monotonic_ns
         if self.path is not None:
             self._fd = os.open(
@@ -57,6 +66,7 @@ class Recorder:
                 **header,
             }
             self._write(json.dumps(head, separators=(",", ":")) + "\n")
+            self.flush()
 
     @property
     def enabled(self) -> bool:
@@ -65,16 +75,37 @@ class Recorder:
     def _write(self, line: str) -> None:
         if self._fd < 0:
             return
+        self._pending.append(line)
+        self._pending_size += len(line)
+        if self._pending_size >= FLUSH_THRESHOLD:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered events to the log with as few ``write(2)`` calls as it takes."""
+        if not self._pending:
+            return
+        data = "".join(self._pending).encode()
+        self._pending.clear()
+        self._pending_size = 0
+        if self._fd < 0:
+            return
+        sent = 0
         try:
-            os.write(self._fd, line.encode())
+            while sent < len(data):
+                sent += os.write(self._fd, data[sent:] if sent else data)
         except OSError as exc:
             # Disk full or a vanished file must not take the device down: keep
-            # what was written, stop logging, and say so once.
+            # the whole lines written, stop logging, and say so once.
+            whole = data.rfind(b"\n", 0, sent) + 1
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._written + whole)
             if not self._failed:
                 log.error("transaction log %s: %s; recording stopped", self.path, exc)
                 self._failed = True
             os.close(self._fd)
             self._fd = -1
+        else:
+            self._written += sent
 
     def _next(self) -> tuple[int, int]:
         seq = self.seq
@@ -149,6 +180,7 @@ class Recorder:
         """Write the trailer and close; safe to call twice."""
         if self._fd >= 0:
             self._write(json.dumps({"xvpci_end": True, "events": self.seq}) + "\n")
+            self.flush()
             if self._fd >= 0:
                 os.close(self._fd)
             self._fd = -1

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .fdutil import close_quietly
 from .model import DeviceModel
+from .polling import DEFAULT_POLL_MAX_US
 from .protocol import ProtocolError
 from .recorder import Recorder
 from .session import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Session
@@ -35,11 +36,16 @@ class VfioUserServer:
     """Serve ``model`` on the UNIX socket ``socket_path``."""
 
     def __init__(
-        self, model: DeviceModel, socket_path: str | os.PathLike[str], recorder: Recorder
+        self,
+        model: DeviceModel,
+        socket_path: str | os.PathLike[str],
+        recorder: Recorder,
+        poll_max_us: float = DEFAULT_POLL_MAX_US,
     ) -> None:
         self.model = model
         self.socket_path = Path(socket_path)
         self.recorder = recorder
+        self.poll_max_us = poll_max_us
         self._listener: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -103,7 +109,13 @@ class VfioUserServer:
 
     def _serve_connection(self, conn: socket.socket) -> None:
         channel = Channel(conn, MAX_MESSAGE_SIZE, MAX_MSG_FDS)
-        session = Session(self.model, channel, self.recorder, wakeup_fd=self._wake_r)
+        session = Session(
+            self.model,
+            channel,
+            self.recorder,
+            wakeup_fd=self._wake_r,
+            poll_max_us=self.poll_max_us,
+        )
         log.info("client %d connected", self.connections)
         try:
             session.run()

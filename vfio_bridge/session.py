@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from .dma import DmaSpace, MessageDma
 from .fdutil import close_quietly
 from .model import INTX, MSI, MSIX, DeviceModel, DmaError
+from .polling import DEFAULT_POLL_MAX_US, PollWindow
 from .protocol import (
     Command,
     DeviceFlags,
@@ -78,12 +79,14 @@ class Session:
         recorder: Recorder,
         reply_timeout: float = 10.0,
         wakeup_fd: int = -1,
+        poll_max_us: float = DEFAULT_POLL_MAX_US,
     ) -> None:
         self.model = model
         self.channel = channel
         self.recorder = recorder
         self.reply_timeout = reply_timeout
         self.wakeup_fd = wakeup_fd
+        self.poll_window = PollWindow(poll_max_us)
         self.negotiated = False
         self.max_data_xfer = DEFAULT_MAX_DATA_XFER
         self.dma = DmaSpace(MessageDma(self._message_dma_read, self._message_dma_write))
@@ -126,12 +129,28 @@ class Session:
         Raises :class:`~vfio_bridge.transport.PeerClosed` or
         :class:`ProtocolError`; the caller closes the channel.
         """
+        poll = self.channel.poll
+        clock = time.perf_counter
+        window = self.poll_window
         while True:
-            if not self._wait_readable(None):
-                return
-            for message in self.channel.receive():
+            messages = None
+            if window.window:
+                until = clock() + window.window
+                while True:
+                    messages = poll()
+                    if messages is not None or clock() >= until:
+                        break
+                    os.sched_yield()
+            if messages is None:
+                started = clock()
+                if not self._wait_readable(None):
+                    return
+                messages = self.channel.receive()
+                window.blocked(clock() - started)
+            for message in messages:
                 self.dispatch(message)
                 self._drain_deferred()
+            self.recorder.flush()
 
     def _wait_readable(self, timeout: float | None) -> bool:
         watch = [self.channel.fileno()]
@@ -543,6 +562,7 @@ class Session:
 
     def close(self) -> None:
         """Release mappings and eventfds; the model stays usable for the next client."""
+        self.recorder.flush()
         self.dma.clear()
         close_quietly(self.eventfds.values())
         self.eventfds.clear()

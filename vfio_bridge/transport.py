@@ -14,6 +14,9 @@ from .fdutil import close_quietly
 from .protocol import Message, MessageReader, ProtocolError
 
 _FD_SIZE = array.array("i").itemsize
+# Plain ints: socket.MSG_* are IntFlags, and their arithmetic is slow on the hot path.
+_MSG_CTRUNC = int(socket.MSG_CTRUNC)
+_MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
 
 
 class PeerClosed(Exception):
@@ -32,15 +35,35 @@ class Channel:
         return self.sock.fileno()
 
     def receive(self) -> list[Message]:
-        """One read from the socket; returns the messages it completed.
+        """Read what the socket holds of the next message; returns the messages completed.
 
-        Raises :class:`PeerClosed` at end of stream and
-        :class:`~vfio_bridge.protocol.ProtocolError` on a malformed stream.
+        Blocks until some data arrives. Raises :class:`PeerClosed` at end of
+        stream and :class:`~vfio_bridge.protocol.ProtocolError` on a malformed
+        stream.
         """
+        return self._with_body(self._receive_some(0))
+
+    def poll(self) -> list[Message] | None:
+        """Like :meth:`receive` but never blocks: ``None`` when nothing has arrived."""
+        try:
+            return self._with_body(self._receive_some(_MSG_DONTWAIT))
+        except BlockingIOError:
+            return None
+
+    def _with_body(self, done: list[Message]) -> list[Message]:
+        # The header is read alone so that descriptors arriving with it belong
+        # to its message; the body, sent in the same sendmsg, is usually there
+        # already and is taken without another wait.
+        if not done and self.reader.bytes_needed():
+            with contextlib.suppress(BlockingIOError):
+                return self._receive_some(_MSG_DONTWAIT)
+        return done
+
+    def _receive_some(self, flags: int) -> list[Message]:
         want = self.reader.bytes_needed()
-        data, ancdata, flags, _ = self.sock.recvmsg(max(want, 1), self._ancillary)
-        fds = _collect_fds(ancdata)
-        if flags & socket.MSG_CTRUNC:
+        data, ancdata, msg_flags, _ = self.sock.recvmsg(max(want, 1), self._ancillary, flags)
+        fds = _collect_fds(ancdata) if ancdata else []
+        if msg_flags & _MSG_CTRUNC:
             close_quietly(fds)
             raise ProtocolError("too many file descriptors in one message")
         if not data:
