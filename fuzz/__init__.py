@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing of the vfio-user server (atheris); see ``fuzz/dispatch.py``."""

@@ -1,0 +1,252 @@
+"""Fuzz target: the server's message framing and dispatch, with real device models.
+
+One input is a short script for a hostile client, decoded by :func:`decode`:
+
+- byte 0 picks the model (edu, nvme, or the VMD window with an NVMe child);
+  byte 1 bit 0 maps 64 KiB of real shared memory (a memfd) for DMA, bit 1
+  also maps an address range reached through DMA_READ/DMA_WRITE messages
+  (which nobody answers here, so those accesses time out as device errors);
+- then records ``[command][flags][length u16][body]`` become framed messages,
+  except command 0xFE, which writes its body into the shared memory at the
+  offset in ``flags`` * 256 (so the fuzzer can lay out queues and descriptors).
+
+The framed bytes go through the real :class:`MessageReader` and
+:class:`Session.dispatch`, sans socket: replies land in a sink. The whole input
+is also fed raw to a fresh reader. Allowed outcomes are error replies and
+:class:`ProtocolError` from the framing; anything else, a leaked descriptor, or
+a device that no longer answers config reads is a crash.
+
+Run it with ``python -m fuzz [libFuzzer flags] [corpus dir]``. Crashing inputs
+belong in ``fuzz/regressions/``, which ``tests/test_fuzz.py`` replays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+from collections.abc import Iterator
+
+from vfio_bridge.model import DeviceModel
+from vfio_bridge.models import create_model
+from vfio_bridge.protocol import (
+    Command,
+    DmaMap,
+    MessageReader,
+    ProtocolError,
+    Region,
+    Version,
+    frame,
+)
+from vfio_bridge.recorder import Recorder
+from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Session
+
+SHARED_IOVA = 0x10_0000
+SHARED_SIZE = 64 << 10
+MESSAGE_IOVA = 0x20_0000
+MESSAGE_SIZE = 64 << 10
+WRITE_MEMORY = 0xFE
+_RECORD = struct.Struct("<BBH")
+MODELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("edu", ()),
+    ("nvme", ("size=1m",)),
+    ("window", ("child_options=size=1m",)),
+)
+
+
+class ReplySink:
+    """The session's channel: replies are kept, nothing ever arrives."""
+
+    def __init__(self) -> None:
+        self._quiet_r, self._quiet_w = os.pipe()  # select() on it times out
+        self.replies: list[bytes] = []
+
+    def fileno(self) -> int:
+        return self._quiet_r
+
+    def send(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> None:
+        self.replies.append(data)
+
+    def receive(self) -> list:
+        return []
+
+    def poll(self) -> None:
+        return None
+
+    def close(self) -> None:
+        os.close(self._quiet_r)
+        os.close(self._quiet_w)
+
+
+def decode(data: bytes) -> tuple[int, int, list[tuple[int, int, bytes]]]:
+    """(model index, setup flags, records) from a fuzz input."""
+    if len(data) < 2:
+        return 0, 0, []
+    model, setup = data[0] % len(MODELS), data[1]
+    records = []
+    pos = 2
+    while pos + _RECORD.size <= len(data):
+        command, flags, length = _RECORD.unpack_from(data, pos)
+        pos += _RECORD.size
+        body = data[pos : pos + length]
+        pos += len(body)
+        records.append((command, flags, body))
+    return model, setup, records
+
+
+def _messages(setup: int, records: list[tuple[int, int, bytes]]) -> Iterator[bytes | tuple]:
+    yield frame(0, Command.VERSION, Version(0, 0, {"capabilities": {}}).pack())
+    if setup & 1:
+        yield ("map", frame(1, Command.DMA_MAP, DmaMap(32, 3, 0, SHARED_IOVA, SHARED_SIZE).pack()))
+    if setup & 2:
+        yield frame(2, Command.DMA_MAP, DmaMap(32, 3, 0, MESSAGE_IOVA, MESSAGE_SIZE).pack())
+    for msg_id, (command, flags, body) in enumerate(records, start=3):
+        if command == WRITE_MEMORY:
+            yield ("poke", flags * 256, body)
+        else:
+            # Low flag bits pick NO_REPLY / reply / error, as a hostile client may.
+            yield frame(msg_id & 0xFFFF, command % 32, body, flags & 0x33)
+
+
+class Harness:
+    """Holds the long-lived pieces (memfd, quiet logger) across inputs."""
+
+    def __init__(self) -> None:
+        self.memfd = os.memfd_create("xvpci-fuzz")
+        os.ftruncate(self.memfd, SHARED_SIZE)
+        logging.disable(logging.CRITICAL)  # refusals are logged; that is not the point here
+        self.inputs = 0
+
+    def run(self, data: bytes) -> None:
+        """Execute one input; raises on anything but the defined outcomes."""
+        self.inputs += 1
+        fds_before = _open_fds()
+        model_index, setup, records = decode(data)
+        name, options = MODELS[model_index]
+        model: DeviceModel = create_model(name, options)
+        sink = ReplySink()
+        session = Session(model, sink, Recorder(None), reply_timeout=0.0)  # type: ignore[arg-type]
+        reader = MessageReader(MAX_MESSAGE_SIZE, MAX_MSG_FDS)
+        try:
+            for item in _messages(setup, records):
+                fds: list[int] = []
+                if isinstance(item, tuple) and item[0] == "poke":
+                    _, offset, body = item
+                    os.pwrite(self.memfd, body[: max(0, SHARED_SIZE - offset)], offset)
+                    continue
+                if isinstance(item, tuple):
+                    item, fds = item[1], [os.dup(self.memfd)]
+                try:
+                    messages = reader.feed(item, fds)
+                except ProtocolError:
+                    break  # the server would close this connection
+                for message in messages:
+                    session.dispatch(message)
+                    session._drain_deferred()
+        finally:
+            session.close()
+            reader.close()
+            sink.close()
+        model.reset()
+        if model.config.read(0, 4) != struct.pack("<HH", model.vendor_id, model.device_id):
+            raise AssertionError("the device no longer answers config reads after reset")
+        raw = MessageReader(MAX_MESSAGE_SIZE, MAX_MSG_FDS)
+        with contextlib.suppress(ProtocolError):
+            raw.feed(data)
+        raw.close()
+        leaked = _open_fds() - fds_before
+        if leaked:
+            raise AssertionError(f"descriptors leaked: {sorted(leaked)}")
+
+
+def _open_fds() -> set[int]:
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+# --- seeds: inputs that reach deep states, for the fuzzer to mutate -------------------
+
+
+def _record(command: int, body: bytes, flags: int = 0) -> bytes:
+    return _RECORD.pack(command, flags, len(body)) + body
+
+
+def _write(region: int, offset: int, value: int, size: int = 4) -> bytes:
+    access = struct.pack("<QII", offset, region, size) + value.to_bytes(size, "little")
+    return _record(Command.REGION_WRITE, access)
+
+
+def _read(region: int, offset: int, size: int = 4) -> bytes:
+    return _record(Command.REGION_READ, struct.pack("<QII", offset, region, size))
+
+
+def _poke(offset: int, data: bytes) -> bytes:
+    return _record(WRITE_MEMORY, data, offset // 256)
+
+
+CONFIG = int(Region.CONFIG)
+
+
+def _sqe(opcode: int, cid: int, nsid: int = 0, prp: tuple[int, int] = (0, 0), *cdw: int) -> bytes:
+    """An NVMe submission queue entry; ``cdw`` are command dwords 10 onwards."""
+    dwords = (list(cdw) + [0] * 6)[:6]
+    return struct.pack("<BBHIQQQQ6I", opcode, 0, cid, nsid, 0, 0, *prp, *dwords)
+
+
+def _nvme_bringup(bar_region: int = 0) -> bytes:
+    """Enable an NVMe controller with its admin queues in the shared memory."""
+    return b"".join(
+        [
+            _write(CONFIG, 0x04, 0x0006, 2),
+            _write(bar_region, 0x24, 0x000F000F),  # AQA: 16-entry admin queues
+            _write(bar_region, 0x28, SHARED_IOVA, 8),  # ASQ
+            _write(bar_region, 0x30, SHARED_IOVA + 0x1000, 8),  # ACQ
+            _write(bar_region, 0x14, 0x00460001),  # CC.EN with 64/16-byte entries
+            _read(bar_region, 0x1C),  # CSTS
+        ]
+    )
+
+
+def seed_inputs() -> dict[str, bytes]:
+    """Named starting inputs: each drives a model into a state worth mutating."""
+    edu = bytes([0, 1]) + b"".join(
+        [
+            _write(CONFIG, 0x04, 0x0006, 2),
+            _read(0, 0x00),
+            _write(0, 0x08, 10),
+            _write(0, 0x20, 0x80),  # interrupt on factorial completion
+            _write(0, 0x80, SHARED_IOVA, 8),
+            _write(0, 0x88, 0x40000, 8),
+            _write(0, 0x90, 0x100, 8),
+            _write(0, 0x98, 0x5, 8),  # start, RAM to device, interrupt
+            _read(0, 0x24),
+        ]
+    )
+    identify = _sqe(0x06, 1, 0, (SHARED_IOVA + 0x2000, 0), 1)
+    # An I/O completion queue far larger than MQES, on an MSI-X vector that does not exist.
+    bogus_cq = _sqe(0x05, 2, 0, (SHARED_IOVA + 0x3000, 0), (0xFFFF << 16) | 1, (99 << 16) | 3)
+    nvme = bytes([1, 1]) + b"".join(
+        [
+            _poke(0, identify + bogus_cq),
+            _nvme_bringup(),
+            _write(0, 0x1000, 2),  # admin SQ tail doorbell
+            _read(0, 0x1C),
+        ]
+    )
+    create_queues = _sqe(0x05, 3, 0, (SHARED_IOVA + 0x3000, 0), (3 << 16) | 1, 1)
+    create_queues += _sqe(0x01, 4, 0, (SHARED_IOVA + 0x5000, 0), (3 << 16) | 1, (1 << 16) | 1)
+    # A 16 KiB read whose PRP list points its data pages at the list itself.
+    io_read = _sqe(0x02, 5, 1, (SHARED_IOVA + 0x6000, SHARED_IOVA + 0x4000), 0, 0, 31)
+    io_queues = bytes([1, 3]) + b"".join(
+        [
+            _poke(0, create_queues),
+            _poke(0x4000, struct.pack("<Q", SHARED_IOVA + 0x4000) * 512),
+            _poke(0x5000, io_read),
+            _nvme_bringup(),
+            _write(0, 0x1000, 2),
+            _write(0, 0x1008, 1),  # I/O SQ 1 tail doorbell
+            _read(0, 0x1C),
+        ]
+    )
+    window = bytes([2, 1]) + _write(CONFIG, 0x04, 0x0006, 2) + _read(2, 0) + _read(4, 0)
+    return {"edu": edu, "nvme-admin": nvme, "nvme-io-queues": io_queues, "window": window}
