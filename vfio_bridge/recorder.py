@@ -39,6 +39,7 @@ EVENT_KINDS = frozenset(
         "reset",
         "dma_map",
         "dma_unmap",
+        "device_error",
     }
 )
 
@@ -165,6 +166,10 @@ class Recorder:
         self._write(
             f'{{"seq":{seq},"t_ns":{t},"kind":"irq","irq_type":"{irq_type}","vector":{vector}{tag}}}\n'
         )
+
+    def device_error(self, code: str, detail: str) -> None:
+        """Guest or client input met a defined device error (refusal, DMA fault...)."""
+        self.event("device_error", error=code, detail=detail)
 
     def event(self, kind: str, **fields: Any) -> None:
         """Any other event (reset, dma_map, dma_unmap...)."""

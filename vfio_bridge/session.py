@@ -184,6 +184,7 @@ class Session:
                 body = result or b""
         except ProtocolError as exc:
             log.warning("command %d id %d refused: %s", header.command, header.msg_id, exc)
+            self.recorder.device_error("refused", f"command {header.command}: {exc}")
             self._send(
                 frame(
                     header.msg_id, header.command, b"", MsgFlags.REPLY | MsgFlags.ERROR, exc.errno
@@ -544,6 +545,9 @@ class Session:
     def defer(self, work: Callable[[], None]) -> None:
         self._deferred.append(work)
 
+    def report_error(self, code: str, detail: str) -> None:
+        self.recorder.device_error(code, detail)
+
     def _drain_deferred(self) -> None:
         if self._draining:
             return
@@ -554,7 +558,7 @@ class Session:
                 try:
                     work()
                 except DmaError as exc:
-                    log.warning("%s: device work failed: %s", self.model.name, exc)
+                    self.model.device_error("dma_fault", f"device work failed: {exc}")
         finally:
             self._draining = False
 

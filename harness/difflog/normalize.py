@@ -95,6 +95,9 @@ class Normalizer:
             return Item("irq", key, 0, None, event["seq"], event)
         if kind in ("cfg_read", "cfg_write"):
             return self._config_event(event, kind)
+        if kind == "device_error":
+            # The code is what must agree; the detail names path-specific addresses.
+            return Item("other", (kind, event.get("error")), 0, None, event["seq"], event)
         return Item("other", (kind,), 0, None, event["seq"], event)
 
     def _mmio(self, event: dict[str, Any], kind: str) -> Item | None:

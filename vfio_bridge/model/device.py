@@ -51,6 +51,8 @@ class Bus(Protocol):
 
     def defer(self, work: Callable[[], None]) -> None: ...
 
+    def report_error(self, code: str, detail: str) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Buffer:
@@ -132,6 +134,9 @@ class DetachedBus:
 
     def defer(self, work: Callable[[], None]) -> None:
         work()
+
+    def report_error(self, code: str, detail: str) -> None:
+        pass
 
 
 class MsixState:
@@ -354,6 +359,15 @@ class DeviceModel:
         """Run ``work`` after the current access completed (device-side work)."""
         self.bus.defer(work)
 
+    def device_error(self, code: str, detail: str) -> None:
+        """Record that guest input drove the device into a defined error.
+
+        ``code`` is a short stable name (``dma_fault``, ``bad_vector``...) that the
+        diff compares; ``detail`` is for people. Logged and written to the log.
+        """
+        log.warning("%s: %s: %s", self.name, code, detail)
+        self.bus.report_error(code, detail)
+
     def irq_mode(self) -> str:
         """Which interrupt mechanism the guest enabled: ``msix``, ``msi`` or ``intx``."""
         if self._msix_offset is not None and MsiX.enabled(self.config, self._msix_offset):
@@ -368,7 +382,7 @@ class DeviceModel:
         if mode == MSIX:
             assert self.msix is not None
             if vector >= self.msix.cap.vectors:
-                log.warning("%s: MSI-X vector %d out of range", self.name, vector)
+                self.device_error("bad_vector", f"MSI-X vector {vector} out of range")
                 return False
             # Masking and the PBA belong to whoever owns the table: QEMU on the
             # direct path, the window device on the window path.
@@ -376,7 +390,7 @@ class DeviceModel:
         if mode == MSI:
             assert self._msi_offset is not None
             if vector >= Msi.enabled_vectors(self.config, self._msi_offset):
-                log.warning("%s: MSI vector %d beyond the enabled vectors", self.name, vector)
+                self.device_error("bad_vector", f"MSI vector {vector} beyond the enabled ones")
                 return False
             return self.bus.signal_irq(MSI, vector)
         if not self.intx:

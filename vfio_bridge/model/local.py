@@ -57,6 +57,9 @@ class LocalBus:
     def defer(self, work: Callable[[], None]) -> None:
         self._deferred.append(work)
 
+    def report_error(self, code: str, detail: str) -> None:
+        self.errors.append(f"{code}: {detail}")
+
     # --- the CPU side ----------------------------------------------------------
 
     def mmio_read(self, bar: int, offset: int, size: int) -> int:

@@ -7,7 +7,6 @@ and a 4 KiB buffer at BAR0 + 0x40000. MSI with one vector, INTx fallback.
 
 from __future__ import annotations
 
-import logging
 import math
 
 from ..model import (
@@ -22,8 +21,6 @@ from ..model import (
     PowerManagement,
     Register,
 )
-
-log = logging.getLogger(__name__)
 
 DMA_BUFFER = 0x40000
 DMA_BUFFER_SIZE = 4096
@@ -118,10 +115,8 @@ class Edu(DeviceModel):
         ram_addr = (self.regs["dma_dst"] if to_ram else self.regs["dma_src"]) & self._dma_mask
         start = device_addr - DMA_BUFFER
         if start < 0 or count > DMA_BUFFER_SIZE or start + count > DMA_BUFFER_SIZE:
-            log.warning(
-                "edu: DMA of %d bytes at buffer address %#x is outside the buffer; ignored",
-                count,
-                device_addr,
+            self.device_error(
+                "dma_range", f"DMA of {count} bytes at buffer address {device_addr:#x} ignored"
             )
         else:
             try:
@@ -130,7 +125,7 @@ class Edu(DeviceModel):
                 else:
                     self.dma_buffer[start : start + count] = self.dma_read(ram_addr, count)
             except DmaError as exc:
-                log.warning("edu: DMA failed: %s", exc)
+                self.device_error("dma_fault", str(exc))
         self.regs["dma_cmd"] = cmd & ~DMA_CMD_START
         if cmd & DMA_CMD_IRQ:
             self._raise(IRQ_DMA)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import logging
 import os
 from dataclasses import dataclass, field
 
@@ -45,8 +44,6 @@ from .nvme_spec import (
     prp_segments,
     smart_log,
 )
-
-log = logging.getLogger(__name__)
 
 MAX_IO_QUEUES = 16
 MAX_QUEUE_ENTRIES = 1024
@@ -290,12 +287,12 @@ class Nvme(DeviceModel):
 
     def _enable(self) -> None:
         if self.regs.get_field("cc", "mps") != 0:
-            log.warning("nvme: only 4 KiB memory pages are supported; controller fatal")
+            self.device_error("fatal", "only 4 KiB memory pages are supported")
             self.regs.set_field("csts", "cfs", 1)
             return
         asqs, acqs = self.regs.get_field("aqa", "asqs") + 1, self.regs.get_field("aqa", "acqs") + 1
         if asqs < 2 or acqs < 2:
-            log.warning("nvme: admin queues of %d/%d entries are too small", asqs, acqs)
+            self.device_error("fatal", f"admin queues of {asqs}/{acqs} entries are too small")
             self.regs.set_field("csts", "cfs", 1)
             return
         self.cqs[0] = CompletionQueue(0, self.regs["acq"], acqs, vector=0, interrupts=True)
@@ -323,12 +320,12 @@ class Nvme(DeviceModel):
         qid, is_cq = divmod(offset, 8)
         is_cq = bool(is_cq)
         if size != 4 or offset % 4:
-            log.warning("nvme: doorbell access of %d bytes at %#x ignored", size, offset)
+            self.device_error("bad_doorbell", f"doorbell access of {size} bytes at {offset:#x}")
             return
         if is_cq:
             cq = self.cqs.get(qid)
             if cq is None or value >= cq.size:
-                log.warning("nvme: invalid CQ%d head doorbell %d", qid, value)
+                self.device_error("bad_doorbell", f"invalid CQ{qid} head doorbell {value}")
                 return
             cq.head = value
             self._update_intx()
@@ -337,7 +334,7 @@ class Nvme(DeviceModel):
             return
         sq = self.sqs.get(qid)
         if sq is None or value >= sq.size:
-            log.warning("nvme: invalid SQ%d tail doorbell %d", qid, value)
+            self.device_error("bad_doorbell", f"invalid SQ{qid} tail doorbell {value}")
             return
         sq.tail = value
         self._schedule(qid)
@@ -360,7 +357,7 @@ class Nvme(DeviceModel):
             try:
                 raw = self.dma_read(sq.base + sq.head * SQE_SIZE, SQE_SIZE, "sqe")
             except DmaError as exc:
-                log.warning("nvme: cannot fetch SQ%d entry %d: %s", sqid, sq.head, exc)
+                self.device_error("fatal", f"cannot fetch SQ{sqid} entry {sq.head}: {exc}")
                 self.regs.set_field("csts", "cfs", 1)
                 return
             sq.head = (sq.head + 1) % sq.size
@@ -368,10 +365,12 @@ class Nvme(DeviceModel):
             try:
                 result = self._admin(cmd) if sqid == 0 else self._io(cmd)
             except NvmeError as exc:
-                log.info("nvme: SQ%d cid %d opcode %#x: %s", sqid, cmd.cid, cmd.opcode, exc)
+                self.device_error(
+                    f"status_{exc.status:#05x}", f"SQ{sqid} cid {cmd.cid} op {cmd.opcode:#x}: {exc}"
+                )
                 result = (exc.status, 0)
             except DmaError as exc:
-                log.warning("nvme: SQ%d cid %d: DMA failed: %s", sqid, cmd.cid, exc)
+                self.device_error("dma_fault", f"SQ{sqid} cid {cmd.cid}: {exc}")
                 result = (Status.DATA_TRANSFER_ERROR, 0)
             if result is None:  # async event request: completes later
                 continue
@@ -387,7 +386,7 @@ class Nvme(DeviceModel):
         try:
             self.dma_write(cq.base + cq.tail * CQE_SIZE, entry, "cqe")
         except DmaError as exc:
-            log.warning("nvme: cannot post to CQ%d: %s", cq.qid, exc)
+            self.device_error("fatal", f"cannot post to CQ{cq.qid}: {exc}")
             self.regs.set_field("csts", "cfs", 1)
             return False
         cq.tail = (cq.tail + 1) % cq.size

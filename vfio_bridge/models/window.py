@@ -22,7 +22,6 @@ absent-function probes, MSI-X and interrupts are tagged ``"stream":"window"``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,8 +37,6 @@ from ..model import (
     Window,
 )
 from ..pci.config import Command
-
-log = logging.getLogger(__name__)
 
 WINDOW_STREAM = "window"
 CFGBAR, MEMBAR1, MEMBAR2 = 0, 2, 4
@@ -77,6 +74,9 @@ class ChildBus:
 
     def defer(self, work: Callable[[], None]) -> None:
         self.window.bus.defer(work)
+
+    def report_error(self, code: str, detail: str) -> None:
+        self.window.bus.report_error(code, detail)
 
 
 class VmdWindow(DeviceModel):
@@ -284,8 +284,8 @@ class VmdWindow(DeviceModel):
         if self.recorder is not None:
             self.recorder.irq(irq_type, vector)
         if irq_type != MSIX or self.child.msix is None:
-            log.warning(
-                "window: child raised %s vector %d; only MSI-X crosses the window", irq_type, vector
+            self.device_error(
+                "dropped_irq", f"child raised {irq_type} vector {vector}; only MSI-X crosses"
             )
             return False
         msix = self.child.msix
@@ -297,24 +297,21 @@ class VmdWindow(DeviceModel):
     def _route(self, vector: int) -> bool:
         address, _data = self.child.msix.entry(vector)  # type: ignore[union-attr]
         if address & 0xFFF00000 != MSI_ADDRESS:
-            log.warning(
-                "window: child vector %d has MSI-X address %#x outside the window", vector, address
+            self.device_error(
+                "dropped_irq", f"child vector {vector} has MSI-X address {address:#x} outside"
             )
             return False
         window_vector = (address >> 12) & 0xFF
         if window_vector >= WINDOW_VECTORS:
-            log.warning(
-                "window: child vector %d targets window vector %d of %d",
-                vector,
-                window_vector,
-                WINDOW_VECTORS,
+            self.device_error(
+                "dropped_irq", f"child vector {vector} targets window vector {window_vector}"
             )
             return False
         return self.raise_irq_on(window_vector)
 
     def raise_irq_on(self, window_vector: int) -> bool:
         if self.irq_mode() != MSIX:
-            log.warning("window: MSI-X of the window is not enabled; child interrupt dropped")
+            self.device_error("dropped_irq", "the window's MSI-X is not enabled")
             return False
         return self.bus.signal_irq(MSIX, window_vector, WINDOW_STREAM)
 
