@@ -209,11 +209,20 @@ class LinuxGuest(ServedGuest):
         for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.proc.wait(timeout=2)
+        panicked = False
+        if machine is not None:
+            with contextlib.suppress(OSError):
+                panicked = "Kernel panic" in machine.serial_log.read_text(errors="replace")
+        if panicked:
+            # QEMU runs with -no-reboot, so it exits (status 0) after a panic.
+            problems.append(f"the guest kernel panicked (serial log: {machine.serial_log})")
         if machine is not None and machine.process is not None and not machine.process.alive():
-            problems.append(
-                f"QEMU exited with status {machine.process.proc.returncode} "
-                f"(stderr: {machine.stderr_log}, serial log: {machine.serial_log})"
-            )
+            status = machine.process.proc.returncode
+            if not (panicked and status == 0):
+                problems.append(
+                    f"QEMU exited with status {status} "
+                    f"(stderr: {machine.stderr_log}, serial log: {machine.serial_log})"
+                )
         for label, served in self.servers.items():
             if not served.process.alive():
                 problems.append(
@@ -221,10 +230,6 @@ class LinuxGuest(ServedGuest):
                     f"(stderr: {self.workdir / served.stderr_path.name}; "
                     f"its log so far: {served.log_path})"
                 )
-        if not problems and machine is not None:
-            text = machine.serial_log.read_text(errors="replace")
-            if "Kernel panic" in text:
-                problems.append(f"the guest kernel panicked (serial log: {machine.serial_log})")
         return (
             "; ".join(problems)
             or "QEMU and the servers are still running: the guest itself stopped answering"

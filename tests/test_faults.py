@@ -59,3 +59,39 @@ def test_server_killed_mid_workload(qemu, linux_image, tmp_path: Path) -> None:
         diff_logs(log, log)
     assert diff_logs(log, log, allow_truncated=True).equivalent
     assert (tmp_path / "nvme.server.stderr").exists()
+
+
+def test_guest_kernel_panic_mid_workload(qemu, linux_image, tmp_path: Path) -> None:
+    guest = LinuxGuest(qemu, linux_image, tmp_path, [ModelAttachment("nvme")])
+    with guest:
+        pids = _pids(guest)
+        with pytest.raises((GuestLinkError, GuestCommandTimeout)):
+            guest.ssh.run(
+                "dd if=/dev/nvme0n1 of=/dev/null bs=4k count=500 iflag=direct && "
+                "echo c > /proc/sysrq-trigger; sleep 60",
+                timeout=30,
+            )
+        cause = guest.diagnose()
+        assert "the guest kernel panicked" in cause, cause
+    for pid in pids:
+        assert_process_gone(pid)
+    _, events, trailer = read_log(tmp_path / "nvme.jsonl")
+    assert events and trailer is not None  # the server outlived the guest and closed its log
+
+
+def test_ssh_link_dropped_mid_workload(qemu, linux_image, tmp_path: Path) -> None:
+    guest = LinuxGuest(qemu, linux_image, tmp_path, [ModelAttachment("nvme")])
+    with guest:
+        pids = _pids(guest)
+        with pytest.raises(GuestLinkError):
+            # Kill the SSH server process that carries this very session.
+            guest.ssh.run(
+                "dd if=/dev/nvme0n1 of=/dev/null bs=4k count=500 iflag=direct; "
+                "kill -9 $(cut -d' ' -f4 /proc/$$/stat); sleep 60",
+                timeout=30,
+            )
+        assert "still running" in guest.diagnose()  # not QEMU, not a server
+    for pid in pids:
+        assert_process_gone(pid)
+    _, events, trailer = read_log(tmp_path / "nvme.jsonl")
+    assert events and trailer is not None
