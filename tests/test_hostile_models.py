@@ -7,6 +7,7 @@ status, a DMA that does not happen, an interrupt that is not sent) and a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,15 +29,24 @@ def device_errors(server: ThreadedServer) -> list[dict]:
     return [e for e in events if e["kind"] == "device_error"]
 
 
-@pytest.fixture
-def edu(sockdir: Path, tmp_path: Path) -> Iterator[tuple[ThreadedServer, VfioUserClient]]:
-    server = ThreadedServer("edu", sockdir, tmp_path / "edu.jsonl")
+@contextlib.contextmanager
+def serving(
+    model: str, sockdir: Path, tmp_path: Path
+) -> Iterator[tuple[ThreadedServer, VfioUserClient]]:
+    """A threaded server for ``model`` with a negotiated client; stopped on exit."""
+    server = ThreadedServer(model, sockdir, tmp_path / f"{model}.jsonl")
     try:
         with VfioUserClient(server.socket_path) as client:
             client.negotiate()
             yield server, client
     finally:
         server.stop()
+
+
+@pytest.fixture
+def edu(sockdir: Path, tmp_path: Path) -> Iterator[tuple[ThreadedServer, VfioUserClient]]:
+    with serving("edu", sockdir, tmp_path) as served:
+        yield served
 
 
 @pytest.mark.parametrize(
@@ -96,16 +106,10 @@ def test_dma_outside_mapped_memory_and_overflowing(edu) -> None:
 
 @pytest.fixture
 def nvme(sockdir: Path, tmp_path: Path) -> Iterator[tuple[ThreadedServer, NvmeHost]]:
-    server = ThreadedServer("nvme", sockdir, tmp_path / "nvme.jsonl")
-    try:
-        with VfioUserClient(server.socket_path) as client:
-            client.negotiate()
-            memory = client.map_memory(0, 4 << 20)
-            host = NvmeHost(ClientPort(client, memory))
-            host.enable()
-            yield server, host
-    finally:
-        server.stop()
+    with serving("nvme", sockdir, tmp_path) as (server, client):
+        host = NvmeHost(ClientPort(client, client.map_memory(0, 4 << 20)))
+        host.enable()
+        yield server, host
 
 
 @pytest.mark.parametrize(
