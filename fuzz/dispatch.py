@@ -38,6 +38,7 @@ from vfio_bridge.protocol import (
     Version,
     frame,
 )
+from vfio_bridge.protocol.messages import REGION_ACCESS
 from vfio_bridge.recorder import Recorder
 from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Session
 
@@ -109,16 +110,14 @@ def _messages(setup: int, records: list[tuple[int, int, bytes]]) -> Iterator[byt
 
 
 class Harness:
-    """Holds the long-lived pieces (memfd, quiet logger) across inputs."""
+    """Holds the shared memory (a memfd) that every input may map for DMA."""
 
     def __init__(self) -> None:
         self.memfd = os.memfd_create("xvpci-fuzz")
         os.ftruncate(self.memfd, SHARED_SIZE)
-        self.inputs = 0
 
     def run(self, data: bytes) -> None:
         """Execute one input; raises on anything but the defined outcomes."""
-        self.inputs += 1
         fds_before = _open_fds()
         model_index, setup, records = decode(data)
         name, options = MODELS[model_index]
@@ -170,12 +169,12 @@ def _record(command: int, body: bytes, flags: int = 0) -> bytes:
 
 
 def _write(region: int, offset: int, value: int, size: int = 4) -> bytes:
-    access = struct.pack("<QII", offset, region, size) + value.to_bytes(size, "little")
+    access = REGION_ACCESS.pack(offset, region, size) + value.to_bytes(size, "little")
     return _record(Command.REGION_WRITE, access)
 
 
 def _read(region: int, offset: int, size: int = 4) -> bytes:
-    return _record(Command.REGION_READ, struct.pack("<QII", offset, region, size))
+    return _record(Command.REGION_READ, REGION_ACCESS.pack(offset, region, size))
 
 
 def _poke(offset: int, data: bytes) -> bytes:

@@ -16,17 +16,26 @@ import pytest
 
 from tests.conftest import ThreadedServer, read_log
 from tests.nvme_host import ClientPort, NvmeHost
-from tests.test_server import BAR0, enable_bus_master, run_edu_dma
+from tests.test_server import BAR0, CONFIG, enable_bus_master, run_edu_dma
 from vfio_bridge.client import ClientError, VfioUserClient
 from vfio_bridge.models.nvme_spec import Status
 
 EDU_ID = 0x010000ED
 
 
-def device_errors(server: ThreadedServer) -> list[dict]:
-    server.recorder.flush()
-    _, events, _ = read_log(server.log_path)
-    return [e for e in events if e["kind"] == "device_error"]
+def logged_events(server: ThreadedServer, client: VfioUserClient) -> list[dict]:
+    """The events the server has logged for every request answered so far.
+
+    The server flushes its log after each burst, before it reads the next
+    request; one more round trip therefore guarantees the earlier ones are on
+    disk, without touching the recorder from this thread.
+    """
+    client.region_read(CONFIG, 0, 2)
+    return read_log(server.log_path)[1]
+
+
+def device_errors(server: ThreadedServer, client: VfioUserClient) -> list[dict]:
+    return [e for e in logged_events(server, client) if e["kind"] == "device_error"]
 
 
 @contextlib.contextmanager
@@ -68,7 +77,7 @@ def test_out_of_range_bar_accesses(edu, offset: int, count: int, err: int) -> No
         client.region_write(BAR0, offset, bytes(count))
     assert info.value.errno == err
     assert client.read32(BAR0, 0) == EDU_ID
-    refused = device_errors(server)
+    refused = device_errors(server, client)
     assert [e["error"] for e in refused] == ["refused", "refused"]
     assert all(f"command {cmd}:" in e["detail"] for cmd, e in zip((9, 10), refused, strict=True))
 
@@ -82,8 +91,7 @@ def test_odd_widths_are_split_into_aligned_accesses(edu) -> None:
         == (0x010000ED).to_bytes(4, "little")[1:]
         + (~0x12345678 & 0xFFFFFFFF).to_bytes(4, "little")[:3]
     )
-    server.recorder.flush()
-    _, events, _ = read_log(server.log_path)
+    events = logged_events(server, client)
     reads = [(e["offset"], e["size"]) for e in events if e["kind"] == "mmio_read"]
     assert reads[-4:] == [(1, 1), (2, 2), (4, 2), (6, 1)]
 
@@ -98,7 +106,7 @@ def test_dma_outside_mapped_memory_and_overflowing(edu) -> None:
     run_edu_dma(client, 0x100F00, 0x40000, 512, 0x1)  # runs off the end of the mapping
     run_edu_dma(client, 0x100000, 0x40000 + 4090, 64, 0x1)  # off the end of edu's buffer
     assert client.read32(BAR0, 0) == EDU_ID
-    codes = [e["error"] for e in device_errors(server)]
+    codes = [e["error"] for e in device_errors(server, client)]
     assert codes == ["dma_fault", "dma_fault", "dma_fault", "dma_range"]
     dma = [e for e in read_log(server.log_path)[1] if e["kind"].startswith("dma_r")]
     assert dma == []  # nothing was transferred by a failed DMA
@@ -126,7 +134,8 @@ def test_nvme_bogus_queues_and_vectors(nvme, cdw10: int, cdw11: int, status: int
     done = host.submit(0, 0x05, prp1=host.page(), cdw=(cdw10, cdw11))
     assert done.status == status
     assert host.port.mmio_read(0x1C, 4) & 0x2 == 0  # CSTS.CFS: the controller is not dead
-    assert [e["error"] for e in device_errors(server)] == [f"status_{status:#05x}"]
+    codes = [e["error"] for e in device_errors(server, host.port.client)]
+    assert codes == [f"status_{status:#05x}"]
     assert host.create_io_queue(1, 8, vector=1).status == Status.SUCCESS  # still works
 
 
@@ -136,10 +145,10 @@ def test_nvme_hostile_doorbells_and_queue_memory(nvme) -> None:
     host.port.mmio_write(0x1000, 4, 0xFFFF)  # admin tail beyond the queue size
     host.port.mmio_write(0x1002, 2, 1)  # a doorbell written with the wrong width
     assert host.create_io_queue(1, 8, vector=1).status == Status.SUCCESS
-    codes = [e["error"] for e in device_errors(server)]
+    codes = [e["error"] for e in device_errors(server, host.port.client)]
     assert codes == ["bad_doorbell"] * 3
     # An I/O command whose data buffer is outside guest memory: a DMA fault and
     # a Data Transfer Error status, not a dead controller.
     done = host.submit(1, 0x02, nsid=1, prp1=0x7F000000, cdw=(0, 0, 0))
     assert done.status == Status.DATA_TRANSFER_ERROR
-    assert device_errors(server)[-1]["error"] == "dma_fault"
+    assert device_errors(server, host.port.client)[-1]["error"] == "dma_fault"
