@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-HEADER = {"xvpci_log": 1, "model": "synthetic", "path": "direct", "vendor_id": 1, "device_id": 2}
+from vfio_bridge.recorder import DIGEST_ALGORITHM, LOG_FORMAT_VERSION, payload_digest
+
+HEADER = {
+    "xvpci_log": LOG_FORMAT_VERSION,
+    "digest_algorithm": DIGEST_ALGORITHM,
+    "model": "synthetic",
+    "path": "direct",
+    "vendor_id": 1,
+    "device_id": 2,
+}
 
 
 def mmio(kind: str, bar: int, offset: int, value: int, size: int = 4) -> dict[str, Any]:
@@ -21,7 +29,7 @@ def dma(kind: str, addr: int, data: bytes) -> dict[str, Any]:
         "kind": kind,
         "addr": addr,
         "len": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "digest": payload_digest(data),
     }
 
 
@@ -79,6 +87,6 @@ def _one(n: int) -> Iterator[dict[str, Any]]:
         "kind": "dma_read",
         "addr": 0x100000 + 64 * (n % 4096),
         "len": 64,
-        "sha256": f"{n % 977:064x}",
+        "digest": f"{n % 977:032x}",
     }
     yield irq(n % 4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -158,6 +159,32 @@ def test_bad_input_names_file_and_line(tmp_path: Path) -> None:
         diff_logs(good, garbage)
     with pytest.raises(LogError, match="cannot read"):
         diff_logs(good, tmp_path / "missing.jsonl")
+
+
+def test_format_1_logs_still_compare_but_not_with_other_digests(tmp_path: Path) -> None:
+    """Format 1 logged SHA-256 under "sha256": two such logs diff as before, and a
+    format-1 log against a format-2 log is refused rather than reported as all-different."""
+    legacy_header = {k: v for k, v in HEADER.items() if k != "digest_algorithm"}
+    legacy_header["xvpci_log"] = 1
+
+    def to_format_1(event: dict) -> dict:
+        if "digest" not in event:
+            return event
+        rest = {k: v for k, v in event.items() if k != "digest"}
+        return {**rest, "sha256": hashlib.sha256(bytes.fromhex(event["digest"])).hexdigest()}
+
+    events = workload(40)
+    old_a = [to_format_1(e) for e in events]
+    old_b = [dict(e) for e in old_a]
+    changed = next(i for i, e in enumerate(old_b) if "sha256" in e)
+    old_b[changed]["sha256"] = "0" * 64
+    log_a = write_log(tmp_path / "old_a.jsonl", old_a, legacy_header)
+    assert diff_logs(log_a, write_log(tmp_path / "same.jsonl", old_a, legacy_header)).equivalent
+    result = diff_logs(log_a, write_log(tmp_path / "old_b.jsonl", old_b, legacy_header))
+    assert [d.seq_a for d in result.divergences] == [changed]
+    current = write_log(tmp_path / "new.jsonl", events)
+    with pytest.raises(LogError, match=r"digests payloads with sha256 .* with xxh3-128"):
+        diff_logs(log_a, current)
 
 
 def test_rules_ignore_and_mask_registers(tmp_path: Path) -> None:

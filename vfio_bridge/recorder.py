@@ -1,18 +1,23 @@
 """Transaction recorder: every access of a device as one JSON line.
 
-The first line is a header (``"xvpci_log": 1``). Events are buffered and
+The first line is a header (``"xvpci_log": 2``). Events are buffered and
 written whole lines at a time by :meth:`Recorder.flush`, which the session
 calls whenever it has answered a burst of requests and before it waits, so a
 killed server leaves a log that is readable line by line and lacks at most
 the burst in flight. A short write (disk full) is cut back to its last whole
 line. A clean close appends a trailer ``{"xvpci_end": ...}`` so readers can
 tell a complete log from a truncated one.
+
+Payloads over 8 bytes are logged by content digest, XXH3-128 (``"digest"``;
+the header names the algorithm). The digest tells two paths' payloads apart,
+it does not defend against an adversary, and at ~60 GB/s it costs 2 us per
+128 KiB transfer where SHA-256 (format 1) cost 72 us, 40% of the server's CPU
+under sequential NVMe writes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -20,9 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
 log = logging.getLogger(__name__)
 
-LOG_FORMAT_VERSION = 1
+LOG_FORMAT_VERSION = 2
+DIGEST_ALGORITHM = "xxh3-128"
+payload_digest = xxhash.xxh3_128_hexdigest
 INLINE_DATA_LIMIT = 64
 #: Buffered bytes that force a flush even in the middle of a burst.
 FLUSH_THRESHOLD = 256 * 1024
@@ -62,6 +71,7 @@ class Recorder:
             )
             head = {
                 "xvpci_log": LOG_FORMAT_VERSION,
+                "digest_algorithm": DIGEST_ALGORITHM,
                 "start_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "start_t_ns": self._clock(),
                 **header,
@@ -126,7 +136,7 @@ class Recorder:
             value = int.from_bytes(data, "little")
             body = f'"offset":{offset},"size":{size},"value":{value}'
         else:
-            body = f'"offset":{offset},"size":{size},"sha256":"{hashlib.sha256(data).hexdigest()}"'
+            body = f'"offset":{offset},"size":{size},"digest":"{payload_digest(data)}"'
         tag = f',"stream":"{stream}"' if stream else ""
         self._write(f'{{"seq":{seq},"t_ns":{t},"kind":"{kind}",{body}{tag}}}\n')
 
@@ -155,7 +165,7 @@ class Recorder:
             inline += f',"tag":"{tag}"'
         self._write(
             f'{{"seq":{seq},"t_ns":{t},"kind":"{kind}","addr":{addr},"len":{length},'
-            f'"sha256":"{hashlib.sha256(data).hexdigest()}"{inline}}}\n'
+            f'"digest":"{payload_digest(data)}"{inline}}}\n'
         )
 
     def irq(self, irq_type: str, vector: int, stream: str | None = None) -> None:

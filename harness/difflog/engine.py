@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .normalize import Item, Normalizer
-from .reader import LogInfo, LogReader
+from .reader import LogError, LogInfo, LogReader
 from .rules import Rules
 
 BATCH = 500
@@ -245,6 +245,12 @@ def diff_logs(
     rules = rules or Rules()
     reader_a = LogReader(path_a, allow_truncated)
     reader_b = LogReader(path_b, allow_truncated)
+    digests = (reader_a.info.digest_algorithm, reader_b.info.digest_algorithm)
+    if digests[0] != digests[1]:
+        raise LogError(
+            f"{path_a} digests payloads with {digests[0]} and {path_b} with {digests[1]}: "
+            "their payloads cannot be compared; record both with the same xvpci version"
+        )
     result = DiffResult(reader_a.info, reader_b.info)
     aligner = Aligner(result, rules.reorder_window)
     items_a = _normalised(reader_a, Normalizer(reader_a.info.header, rules), result.events_a)

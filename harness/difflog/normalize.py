@@ -7,9 +7,10 @@ mapped here, so alignment compares only what both paths must agree on.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
+
+import xxhash
 
 from .rules import PATH_SPECIFIC_CONFIG, Rules
 
@@ -60,7 +61,7 @@ class Normalizer:
         """The payload digest, with a declared descriptor's addresses and tags canonicalised."""
         spec = self._descriptors.get(event.get("tag"))
         if spec is None or "data" not in event:
-            return event.get("sha256")
+            return event.get("digest")
         data = bytearray.fromhex(event["data"])
         for start, end in spec["ignore"]:
             data[start:end] = bytes(end - start)
@@ -69,7 +70,7 @@ class Normalizer:
             addr = int.from_bytes(data[offset : offset + 8], "little")
             if addr:
                 data[offset : offset + 8] = self.canonical(addr).to_bytes(8, "little")
-        return hashlib.sha256(data).hexdigest()
+        return xxhash.xxh3_128_hexdigest(data)
 
     def push(self, event: dict[str, Any]) -> Item | None:
         """The item for ``event``, or None when it is dropped, collapsed or deferred."""

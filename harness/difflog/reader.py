@@ -10,7 +10,10 @@ from typing import Any
 
 from ..errors import HarnessError
 
-SUPPORTED_VERSIONS = (1,)
+SUPPORTED_VERSIONS = (1, 2)
+#: Format 1 logged payloads as SHA-256 under "sha256"; later formats name the
+#: algorithm in the header and log the digest under "digest".
+LEGACY_DIGEST = "sha256"
 
 
 class LogError(HarnessError):
@@ -23,6 +26,13 @@ class LogInfo:
     header: dict[str, Any]
     events: int = 0
     complete: bool = False
+
+    @property
+    def digest_algorithm(self) -> str:
+        """The algorithm of the payload digests, which only compare within one algorithm."""
+        if self.header["xvpci_log"] == 1:
+            return LEGACY_DIGEST
+        return str(self.header.get("digest_algorithm", "unknown"))
 
 
 class LogReader:
@@ -54,6 +64,7 @@ class LogReader:
                 f"(this xvpci reads {', '.join(map(str, SUPPORTED_VERSIONS))})"
             )
         self.info = LogInfo(self.path, header)
+        self._legacy = header["xvpci_log"] == 1
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         line_no = 1
@@ -72,6 +83,8 @@ class LogReader:
                     break
                 raise LogError(f'{self.path}:{line_no}: event without a "kind"')
             self.info.events += 1
+            if self._legacy and LEGACY_DIGEST in record:
+                record["digest"] = record.pop(LEGACY_DIGEST)
             yield record
         self._handle.close()
         if not self.info.complete and not self.allow_truncated:

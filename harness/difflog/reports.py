@@ -45,11 +45,11 @@ def _event_text(event: dict[str, Any] | None) -> str:
         where = f"bar{event['bar']}+{event['offset']:#x}/{event['size']}"
         return f"#{event['seq']} {kind} {where} = {event['value']:#x}"
     if kind.startswith("cfg"):
-        value = f"{event['value']:#x}" if "value" in event else event.get("sha256", "")[:12]
+        value = f"{event['value']:#x}" if "value" in event else event.get("digest", "")[:12]
         return f"#{event['seq']} {kind} {event['offset']:#x}/{event['size']} = {value}"
     if kind in ("dma_read", "dma_write"):
-        sha = event["sha256"][:12]
-        return f"#{event['seq']} {kind} {event['addr']:#x} len {event['len']} sha {sha}"
+        digest = event["digest"][:12]
+        return f"#{event['seq']} {kind} {event['addr']:#x} len {event['len']} digest {digest}"
     if kind == "irq":
         return f"#{event['seq']} irq {event['irq_type']} vector {event['vector']}"
     return f"#{event['seq']} {kind}"
