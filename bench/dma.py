@@ -54,8 +54,7 @@ def main() -> None:
     client_end.close()
     session = Session(Edu(), Channel(server_end, MAX_MESSAGE_SIZE, MAX_MSG_FDS), Recorder(None))
     while len(session.dma) < 2:  # VERSION, then the two DMA_MAPs
-        for message in session.channel.receive():
-            session.dispatch(message)
+        session.dispatch(session.channel.receive())
     payload = os.urandom(max(SIZES))
     rows, data = [], {}
     for size in SIZES:

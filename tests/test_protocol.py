@@ -153,7 +153,6 @@ def test_reader_reassembles_byte_by_byte_and_back_to_back() -> None:
     reader = MessageReader(4096, 4)
     got = []
     for byte in first + second:
-        assert reader.bytes_needed() > 0
         got += reader.feed(bytes([byte]))
     assert [m.header.msg_id for m in got] == [1, 2]
     assert DeviceInfo.unpack(got[0].body) == DeviceInfo(16)
@@ -172,6 +171,55 @@ def test_reader_attaches_fds_to_their_message() -> None:
             os.fstat(r)
     finally:
         os.close(w)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def test_descriptors_in_a_chunk_belong_to_the_last_message_beginning_in_it() -> None:
+    """The kernel delivers descriptors with the first byte of their sendmsg and never
+    with bytes of a later one, so: last message that begins in the chunk, else the
+    message the chunk continues."""
+    plain = frame(1, Command.DEVICE_RESET, b"")
+    with_fd = frame(2, Command.DMA_MAP, DmaMap(32, 3, 0, 0, 4096).pack())
+    r, w = os.pipe()
+    try:
+        reader = MessageReader(4096, 4)
+        first, second = reader.feed(plain + with_fd, [r])
+        assert (first.fds, second.fds) == ([], [r])
+
+        # A chunk that ends inside the message its descriptor came with...
+        reader = MessageReader(4096, 4)
+        [done] = reader.feed(plain + with_fd[:5], [r])
+        assert done.fds == []
+        [later] = reader.feed(with_fd[5:])
+        assert later.header.msg_id == 2 and later.fds == [r]
+
+        # ...and one that only continues a message: descriptors go to that message.
+        reader = MessageReader(4096, 4)
+        assert reader.feed(with_fd[:20]) == []
+        [continued] = reader.feed(with_fd[20:], [r])
+        assert continued.header.msg_id == 2 and continued.fds == [r]
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_a_bad_header_after_good_messages_closes_their_descriptors() -> None:
+    good = frame(1, Command.DMA_MAP, DmaMap(32, 3, 0, 0, 4096).pack())
+    bad = Header(2, Command.REGION_WRITE, 3).pack()  # smaller than a header
+    reader = MessageReader(4096, 4)
+    r, w = os.pipe()
+    os.close(w)
+    assert reader.feed(good[:10], [r]) == []
+    with pytest.raises(ProtocolError, match="smaller than its header"):
+        reader.feed(good[10:] + bad)
+    assert not _is_open(r)
 
 
 def test_reader_refuses_oversized_messages_and_closes_their_fds() -> None:

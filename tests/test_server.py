@@ -22,6 +22,7 @@ from vfio_bridge.protocol import (
     IrqSet,
     IrqSetFlags,
     MessageReader,
+    MsgFlags,
     Region,
     RegionAccess,
     RegionFlags,
@@ -186,6 +187,41 @@ def test_dma_outside_mapped_memory_is_a_device_error_not_a_crash(client: VfioUse
     run_edu_dma(client, 0x7000000, 0x40000, 64, 0x1)  # RAM address not mapped
     run_edu_dma(client, 0x100F00, 0x40000, 512, 0x1)  # runs off the end of the mapping
     assert client.read32(BAR0, 0) == 0x010000ED
+
+
+def test_pipelined_requests_with_a_descriptor_between_them(
+    edu_server: ThreadedServer, client: VfioUserClient
+) -> None:
+    """Requests sent without waiting reach the server as one chunk of the stream;
+    the memfd must go to the DMA_MAP it was sent with, and every reply comes in order."""
+    memory = os.memfd_create("pipelined")
+    os.ftruncate(memory, 0x1000)
+    try:
+        channel = client.channel
+        bus_master = RegionAccess(0x04, CONFIG, 2, (0x6).to_bytes(2, "little")).pack()
+        channel.send(
+            frame(100, Command.REGION_WRITE, bus_master, MsgFlags.NO_REPLY)
+            + frame(101, Command.REGION_WRITE, RegionAccess(0x04, BAR0, 4, bytes(4)).pack())
+        )
+        channel.send(
+            frame(102, Command.DMA_MAP, DmaMap(32, 3, 0, 0x200000, 0x1000).pack()), (memory,)
+        )
+        channel.send(frame(103, Command.REGION_READ, RegionAccess(0x04, BAR0, 4).pack()))
+        replies = []
+        while len(replies) < 3:
+            replies.append(channel.receive())
+        assert [(r.header.msg_id, r.header.is_error) for r in replies] == [
+            (101, False),
+            (102, False),
+            (103, False),
+        ]
+        assert RegionAccess.unpack(replies[2].body, with_data=True).data == b"\xff" * 4
+        client.region_write(BAR0, 0x40000, b"pipelined")
+        run_edu_dma(client, 0x40000, 0x200100, 9, 0x3)  # edu buffer -> the memfd
+        assert os.pread(memory, 9, 0x100) == b"pipelined"
+        assert client.dma_requests_served == 0  # shared memory, not DMA messages
+    finally:
+        os.close(memory)
 
 
 def test_dma_map_refuses_two_fds_and_overlaps(client: VfioUserClient) -> None:

@@ -131,19 +131,19 @@ class VfioUserClient:
 
     def wait_reply(self, msg_id: int) -> Message:
         while True:
-            for message in self.channel.receive():
-                header = message.header
-                if header.is_reply:
-                    message.close_fds()
-                    if header.msg_id != msg_id:
-                        raise ClientError(f"reply id {header.msg_id} while waiting for {msg_id}")
-                    if header.is_error:
-                        raise ClientError(
-                            f"command {header.command} failed: {os.strerror(header.error)}",
-                            header.error,
-                        )
-                    return message
-                self._serve(message)
+            message = self.channel.receive()
+            header = message.header
+            if header.is_reply:
+                message.close_fds()
+                if header.msg_id != msg_id:
+                    raise ClientError(f"reply id {header.msg_id} while waiting for {msg_id}")
+                if header.is_error:
+                    raise ClientError(
+                        f"command {header.command} failed: {os.strerror(header.error)}",
+                        header.error,
+                    )
+                return message
+            self._serve(message)
 
     def _serve(self, message: Message) -> None:
         """Answer a server request (DMA_READ/DMA_WRITE) from client-owned memory."""
@@ -174,8 +174,7 @@ class VfioUserClient:
         """Answer the server's DMA requests until it hangs up."""
         try:
             while True:
-                for message in self.channel.receive():
-                    self._serve(message)
+                self._serve(self.channel.receive())
         except (PeerClosed, OSError):
             return
 

@@ -129,30 +129,33 @@ class Session:
         Raises :class:`~vfio_bridge.transport.PeerClosed` or
         :class:`ProtocolError`; the caller closes the channel.
         """
-        poll = self.channel.poll
+        channel = self.channel
+        fill = channel.fill
+        next_message = channel.next_message
         clock = time.perf_counter
         window = self.poll_window
         while True:
-            messages = None
+            ready = False
             if window.window:
                 until = clock() + window.window
-                while True:
-                    messages = poll()
-                    if messages is not None or clock() >= until:
-                        break
+                while not (ready := fill(False)) and clock() < until:
                     os.sched_yield()
-            if messages is None:
+            if not ready:
                 started = clock()
                 if not self._wait_readable(None):
                     return
-                messages = self.channel.receive()
+                fill()
                 window.blocked(clock() - started)
-            for message in messages:
+            # Handlers that wait for a reply take messages from the same backlog,
+            # so what arrived behind this one is served in order either way.
+            while (message := next_message()) is not None:
                 self.dispatch(message)
                 self._drain_deferred()
             self.recorder.flush()
 
     def _wait_readable(self, timeout: float | None) -> bool:
+        if self.channel.has_backlog:
+            return True
         watch = [self.channel.fileno()]
         if self.wakeup_fd >= 0:
             watch.append(self.wakeup_fd)
@@ -531,14 +534,16 @@ class Session:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._wait_readable(remaining):
                 raise DmaError(f"no reply to {command.name} within {self.reply_timeout} s")
-            for message in self.channel.receive():
-                header: Header = message.header
-                if header.is_reply and header.msg_id == msg_id:
-                    message.close_fds()
-                    if header.is_error:
-                        raise DmaError(f"{command.name} failed: {os.strerror(header.error)}")
-                    return message
-                self.dispatch(message)
+            if not self.channel.fill():
+                continue  # only part of a message so far
+            message = self.channel.receive()
+            header: Header = message.header
+            if header.is_reply and header.msg_id == msg_id:
+                message.close_fds()
+                if header.is_error:
+                    raise DmaError(f"{command.name} failed: {os.strerror(header.error)}")
+                return message
+            self.dispatch(message)
 
     # --- deferred device work --------------------------------------------------------
 

@@ -1,12 +1,14 @@
 """The socket edge: moves framed messages and SCM_RIGHTS descriptors.
 
-Reads exactly what :class:`MessageReader` asks for, so descriptors that arrive
-with a header belong to that header's message. Everything else is sans-I/O.
+Each receive takes whatever the socket holds (up to :data:`RECEIVE_CHUNK`) into
+one reused buffer, so a burst of requests costs one system call, and hands it
+to the sans-I/O :class:`MessageReader`, which knows whose descriptors they are.
 """
 
 from __future__ import annotations
 
 import array
+import collections
 import contextlib
 import socket
 
@@ -17,6 +19,8 @@ _FD_SIZE = array.array("i").itemsize
 # Plain ints: socket.MSG_* are IntFlags, and their arithmetic is slow on the hot path.
 _MSG_CTRUNC = int(socket.MSG_CTRUNC)
 _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
+#: Bytes taken per receive: many small requests, or a good piece of a large one.
+RECEIVE_CHUNK = 64 * 1024
 
 
 class PeerClosed(Exception):
@@ -30,46 +34,55 @@ class Channel:
         self.sock = sock
         self.reader = MessageReader(max_message_size, max_fds)
         self._ancillary = socket.CMSG_SPACE(max_fds * _FD_SIZE)
+        self._chunk = bytearray(RECEIVE_CHUNK)
+        self._chunk_view = memoryview(self._chunk)
+        # Messages taken off the socket but not yet handed out, oldest first. One
+        # receive may complete several; they are handed out one at a time, so a
+        # handler that waits for a reply mid-burst still sees them in order.
+        self._backlog: collections.deque[Message] = collections.deque()
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def receive(self) -> list[Message]:
-        """Read what the socket holds of the next message; returns the messages completed.
+    @property
+    def has_backlog(self) -> bool:
+        """Received messages wait to be taken; the socket need not be readable."""
+        return bool(self._backlog)
 
-        Blocks until some data arrives. Raises :class:`PeerClosed` at end of
+    def fill(self, block: bool = True) -> bool:
+        """Read what the socket holds into the backlog unless messages already wait.
+
+        Returns whether a message waits. Raises :class:`PeerClosed` at end of
         stream and :class:`~vfio_bridge.protocol.ProtocolError` on a malformed
         stream.
         """
-        return self._with_body(self._receive_some(0))
+        if not self._backlog:
+            try:
+                self._backlog.extend(self._receive(0 if block else _MSG_DONTWAIT))
+            except BlockingIOError:
+                return False
+        return bool(self._backlog)
 
-    def poll(self) -> list[Message] | None:
-        """Like :meth:`receive` but never blocks: ``None`` when nothing has arrived."""
-        try:
-            return self._with_body(self._receive_some(_MSG_DONTWAIT))
-        except BlockingIOError:
-            return None
+    def next_message(self) -> Message | None:
+        """The oldest received message not taken yet, or None."""
+        return self._backlog.popleft() if self._backlog else None
 
-    def _with_body(self, done: list[Message]) -> list[Message]:
-        # The header is read alone so that descriptors arriving with it belong
-        # to its message; the body, sent in the same sendmsg, is usually there
-        # already and is taken without another wait.
-        if not done and self.reader.bytes_needed():
-            with contextlib.suppress(BlockingIOError):
-                return self._receive_some(_MSG_DONTWAIT)
-        return done
+    def receive(self) -> Message:
+        """The next message, blocking until one is complete."""
+        while not self.fill():
+            pass
+        return self._backlog.popleft()
 
-    def _receive_some(self, flags: int) -> list[Message]:
-        want = self.reader.bytes_needed()
-        data, ancdata, msg_flags, _ = self.sock.recvmsg(max(want, 1), self._ancillary, flags)
+    def _receive(self, flags: int) -> list[Message]:
+        size, ancdata, msg_flags, _ = self.sock.recvmsg_into([self._chunk], self._ancillary, flags)
         fds = _collect_fds(ancdata) if ancdata else []
         if msg_flags & _MSG_CTRUNC:
             close_quietly(fds)
             raise ProtocolError("too many file descriptors in one message")
-        if not data:
+        if not size:
             close_quietly(fds)
             raise PeerClosed()
-        return self.reader.feed(data, fds)
+        return self.reader.feed(self._chunk_view[:size], fds)
 
     def send(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> None:
         if fds:
@@ -81,6 +94,9 @@ class Channel:
             self.sock.sendall(data[sent:])
 
     def close(self) -> None:
+        for message in self._backlog:
+            message.close_fds()
+        self._backlog.clear()
         self.reader.close()
         with contextlib.suppress(OSError):
             self.sock.close()

@@ -1,8 +1,12 @@
 """Sans-I/O message framing: bytes and file descriptors in, whole messages out.
 
-The reader tells the socket edge how many bytes it needs next, so the edge can
-read a header and its body exactly and attach the SCM_RIGHTS descriptors that
-arrived with a header to that header's message, as QEMU's client does.
+The socket edge reads whatever has arrived, several messages at a time when
+the peer sends faster than we answer. SCM_RIGHTS descriptors are attached to
+the message whose first byte they arrived with; a stream socket never
+delivers descriptors together with bytes of a later ``sendmsg``, so in one
+chunk of the stream they belong to the last message that *begins* in it (or,
+when none does, to the one the chunk continues). This is how QEMU's client
+sends them: with the message's first byte.
 """
 
 from __future__ import annotations
@@ -38,31 +42,31 @@ class MessageReader:
         self._header: Header | None = None
         self._fds: list[int] = []
 
-    def bytes_needed(self) -> int:
-        """How many more bytes complete the header or the current message."""
-        if self._header is None:
-            return HEADER_SIZE - len(self._buf)
-        return self._header.size - HEADER_SIZE - len(self._buf)
+    def feed(
+        self, data: bytes | memoryview, fds: list[int] | tuple[int, ...] = ()
+    ) -> list[Message]:
+        """Add a chunk of the stream and the descriptors that came with it.
 
-    def feed(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> list[Message]:
-        """Add received bytes (and the descriptors that came with them).
-
-        Returns the messages completed by this data. On a malformed header the
-        descriptors are closed and :class:`ProtocolError` is raised; the stream
-        cannot be resynchronised after that.
+        Returns the messages completed by this data. On a malformed header or
+        too many descriptors, every descriptor held is closed and
+        :class:`ProtocolError` is raised; the stream cannot be resynchronised
+        after that.
         """
-        self._fds.extend(fds)
-        if len(self._fds) > self.max_fds:
-            self._discard_fds()
-            raise ProtocolError(f"more than {self.max_fds} file descriptors in one message")
-        self._buf += data
+        buf = self._buf
+        # Index (in the returned list; its length = the unfinished message) of
+        # the last message beginning in this chunk, which owns its descriptors.
+        owner = -1 if (self._header is not None or buf) else 0
+        buf += data
         done: list[Message] = []
+        pos = 0
+        end = len(buf)
         while True:
-            if self._header is None:
-                if len(self._buf) < HEADER_SIZE:
+            header = self._header
+            if header is None:
+                if end - pos < HEADER_SIZE:
                     break
                 try:
-                    header = Header.unpack(self._buf)
+                    header = Header.unpack(buf[pos : pos + HEADER_SIZE])
                     if header.size > self.max_message_size:
                         raise ProtocolError(
                             f"message of {header.size} bytes exceeds the limit of "
@@ -70,19 +74,35 @@ class MessageReader:
                             errno.E2BIG,
                         )
                 except ProtocolError:
+                    close_quietly(fds)
+                    for message in done:
+                        message.close_fds()
                     self._discard_fds()
                     raise
                 self._header = header
-                del self._buf[:HEADER_SIZE]
-            body_size = self._header.size - HEADER_SIZE
-            if len(self._buf) < body_size:
+                pos += HEADER_SIZE
+            body_end = pos + header.size - HEADER_SIZE
+            if body_end > end:
                 break
-            body = bytes(self._buf[:body_size])
-            del self._buf[:body_size]
-            done.append(Message(self._header, body, self._fds))
+            done.append(Message(header, bytes(buf[pos:body_end]), self._fds))
             self._header = None
             self._fds = []
+            pos = body_end
+            if pos < end:
+                owner = len(done)
+        del buf[:pos]
+        if fds:
+            self._attach(done, owner if owner >= 0 else 0, fds)
         return done
+
+    def _attach(self, done: list[Message], owner: int, fds: list[int] | tuple[int, ...]) -> None:
+        held = done[owner].fds if owner < len(done) else self._fds
+        held.extend(fds)
+        if len(held) > self.max_fds:
+            for message in done:
+                message.close_fds()
+            self._discard_fds()
+            raise ProtocolError(f"more than {self.max_fds} file descriptors in one message")
 
     def _discard_fds(self) -> None:
         close_quietly(self._fds)
