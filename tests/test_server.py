@@ -260,6 +260,31 @@ def test_msi_through_eventfd(edu_server: ThreadedServer, client: VfioUserClient)
         os.close(efd)
 
 
+def test_interrupts_raised_in_one_burst_are_signalled_once_and_logged_each(
+    edu_server: ThreadedServer, client: VfioUserClient
+) -> None:
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    try:
+        client.set_irq_eventfds(Irq.MSI, 0, [efd])
+        client.region_write(CONFIG, 0x48 + 2, (1).to_bytes(2, "little"))  # MSI enable
+        raise_by_hand = RegionAccess(0x60, BAR0, 4, (0x10).to_bytes(4, "little")).pack()
+        # One sendmsg, so the server receives both writes as one burst.
+        client.channel.send(
+            frame(200, Command.REGION_WRITE, raise_by_hand, MsgFlags.NO_REPLY)
+            + frame(201, Command.REGION_WRITE, raise_by_hand, MsgFlags.NO_REPLY)
+        )
+        # The reply to this read may be part of the same burst: PCIe ordering
+        # still puts the interrupt before it.
+        assert client.read32(BAR0, 0x24) == 0x10
+        assert os.eventfd_read(efd) == 1  # the counter: signalled once, not twice
+        client.close()
+        edu_server.stop()
+        _, events, _ = read_log(edu_server.log_path)
+        assert sum(has(e, kind="irq", irq_type="msi", vector=0) for e in events) == 2
+    finally:
+        os.close(efd)
+
+
 def test_intx_is_level_and_automasked(client: VfioUserClient) -> None:
     efd = os.eventfd(0)
     try:

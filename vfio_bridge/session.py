@@ -94,6 +94,9 @@ class Session:
         self.intx_masked = False
         self._deferred: collections.deque[Callable[[], None]] = collections.deque()
         self._draining = False
+        self._in_burst = False
+        # (irq index, vector) raised during the current burst, in order; see signal_irq.
+        self._pending_irqs: dict[tuple[int, int], None] = {}
         self._next_id = 0
         self._handlers: dict[int, Handler] = {
             Command.VERSION: self._version,
@@ -148,9 +151,15 @@ class Session:
                 window.blocked(clock() - started)
             # Handlers that wait for a reply take messages from the same backlog,
             # so what arrived behind this one is served in order either way.
-            while (message := next_message()) is not None:
-                self.dispatch(message)
-                self._drain_deferred()
+            self._in_burst = True
+            try:
+                while (message := next_message()) is not None:
+                    self.dispatch(message)
+                    self._drain_deferred()
+            finally:
+                self._in_burst = False
+            if self._pending_irqs:
+                self._signal_pending_irqs()
             self.recorder.flush()
 
     def _wait_readable(self, timeout: float | None) -> bool:
@@ -200,7 +209,16 @@ class Session:
             self._send(frame(header.msg_id, header.command, body, MsgFlags.REPLY), reply_fds)
 
     def _send(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> None:
+        # PCIe ordering: a completion never passes the device's earlier posted
+        # writes, MSIs included, so interrupts held back go out first.
+        if self._pending_irqs:
+            self._signal_pending_irqs()
         self.channel.send(data, fds)
+
+    def _signal_pending_irqs(self) -> None:
+        for index, vector in self._pending_irqs:
+            self._fire(index, vector)
+        self._pending_irqs.clear()
 
     # --- negotiation and device info -----------------------------------------
 
@@ -366,7 +384,16 @@ class Session:
 
     def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool:
         index = _IRQ_TYPE_INDEX[irq_type]
-        delivered = self._fire(index, vector)
+        if self._in_burst and index != Irq.INTX:
+            # Message interrupts raised while serving a burst are signalled when
+            # it is served or before the next reply, whichever comes first, so
+            # doorbells that arrive together cost the guest one interrupt, as
+            # QEMU's own devices post completions from a bottom half. The log
+            # still records each interrupt the model raised.
+            self._pending_irqs[(index, vector)] = None
+            delivered = (index, vector) in self.eventfds
+        else:
+            delivered = self._fire(index, vector)
         self.recorder.irq(irq_type, vector, stream)
         if index == Irq.INTX and delivered:
             # VFIO INTx is automasked until the guest's EOI unmasks it.
