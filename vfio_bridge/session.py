@@ -603,6 +603,7 @@ class Session:
         close_quietly(self.eventfds.values())
         self.eventfds.clear()
         self._deferred.clear()
+        self._pending_irqs.clear()  # the client that would take them is gone
 
 
 def _split(offset: int, count: int) -> list[tuple[int, int]]:

@@ -53,9 +53,10 @@ class MessageReader:
         after that.
         """
         buf = self._buf
-        # Index (in the returned list; its length = the unfinished message) of
-        # the last message beginning in this chunk, which owns its descriptors.
-        owner = -1 if (self._header is not None or buf) else 0
+        # Who owns this chunk's descriptors, as an index into the returned list
+        # (its length: the unfinished message): the last message beginning in
+        # the chunk, else the one it continues; both are 0 until another begins.
+        owner = 0
         buf += data
         done: list[Message] = []
         pos = 0
@@ -92,7 +93,7 @@ class MessageReader:
                 owner = len(done)
         del buf[:pos]
         if fds:
-            self._attach(done, owner if owner >= 0 else 0, fds)
+            self._attach(done, owner, fds)
         return done
 
     def _attach(self, done: list[Message], owner: int, fds: list[int] | tuple[int, ...]) -> None:
