@@ -332,26 +332,26 @@ class DeviceModel:
         """Read guest memory; raises :class:`DmaError` when it is not mapped.
 
         ``tag`` names what is read (a queue entry...) for the log and the diff."""
-        if not self.config.command & Command.BUS_MASTER:
+        if not self.config.bus_master:
             raise DmaError(f"DMA read of {length} bytes at {addr:#x} with bus mastering off")
         return self.bus.dma_read(addr, length, tag)
 
     def dma_write(self, addr: int, data: bytes, tag: str | None = None) -> None:
         """Write guest memory; raises :class:`DmaError` when it is not mapped."""
-        if not self.config.command & Command.BUS_MASTER:
+        if not self.config.bus_master:
             raise DmaError(f"DMA write of {len(data)} bytes at {addr:#x} with bus mastering off")
         self.bus.dma_write(addr, data, tag)
 
     def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
         """Read a scatter list as one transfer (logged as one DMA of the whole buffer, so
         how guest memory happened to be fragmented does not show in the log)."""
-        if not self.config.command & Command.BUS_MASTER:
+        if not self.config.bus_master:
             raise DmaError("DMA read with bus mastering off")
         return self.bus.dma_gather(segments)
 
     def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
         """Write ``data`` across a scatter list as one transfer (see :meth:`dma_gather`)."""
-        if not self.config.command & Command.BUS_MASTER:
+        if not self.config.bus_master:
             raise DmaError("DMA write with bus mastering off")
         self.bus.dma_scatter(segments, data)
 

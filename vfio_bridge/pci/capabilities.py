@@ -113,7 +113,8 @@ class MsiX:
 
     @staticmethod
     def enabled(config: ConfigSpace, offset: int) -> bool:
-        return bool(config.read_int(offset + 2, 2) & MSIX_CONTROL_ENABLE)
+        # Asked on every interrupt: the enable bit (15) is bit 7 of the control's high byte.
+        return bool(config.data[offset + 3] & (MSIX_CONTROL_ENABLE >> 8))
 
     @staticmethod
     def function_masked(config: ConfigSpace, offset: int) -> bool:

@@ -43,6 +43,9 @@ class Command(enum.IntFlag):
     INTX_DISABLE = 1 << 10
 
 
+_BUS_MASTER = int(Command.BUS_MASTER)
+
+
 class Status(enum.IntFlag):
     INTERRUPT = 1 << 3
     CAP_LIST = 1 << 4
@@ -264,6 +267,11 @@ class ConfigSpace:
     @property
     def command(self) -> int:
         return self.read_int(COMMAND, 2)
+
+    @property
+    def bus_master(self) -> bool:
+        """Bus mastering on: checked before every DMA, so without enum arithmetic."""
+        return bool(self.data[COMMAND] & _BUS_MASTER)
 
     def bar_address(self, index: int) -> int | None:
         """Address software programmed into a BAR, or None when not decoded."""
