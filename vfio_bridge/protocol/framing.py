@@ -76,9 +76,7 @@ class MessageReader:
                         )
                 except ProtocolError:
                     close_quietly(fds)
-                    for message in done:
-                        message.close_fds()
-                    self._discard_fds()
+                    self._abandon(done)
                     raise
                 self._header = header
                 pos += HEADER_SIZE
@@ -100,10 +98,14 @@ class MessageReader:
         held = done[owner].fds if owner < len(done) else self._fds
         held.extend(fds)
         if len(held) > self.max_fds:
-            for message in done:
-                message.close_fds()
-            self._discard_fds()
+            self._abandon(done)
             raise ProtocolError(f"more than {self.max_fds} file descriptors in one message")
+
+    def _abandon(self, done: list[Message]) -> None:
+        """Close the descriptors of this feed's messages and of the unfinished one."""
+        for message in done:
+            message.close_fds()
+        self._discard_fds()
 
     def _discard_fds(self) -> None:
         close_quietly(self._fds)
