@@ -58,6 +58,8 @@ MODELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 class ReplySink:
     """The session's channel: replies are kept, nothing ever arrives."""
 
+    has_backlog = False
+
     def __init__(self) -> None:
         self._quiet_r, self._quiet_w = os.pipe()  # select() on it times out
         self.replies: list[bytes] = []
@@ -68,10 +70,10 @@ class ReplySink:
     def send(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> None:
         self.replies.append(data)
 
-    def receive(self) -> list:
-        return []
+    def fill(self, block: bool = True) -> bool:
+        return False
 
-    def poll(self) -> None:
+    def next_message(self) -> None:
         return None
 
     def close(self) -> None:
