@@ -27,15 +27,15 @@ import os
 import struct
 from collections.abc import Iterator
 
-from vfio_bridge.model import DeviceModel
+from vfio_bridge.device import DeviceModel
 from vfio_bridge.models import create_model
 from vfio_bridge.protocol import (
-    Command,
     DmaMap,
     MessageReader,
     ProtocolError,
     Region,
     Version,
+    VfioCommand,
     frame,
 )
 from vfio_bridge.protocol.messages import REGION_ACCESS
@@ -98,11 +98,14 @@ def decode(data: bytes) -> tuple[int, int, list[tuple[int, int, bytes]]]:
 
 
 def _messages(setup: int, records: list[tuple[int, int, bytes]]) -> Iterator[bytes | tuple]:
-    yield frame(0, Command.VERSION, Version(0, 0, {"capabilities": {}}).pack())
+    yield frame(0, VfioCommand.VERSION, Version(0, 0, {"capabilities": {}}).pack())
     if setup & 1:
-        yield ("map", frame(1, Command.DMA_MAP, DmaMap(32, 3, 0, SHARED_IOVA, SHARED_SIZE).pack()))
+        yield (
+            "map",
+            frame(1, VfioCommand.DMA_MAP, DmaMap(32, 3, 0, SHARED_IOVA, SHARED_SIZE).pack()),
+        )
     if setup & 2:
-        yield frame(2, Command.DMA_MAP, DmaMap(32, 3, 0, MESSAGE_IOVA, MESSAGE_SIZE).pack())
+        yield frame(2, VfioCommand.DMA_MAP, DmaMap(32, 3, 0, MESSAGE_IOVA, MESSAGE_SIZE).pack())
     for msg_id, (command, flags, body) in enumerate(records, start=3):
         if command == WRITE_MEMORY:
             yield ("poke", flags * 256, body)
@@ -172,11 +175,11 @@ def _record(command: int, body: bytes, flags: int = 0) -> bytes:
 
 def _write(region: int, offset: int, value: int, size: int = 4) -> bytes:
     access = REGION_ACCESS.pack(offset, region, size) + value.to_bytes(size, "little")
-    return _record(Command.REGION_WRITE, access)
+    return _record(VfioCommand.REGION_WRITE, access)
 
 
 def _read(region: int, offset: int, size: int = 4) -> bytes:
-    return _record(Command.REGION_READ, REGION_ACCESS.pack(offset, region, size))
+    return _record(VfioCommand.REGION_READ, REGION_ACCESS.pack(offset, region, size))
 
 
 def _poke(offset: int, data: bytes) -> bytes:

@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 
 from vfio_bridge.client import GuestMemory, VfioUserClient
-from vfio_bridge.model.local import LocalBus
+from vfio_bridge.device.local import LocalBus
 
 SQE = struct.Struct("<BBHI8x8xQQIIIIII")
 

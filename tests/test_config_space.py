@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vfio_bridge.model import Bar, DeviceModel, Msi, MsiX, PciExpress, PowerManagement
+from vfio_bridge.device import Bar, DeviceModel, Msi, MsiX, PciExpress, PowerManagement
 from vfio_bridge.pci.capabilities import CAP_EXPRESS, CAP_MSI, CAP_MSIX, CAP_PM
 from vfio_bridge.pci.config import BarKind, BarLayout, ConfigSpace
 

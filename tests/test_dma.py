@@ -7,8 +7,8 @@ import os
 
 import pytest
 
+from vfio_bridge.device import DmaError
 from vfio_bridge.dma import DmaSpace, MessageDma
-from vfio_bridge.model import DmaError
 
 
 def memfd(size: int, fill: bytes = b"") -> tuple[int, mmap.mmap]:

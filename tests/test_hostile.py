@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from tests.conftest import ThreadedServer
 from vfio_bridge.client import VfioUserClient
 from vfio_bridge.models.edu import Edu
-from vfio_bridge.protocol import Command, Version, frame
+from vfio_bridge.protocol import Version, VfioCommand, frame
 from vfio_bridge.recorder import Recorder
 from vfio_bridge.server import ServerError, VfioUserServer
 
-VERSION = frame(0, Command.VERSION, Version(0, 0, {"capabilities": {}}).pack())
+VERSION = frame(0, VfioCommand.VERSION, Version(0, 0, {"capabilities": {}}).pack())
 
 messages = st.one_of(
     st.binary(max_size=64),  # raw garbage

@@ -18,7 +18,7 @@ from tests.conftest import ThreadedServer, read_log
 from tests.nvme_host import ClientPort, NvmeHost
 from tests.test_server import BAR0, CONFIG, enable_bus_master, run_edu_dma
 from vfio_bridge.client import ClientError, VfioUserClient
-from vfio_bridge.models.nvme_spec import Status
+from vfio_bridge.models.nvme_spec import NvmeStatus
 
 EDU_ID = 0x010000ED
 
@@ -123,10 +123,10 @@ def nvme(sockdir: Path, tmp_path: Path) -> Iterator[tuple[ThreadedServer, NvmeHo
 @pytest.mark.parametrize(
     ("cdw10", "cdw11", "status"),
     [
-        (0xFFFF << 16 | 1, 1, Status.INVALID_QUEUE_SIZE),  # 65536 entries, beyond MQES
-        (0 << 16 | 1, 1, Status.INVALID_QUEUE_SIZE),  # a queue of one entry
-        (15 << 16 | 1, 100 << 16 | 3, Status.INVALID_INTERRUPT_VECTOR),
-        (15 << 16 | 0xFFFF, 1, Status.INVALID_QUEUE_IDENTIFIER),
+        (0xFFFF << 16 | 1, 1, NvmeStatus.INVALID_QUEUE_SIZE),  # 65536 entries, beyond MQES
+        (0 << 16 | 1, 1, NvmeStatus.INVALID_QUEUE_SIZE),  # a queue of one entry
+        (15 << 16 | 1, 100 << 16 | 3, NvmeStatus.INVALID_INTERRUPT_VECTOR),
+        (15 << 16 | 0xFFFF, 1, NvmeStatus.INVALID_QUEUE_IDENTIFIER),
     ],
 )
 def test_nvme_bogus_queues_and_vectors(nvme, cdw10: int, cdw11: int, status: int) -> None:
@@ -136,7 +136,7 @@ def test_nvme_bogus_queues_and_vectors(nvme, cdw10: int, cdw11: int, status: int
     assert host.port.mmio_read(0x1C, 4) & 0x2 == 0  # CSTS.CFS: the controller is not dead
     codes = [e["error"] for e in device_errors(server, host.port.client)]
     assert codes == [f"status_{status:#05x}"]
-    assert host.create_io_queue(1, 8, vector=1).status == Status.SUCCESS  # still works
+    assert host.create_io_queue(1, 8, vector=1).status == NvmeStatus.SUCCESS  # still works
 
 
 def test_nvme_hostile_doorbells_and_queue_memory(nvme) -> None:
@@ -144,11 +144,11 @@ def test_nvme_hostile_doorbells_and_queue_memory(nvme) -> None:
     host.port.mmio_write(0x1000 + 8 * 7, 4, 1)  # tail doorbell of a queue that does not exist
     host.port.mmio_write(0x1000, 4, 0xFFFF)  # admin tail beyond the queue size
     host.port.mmio_write(0x1002, 2, 1)  # a doorbell written with the wrong width
-    assert host.create_io_queue(1, 8, vector=1).status == Status.SUCCESS
+    assert host.create_io_queue(1, 8, vector=1).status == NvmeStatus.SUCCESS
     codes = [e["error"] for e in device_errors(server, host.port.client)]
     assert codes == ["bad_doorbell"] * 3
     # An I/O command whose data buffer is outside guest memory: a DMA fault and
     # a Data Transfer Error status, not a dead controller.
     done = host.submit(1, 0x02, nsid=1, prp1=0x7F000000, cdw=(0, 0, 0))
-    assert done.status == Status.DATA_TRANSFER_ERROR
+    assert done.status == NvmeStatus.DATA_TRANSFER_ERROR
     assert device_errors(server, host.port.client)[-1]["error"] == "dma_fault"

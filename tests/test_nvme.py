@@ -11,9 +11,9 @@ import pytest
 from tests.conftest import ThreadedServer
 from tests.nvme_host import ClientPort, LocalPort, NvmeHost
 from vfio_bridge.client import VfioUserClient
-from vfio_bridge.model.local import LocalBus
+from vfio_bridge.device.local import LocalBus
 from vfio_bridge.models.nvme import Nvme
-from vfio_bridge.models.nvme_spec import NvmeError, Status, prp_segments
+from vfio_bridge.models.nvme_spec import NvmeError, NvmeStatus, prp_segments
 
 MEMORY = 4 << 20
 
@@ -29,7 +29,7 @@ def make_host(**options: object) -> tuple[NvmeHost, Nvme, LocalBus]:
 @pytest.fixture
 def host() -> NvmeHost:
     nvme_host, _, _ = make_host(size=8 << 20)
-    assert nvme_host.create_io_queue(1, 16, vector=1).status == Status.SUCCESS
+    assert nvme_host.create_io_queue(1, 16, vector=1).status == NvmeStatus.SUCCESS
     return nvme_host
 
 
@@ -74,7 +74,7 @@ def test_prp_offsets_where_none_is_allowed() -> None:
     read = memory_reader(bytearray(1 << 20))
     with pytest.raises(NvmeError) as info:
         prp_segments(0x5000, 0x9010, 8192, read)
-    assert info.value.status == Status.PRP_OFFSET_INVALID
+    assert info.value.status == NvmeStatus.PRP_OFFSET_INVALID
     memory = bytearray(1 << 20)
     struct.pack_into("<QQ", memory, 0x4000, 0x9000, 0xA008)
     with pytest.raises(NvmeError):
@@ -87,28 +87,28 @@ def test_prp_offsets_where_none_is_allowed() -> None:
 def test_identify_controller_namespace_and_lists(host: NvmeHost) -> None:
     port = host.port
     buf = host.page()
-    assert host.submit(0, 0x06, prp1=buf, cdw=(1,)).status == Status.SUCCESS
+    assert host.submit(0, 0x06, prp1=buf, cdw=(1,)).status == NvmeStatus.SUCCESS
     ctrl = port.mem_read(buf, 4096)
     assert struct.unpack_from("<H", ctrl, 0)[0] == 0x1B36
     assert ctrl[4:24].strip() == b"XVPCI0001" and ctrl[77] == 5
     assert struct.unpack_from("<I", ctrl, 516)[0] == 1  # one namespace
-    assert host.submit(0, 0x06, nsid=1, prp1=buf, cdw=(0,)).status == Status.SUCCESS
+    assert host.submit(0, 0x06, nsid=1, prp1=buf, cdw=(0,)).status == NvmeStatus.SUCCESS
     ns = port.mem_read(buf, 4096)
     assert struct.unpack_from("<Q", ns, 0)[0] == (8 << 20) // 512
     assert (struct.unpack_from("<I", ns, 128)[0] >> 16) & 0xFF == 9  # 512-byte LBAs
-    assert host.submit(0, 0x06, prp1=buf, cdw=(2,)).status == Status.SUCCESS
+    assert host.submit(0, 0x06, prp1=buf, cdw=(2,)).status == NvmeStatus.SUCCESS
     assert struct.unpack_from("<2I", port.mem_read(buf, 8)) == (1, 0)
-    assert host.submit(0, 0x06, nsid=1, prp1=buf, cdw=(3,)).status == Status.SUCCESS
+    assert host.submit(0, 0x06, nsid=1, prp1=buf, cdw=(3,)).status == NvmeStatus.SUCCESS
     assert port.mem_read(buf, 2) == b"\x03\x10"  # a UUID descriptor
 
 
 def test_features_and_log_pages(host: NvmeHost) -> None:
     done = host.submit(0, 0x0A, cdw=(0x07,))
-    assert done.status == Status.SUCCESS and done.dw0 == (15 << 16 | 15)
-    assert host.submit(0, 0x09, cdw=(0x08, 0x0A05)).status == Status.SUCCESS
+    assert done.status == NvmeStatus.SUCCESS and done.dw0 == (15 << 16 | 15)
+    assert host.submit(0, 0x09, cdw=(0x08, 0x0A05)).status == NvmeStatus.SUCCESS
     assert host.submit(0, 0x0A, cdw=(0x08,)).dw0 == 0x0A05
     buf = host.page()
-    assert host.submit(0, 0x02, prp1=buf, cdw=(0x02 | (127 << 16),)).status == Status.SUCCESS
+    assert host.submit(0, 0x02, prp1=buf, cdw=(0x02 | (127 << 16),)).status == NvmeStatus.SUCCESS
     assert host.port.mem_read(buf + 3, 1) == b"\x64"  # available spare 100 %
 
 
@@ -145,11 +145,11 @@ def test_io_read_write_with_every_prp_form(host: NvmeHost) -> None:
             port.mem_write(addr, payload[pos : pos + size])
             pos += size
         write = host.submit(1, 0x01, nsid=1, prp1=prp1, prp2=prp2, cdw=(lba, 0, blocks - 1))
-        assert write.status == Status.SUCCESS
+        assert write.status == NvmeStatus.SUCCESS
         for addr, size in chunks:
             port.mem_write(addr, bytes(size))
         read = host.submit(1, 0x02, nsid=1, prp1=prp1, prp2=prp2, cdw=(lba, 0, blocks - 1))
-        assert read.status == Status.SUCCESS
+        assert read.status == NvmeStatus.SUCCESS
         assert b"".join(port.mem_read(a, s) for a, s in chunks) == payload
         lba += blocks
 
@@ -158,22 +158,24 @@ def test_write_zeroes_deallocate_and_flush(host: NvmeHost) -> None:
     port = host.port
     buf = host.page()
     port.mem_write(buf, b"\xaa" * 4096)
-    assert host.submit(1, 0x01, nsid=1, prp1=buf, cdw=(10, 0, 7)).status == Status.SUCCESS
-    assert host.submit(1, 0x08, nsid=1, cdw=(10, 0, 3)).status == Status.SUCCESS  # zero 4 blocks
+    assert host.submit(1, 0x01, nsid=1, prp1=buf, cdw=(10, 0, 7)).status == NvmeStatus.SUCCESS
+    assert (
+        host.submit(1, 0x08, nsid=1, cdw=(10, 0, 3)).status == NvmeStatus.SUCCESS
+    )  # zero 4 blocks
     ranges = host.page()
     port.mem_write(ranges, struct.pack("<IIQ", 0, 2, 16))  # deallocate blocks 16, 17
-    assert host.submit(1, 0x09, nsid=1, prp1=ranges, cdw=(0, 0x4)).status == Status.SUCCESS
-    assert host.submit(1, 0x00, nsid=1).status == Status.SUCCESS
-    assert host.submit(1, 0x02, nsid=1, prp1=buf, cdw=(10, 0, 7)).status == Status.SUCCESS
+    assert host.submit(1, 0x09, nsid=1, prp1=ranges, cdw=(0, 0x4)).status == NvmeStatus.SUCCESS
+    assert host.submit(1, 0x00, nsid=1).status == NvmeStatus.SUCCESS
+    assert host.submit(1, 0x02, nsid=1, prp1=buf, cdw=(10, 0, 7)).status == NvmeStatus.SUCCESS
     assert port.mem_read(buf, 4096) == bytes(2048) + b"\xaa" * 1024 + bytes(1024)
 
 
 def test_queue_wrap_around_flips_the_phase() -> None:
     host, model, bus = make_host(size=1 << 20)
-    assert host.create_io_queue(1, 4, vector=1).status == Status.SUCCESS
+    assert host.create_io_queue(1, 4, vector=1).status == NvmeStatus.SUCCESS
     for i in range(1, 12):
         done = host.submit(1, 0x00, nsid=1)
-        assert done.status == Status.SUCCESS and done.sq_head == i % 4
+        assert done.status == NvmeStatus.SUCCESS and done.sq_head == i % 4
         # The host only sees completion i if the phase tag flipped on each wrap.
         assert host.queues[1].phase == 1 ^ ((i // 4) % 2)
     assert model.cqs[1].phase == host.queues[1].phase
@@ -183,32 +185,46 @@ def test_queue_wrap_around_flips_the_phase() -> None:
 @pytest.mark.parametrize(
     ("qid", "opcode", "nsid", "cdw", "prp", "expected"),
     [
-        (0, 0x7F, 0, (), (0, 0), Status.INVALID_OPCODE),
-        (1, 0x7F, 1, (), (0, 0), Status.INVALID_OPCODE),
-        (0, 0x06, 0, (0x10,), (0x20000, 0), Status.INVALID_FIELD),
-        (1, 0x02, 2, (0, 0, 0), (0x20000, 0), Status.INVALID_NAMESPACE),
-        (1, 0x02, 1, (16384, 0, 0), (0x20000, 0), Status.LBA_OUT_OF_RANGE),
-        (1, 0x02, 1, (16383, 0, 1), (0x20000, 0), Status.LBA_OUT_OF_RANGE),
-        (1, 0x02, 1, (0, 0, 15), (0x20000, 0x30010), Status.PRP_OFFSET_INVALID),
-        (1, 0x02, 1, (0, 0, 0), (0x7F000000, 0), Status.DATA_TRANSFER_ERROR),
-        (1, 0x02, 1, (0, 0, 0x1FF), (0x20000, 0x30000), Status.INVALID_FIELD),  # over MDTS
-        (0, 0x05, 0, (15 << 16 | 0,), (0x40000, 0), Status.INVALID_QUEUE_IDENTIFIER),
-        (0, 0x05, 0, (15 << 16 | 99,), (0x40000, 0), Status.INVALID_QUEUE_IDENTIFIER),
-        (0, 0x05, 0, (0 << 16 | 2,), (0x40000, 0), Status.INVALID_QUEUE_SIZE),
-        (0, 0x05, 0, (15 << 16 | 2, 100 << 16 | 3), (0x40000, 0), Status.INVALID_INTERRUPT_VECTOR),
-        (0, 0x01, 0, (15 << 16 | 2, 9 << 16 | 1), (0x40000, 0), Status.COMPLETION_QUEUE_INVALID),
-        (0, 0x00, 0, (7,), (0, 0), Status.INVALID_QUEUE_IDENTIFIER),
-        (0, 0x02, 0, (0x42 | 127 << 16,), (0x20000, 0), Status.INVALID_LOG_PAGE),
-        (0, 0x09, 0, (1 << 31 | 0x08, 0), (0, 0), Status.FEATURE_NOT_SAVEABLE),
-        (0, 0x09, 0, (0x80,), (0, 0), Status.INVALID_FIELD),
+        (0, 0x7F, 0, (), (0, 0), NvmeStatus.INVALID_OPCODE),
+        (1, 0x7F, 1, (), (0, 0), NvmeStatus.INVALID_OPCODE),
+        (0, 0x06, 0, (0x10,), (0x20000, 0), NvmeStatus.INVALID_FIELD),
+        (1, 0x02, 2, (0, 0, 0), (0x20000, 0), NvmeStatus.INVALID_NAMESPACE),
+        (1, 0x02, 1, (16384, 0, 0), (0x20000, 0), NvmeStatus.LBA_OUT_OF_RANGE),
+        (1, 0x02, 1, (16383, 0, 1), (0x20000, 0), NvmeStatus.LBA_OUT_OF_RANGE),
+        (1, 0x02, 1, (0, 0, 15), (0x20000, 0x30010), NvmeStatus.PRP_OFFSET_INVALID),
+        (1, 0x02, 1, (0, 0, 0), (0x7F000000, 0), NvmeStatus.DATA_TRANSFER_ERROR),
+        (1, 0x02, 1, (0, 0, 0x1FF), (0x20000, 0x30000), NvmeStatus.INVALID_FIELD),  # over MDTS
+        (0, 0x05, 0, (15 << 16 | 0,), (0x40000, 0), NvmeStatus.INVALID_QUEUE_IDENTIFIER),
+        (0, 0x05, 0, (15 << 16 | 99,), (0x40000, 0), NvmeStatus.INVALID_QUEUE_IDENTIFIER),
+        (0, 0x05, 0, (0 << 16 | 2,), (0x40000, 0), NvmeStatus.INVALID_QUEUE_SIZE),
+        (
+            0,
+            0x05,
+            0,
+            (15 << 16 | 2, 100 << 16 | 3),
+            (0x40000, 0),
+            NvmeStatus.INVALID_INTERRUPT_VECTOR,
+        ),
+        (
+            0,
+            0x01,
+            0,
+            (15 << 16 | 2, 9 << 16 | 1),
+            (0x40000, 0),
+            NvmeStatus.COMPLETION_QUEUE_INVALID,
+        ),
+        (0, 0x00, 0, (7,), (0, 0), NvmeStatus.INVALID_QUEUE_IDENTIFIER),
+        (0, 0x02, 0, (0x42 | 127 << 16,), (0x20000, 0), NvmeStatus.INVALID_LOG_PAGE),
+        (0, 0x09, 0, (1 << 31 | 0x08, 0), (0, 0), NvmeStatus.FEATURE_NOT_SAVEABLE),
+        (0, 0x09, 0, (0x80,), (0, 0), NvmeStatus.INVALID_FIELD),
     ],
 )
 def test_status_codes(
-    host: NvmeHost, qid: int, opcode: int, nsid: int, cdw: tuple, prp: tuple, expected: Status
+    host: NvmeHost, qid: int, opcode: int, nsid: int, cdw: tuple, prp: tuple, expected: NvmeStatus
 ) -> None:
     done = host.submit(qid, opcode, nsid=nsid, prp1=prp[0], prp2=prp[1], cdw=cdw)
     assert done.status == expected
-    assert host.submit(1, 0x00, nsid=1).status == Status.SUCCESS  # controller carries on
+    assert host.submit(1, 0x00, nsid=1).status == NvmeStatus.SUCCESS  # controller carries on
 
 
 def test_async_event_limit() -> None:
@@ -218,15 +234,15 @@ def test_async_event_limit() -> None:
         host.port.mem_write(q.sq_base + q.sq_tail * 64, bytes([0x0C]) + bytes(63))
         q.sq_tail += 1
     host.port.mmio_write(0x1000, 4, q.sq_tail)
-    assert host.submit(0, 0x0C).status == Status.ASYNC_EVENT_LIMIT_EXCEEDED
+    assert host.submit(0, 0x0C).status == NvmeStatus.ASYNC_EVENT_LIMIT_EXCEEDED
 
 
 def test_msix_vector_per_completion_queue() -> None:
     host, model, bus = make_host(size=1 << 20)
     msix = model.config.find_capability(0x11)
     model.config.write(msix + 2, (1 << 15).to_bytes(2, "little"))
-    assert host.create_io_queue(1, 8, vector=1).status == Status.SUCCESS
-    assert host.create_io_queue(2, 8, vector=2).status == Status.SUCCESS
+    assert host.create_io_queue(1, 8, vector=1).status == NvmeStatus.SUCCESS
+    assert host.create_io_queue(2, 8, vector=2).status == NvmeStatus.SUCCESS
     bus.irqs.clear()
     host.submit(2, 0x00, nsid=1)
     host.submit(1, 0x00, nsid=1)
@@ -235,12 +251,12 @@ def test_msix_vector_per_completion_queue() -> None:
 
 def test_controller_reset_and_flr_drop_queues() -> None:
     host, model, _ = make_host(size=1 << 20)
-    assert host.create_io_queue(1, 8).status == Status.SUCCESS
+    assert host.create_io_queue(1, 8).status == NvmeStatus.SUCCESS
     host.port.mmio_write(0x14, 4, 0)
     assert not host.port.mmio_read(0x1C, 4) & 1
     assert not model.sqs and not model.cqs
     host.enable()
-    assert host.create_io_queue(1, 8).status == Status.SUCCESS  # qid 1 is free again
+    assert host.create_io_queue(1, 8).status == NvmeStatus.SUCCESS  # qid 1 is free again
     pcie = model.config.find_capability(0x10)
     model.config.write(pcie + 9, b"\x80")  # initiate FLR
     assert model.regs["cc"] == 0 and not model.sqs
@@ -249,17 +265,17 @@ def test_controller_reset_and_flr_drop_queues() -> None:
 def test_file_backing_persists_and_4k_blocks(tmp_path: Path) -> None:
     backing = tmp_path / "ns.img"
     host, model, _ = make_host(size=1 << 20, block_size=4096, backing=str(backing))
-    assert host.create_io_queue(1, 8).status == Status.SUCCESS
+    assert host.create_io_queue(1, 8).status == NvmeStatus.SUCCESS
     buf = host.page()
     payload = os.urandom(4096)
     host.port.mem_write(buf, payload)
-    assert host.submit(1, 0x01, nsid=1, prp1=buf, cdw=(3, 0, 0)).status == Status.SUCCESS
+    assert host.submit(1, 0x01, nsid=1, prp1=buf, cdw=(3, 0, 0)).status == NvmeStatus.SUCCESS
     model.namespace.close()
     assert backing.read_bytes()[3 * 4096 : 4 * 4096] == payload
     host2, _, _ = make_host(size=1 << 20, block_size=4096, backing=str(backing))
-    assert host2.create_io_queue(1, 8).status == Status.SUCCESS
+    assert host2.create_io_queue(1, 8).status == NvmeStatus.SUCCESS
     buf2 = host2.page()
-    assert host2.submit(1, 0x02, nsid=1, prp1=buf2, cdw=(3, 0, 0)).status == Status.SUCCESS
+    assert host2.submit(1, 0x02, nsid=1, prp1=buf2, cdw=(3, 0, 0)).status == NvmeStatus.SUCCESS
     assert host2.port.mem_read(buf2, 4096) == payload
     with pytest.raises(ValueError, match="block size"):
         Nvme(block_size=1024)
@@ -274,7 +290,7 @@ def test_nvme_over_vfio_user_socket(sockdir: Path, tmp_path: Path, shared: bool)
             memory = client.map_memory(0, MEMORY, shared=shared)
             host = NvmeHost(ClientPort(client, memory))
             host.enable()
-            assert host.create_io_queue(1, 8, vector=1).status == Status.SUCCESS
+            assert host.create_io_queue(1, 8, vector=1).status == NvmeStatus.SUCCESS
             buf = host.page()
             payload = os.urandom(8192)
             memory.write(buf, payload)

@@ -1,28 +1,28 @@
-"""The adaptive polling window: grows on short gaps, vanishes on long ones."""
+"""The adaptive polling budget: grows on short gaps, vanishes on long ones."""
 
 from __future__ import annotations
 
 import pytest
 
-from vfio_bridge.polling import PollWindow
+from vfio_bridge.polling import PollBudget
 
 
-def test_window_grows_to_the_limit_and_shrinks_to_nothing() -> None:
-    window = PollWindow(200)
-    assert window.window == 0  # an idle device costs no CPU
+def test_budget_grows_to_the_limit_and_shrinks_to_nothing() -> None:
+    budget = PollBudget(200)
+    assert budget.budget == 0  # an idle device costs no CPU
     for _ in range(10):
-        window.blocked(50e-6)  # requests 50 us apart: polling would have caught them
-    assert window.window == pytest.approx(200e-6)
-    window.blocked(1.0)  # a long pause shrinks it
-    assert 0 < window.window < 200e-6
+        budget.blocked(50e-6)  # requests 50 us apart: polling would have caught them
+    assert budget.budget == pytest.approx(200e-6)
+    budget.blocked(1.0)  # a long pause shrinks it
+    assert 0 < budget.budget < 200e-6
     for _ in range(10):
-        window.blocked(1.0)
-    assert window.window == 0
+        budget.blocked(1.0)
+    assert budget.budget == 0
 
 
 def test_zero_limit_never_polls_and_negative_is_refused() -> None:
-    window = PollWindow(0)
-    window.blocked(1e-6)
-    assert window.window == 0
+    budget = PollBudget(0)
+    budget.blocked(1e-6)
+    assert budget.budget == 0
     with pytest.raises(ValueError):
-        PollWindow(-1)
+        PollBudget(-1)

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from vfio_bridge.protocol import (
     HEADER_SIZE,
-    Command,
     DeviceInfo,
     DmaAccess,
     DmaMap,
@@ -26,6 +25,7 @@ from vfio_bridge.protocol import (
     RegionInfo,
     SparseMmapCap,
     Version,
+    VfioCommand,
     frame,
 )
 
@@ -100,9 +100,9 @@ def test_region_info_with_sparse_mmap_round_trip(areas: list, index: int, size: 
 
 
 def test_frame_sets_size_and_flags() -> None:
-    data = frame(7, Command.REGION_READ, b"x" * 16, MsgFlags.REPLY)
+    data = frame(7, VfioCommand.REGION_READ, b"x" * 16, MsgFlags.REPLY)
     header = Header.unpack(data)
-    assert (header.msg_id, header.command, header.size) == (7, Command.REGION_READ, 32)
+    assert (header.msg_id, header.command, header.size) == (7, VfioCommand.REGION_READ, 32)
     assert header.is_reply and not header.is_error and not header.no_reply
 
 
@@ -148,8 +148,8 @@ def test_version_with_bad_capabilities_is_refused(text: bytes) -> None:
 
 
 def test_reader_reassembles_byte_by_byte_and_back_to_back() -> None:
-    first = frame(1, Command.DEVICE_GET_INFO, DeviceInfo(16).pack())
-    second = frame(2, Command.DEVICE_RESET, b"")
+    first = frame(1, VfioCommand.DEVICE_GET_INFO, DeviceInfo(16).pack())
+    second = frame(2, VfioCommand.DEVICE_RESET, b"")
     reader = MessageReader(4096, 4)
     got = []
     for byte in first + second:
@@ -164,7 +164,9 @@ def test_reader_attaches_fds_to_their_message() -> None:
     reader = MessageReader(4096, 4)
     r, w = os.pipe()
     try:
-        [message] = reader.feed(frame(3, Command.DMA_MAP, DmaMap(32, 3, 0, 0, 4096).pack()), [r])
+        [message] = reader.feed(
+            frame(3, VfioCommand.DMA_MAP, DmaMap(32, 3, 0, 0, 4096).pack()), [r]
+        )
         assert message.fds == [r]
         message.close_fds()
         with pytest.raises(OSError):
@@ -185,8 +187,8 @@ def test_descriptors_in_a_chunk_belong_to_the_last_message_beginning_in_it() -> 
     """The kernel delivers descriptors with the first byte of their sendmsg and never
     with bytes of a later one, so: last message that begins in the chunk, else the
     message the chunk continues."""
-    plain = frame(1, Command.DEVICE_RESET, b"")
-    with_fd = frame(2, Command.DMA_MAP, DmaMap(32, 3, 0, 0, 4096).pack())
+    plain = frame(1, VfioCommand.DEVICE_RESET, b"")
+    with_fd = frame(2, VfioCommand.DMA_MAP, DmaMap(32, 3, 0, 0, 4096).pack())
     r, w = os.pipe()
     try:
         reader = MessageReader(4096, 4)
@@ -211,8 +213,8 @@ def test_descriptors_in_a_chunk_belong_to_the_last_message_beginning_in_it() -> 
 
 
 def test_a_bad_header_after_good_messages_closes_their_descriptors() -> None:
-    good = frame(1, Command.DMA_MAP, DmaMap(32, 3, 0, 0, 4096).pack())
-    bad = Header(2, Command.REGION_WRITE, 3).pack()  # smaller than a header
+    good = frame(1, VfioCommand.DMA_MAP, DmaMap(32, 3, 0, 0, 4096).pack())
+    bad = Header(2, VfioCommand.REGION_WRITE, 3).pack()  # smaller than a header
     reader = MessageReader(4096, 4)
     r, w = os.pipe()
     os.close(w)
@@ -227,7 +229,7 @@ def test_reader_refuses_oversized_messages_and_closes_their_fds() -> None:
     r, w = os.pipe()
     try:
         with pytest.raises(ProtocolError) as info:
-            reader.feed(Header(1, Command.REGION_WRITE, 1 << 20).pack(), [r])
+            reader.feed(Header(1, VfioCommand.REGION_WRITE, 1 << 20).pack(), [r])
         assert info.value.errno == errno.E2BIG
         with pytest.raises(OSError):
             os.fstat(r)

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from vfio_bridge.model import (
-    INTX,
-    MSI,
+from vfio_bridge.device import (
     Access,
     Bar,
     DeviceModel,
     Field,
+    IrqType,
     Msi,
     Register,
     RegisterFile,
 )
-from vfio_bridge.model.local import LocalBus
+from vfio_bridge.device.local import LocalBus
 
 
 class Owner:
@@ -159,12 +158,12 @@ def test_a_model_declared_in_one_class_does_dma_and_interrupts() -> None:
     bus.mmio_write(0, 0x00, 8, 0x100)
     bus.mmio_write(0, 0x08, 4, 41)
     assert bus.memory[0x100:0x104] == (41).to_bytes(4, "little")
-    assert bus.irqs == [(INTX, 0)]  # MSI not enabled yet: INTx
+    assert bus.irqs == [(IrqType.INTX, 0)]  # MSI not enabled yet: INTx
     msi = model.config.find_capability(0x05)
     assert msi is not None
     model.config.write(msi + 2, (0x11).to_bytes(2, "little"))  # enable, 2 vectors
     bus.mmio_write(0, 0x08, 4, 3)
-    assert bus.irqs[-1] == (MSI, 1)
+    assert bus.irqs[-1] == (IrqType.MSI, 1)
 
 
 def test_dma_without_bus_master_is_refused() -> None:

@@ -13,11 +13,10 @@ import pytest
 from tests.conftest import ThreadedServer, has, read_log
 from vfio_bridge.client import ClientError, VfioUserClient
 from vfio_bridge.protocol import (
-    Command,
     DeviceFlags,
     DmaMap,
     Header,
-    Irq,
+    IrqIndex,
     IrqInfoFlags,
     IrqSet,
     IrqSetFlags,
@@ -26,6 +25,7 @@ from vfio_bridge.protocol import (
     Region,
     RegionAccess,
     RegionFlags,
+    VfioCommand,
     frame,
 )
 from vfio_bridge.session import MAX_MESSAGE_SIZE
@@ -52,9 +52,9 @@ def test_negotiation_and_device_description(client: VfioUserClient) -> None:
     assert bar0.size == 1 << 20 and bar0.flags == RegionFlags.READ | RegionFlags.WRITE
     assert client.region_info(Region.BAR1).size == 0
     assert client.region_info(CONFIG).size == 4096
-    assert client.irq_info(Irq.MSI).count == 1
-    assert client.irq_info(Irq.MSIX).count == 0
-    intx = client.irq_info(Irq.INTX)
+    assert client.irq_info(IrqIndex.MSI).count == 1
+    assert client.irq_info(IrqIndex.MSIX).count == 0
+    intx = client.irq_info(IrqIndex.INTX)
     assert intx.count == 1 and intx.flags & IrqInfoFlags.AUTOMASKED
 
 
@@ -109,11 +109,11 @@ def test_unknown_command_and_short_bodies_keep_the_connection(client: VfioUserCl
         client.request(99)
     assert info.value.errno == errno.ENOSYS
     with pytest.raises(ClientError):
-        client.request(Command.REGION_READ, b"\x00" * 7)
+        client.request(VfioCommand.REGION_READ, b"\x00" * 7)
     with pytest.raises(ClientError):
-        client.request(Command.REGION_WRITE, RegionAccess(0, 0, 8).pack() + b"abc")
+        client.request(VfioCommand.REGION_WRITE, RegionAccess(0, 0, 8).pack() + b"abc")
     with pytest.raises(ClientError):
-        client.request(Command.DEVICE_SET_IRQS, b"\x00" * 20)  # no data type, no action
+        client.request(VfioCommand.DEVICE_SET_IRQS, b"\x00" * 20)  # no data type, no action
     assert client.read32(BAR0, 0) == 0x010000ED
 
 
@@ -200,13 +200,13 @@ def test_pipelined_requests_with_a_descriptor_between_them(
         channel = client.channel
         bus_master = RegionAccess(0x04, CONFIG, 2, (0x6).to_bytes(2, "little")).pack()
         channel.send(
-            frame(100, Command.REGION_WRITE, bus_master, MsgFlags.NO_REPLY)
-            + frame(101, Command.REGION_WRITE, RegionAccess(0x04, BAR0, 4, bytes(4)).pack())
+            frame(100, VfioCommand.REGION_WRITE, bus_master, MsgFlags.NO_REPLY)
+            + frame(101, VfioCommand.REGION_WRITE, RegionAccess(0x04, BAR0, 4, bytes(4)).pack())
         )
         channel.send(
-            frame(102, Command.DMA_MAP, DmaMap(32, 3, 0, 0x200000, 0x1000).pack()), (memory,)
+            frame(102, VfioCommand.DMA_MAP, DmaMap(32, 3, 0, 0x200000, 0x1000).pack()), (memory,)
         )
-        channel.send(frame(103, Command.REGION_READ, RegionAccess(0x04, BAR0, 4).pack()))
+        channel.send(frame(103, VfioCommand.REGION_READ, RegionAccess(0x04, BAR0, 4).pack()))
         replies = []
         while len(replies) < 3:
             replies.append(channel.receive())
@@ -228,7 +228,7 @@ def test_dma_map_refuses_two_fds_and_overlaps(client: VfioUserClient) -> None:
     a, b = os.memfd_create("a"), os.memfd_create("b")
     try:
         with pytest.raises(ClientError):
-            client.request(Command.DMA_MAP, DmaMap(32, 3, 0, 0, 4096).pack(), fds=(a, b))
+            client.request(VfioCommand.DMA_MAP, DmaMap(32, 3, 0, 0, 4096).pack(), fds=(a, b))
     finally:
         os.close(a)
         os.close(b)
@@ -247,7 +247,7 @@ def eventfd_fired(fd: int, timeout: float = 2.0) -> bool:
 def test_msi_through_eventfd(edu_server: ThreadedServer, client: VfioUserClient) -> None:
     efd = os.eventfd(0)
     try:
-        client.set_irq_eventfds(Irq.MSI, 0, [efd])
+        client.set_irq_eventfds(IrqIndex.MSI, 0, [efd])
         msi = 0x48  # after PM at 0x40
         assert client.region_read(CONFIG, msi, 1) == b"\x05"
         client.region_write(CONFIG, msi + 2, (1).to_bytes(2, "little"))
@@ -265,13 +265,13 @@ def test_interrupts_raised_in_one_burst_are_signalled_once_and_logged_each(
 ) -> None:
     efd = os.eventfd(0, os.EFD_NONBLOCK)
     try:
-        client.set_irq_eventfds(Irq.MSI, 0, [efd])
+        client.set_irq_eventfds(IrqIndex.MSI, 0, [efd])
         client.region_write(CONFIG, 0x48 + 2, (1).to_bytes(2, "little"))  # MSI enable
         raise_by_hand = RegionAccess(0x60, BAR0, 4, (0x10).to_bytes(4, "little")).pack()
         # One sendmsg, so the server receives both writes as one burst.
         client.channel.send(
-            frame(200, Command.REGION_WRITE, raise_by_hand, MsgFlags.NO_REPLY)
-            + frame(201, Command.REGION_WRITE, raise_by_hand, MsgFlags.NO_REPLY)
+            frame(200, VfioCommand.REGION_WRITE, raise_by_hand, MsgFlags.NO_REPLY)
+            + frame(201, VfioCommand.REGION_WRITE, raise_by_hand, MsgFlags.NO_REPLY)
         )
         # The reply to this read may be part of the same burst: PCIe ordering
         # still puts the interrupt before it.
@@ -288,13 +288,13 @@ def test_interrupts_raised_in_one_burst_are_signalled_once_and_logged_each(
 def test_intx_is_level_and_automasked(client: VfioUserClient) -> None:
     efd = os.eventfd(0)
     try:
-        client.set_irq_eventfds(Irq.INTX, 0, [efd])
+        client.set_irq_eventfds(IrqIndex.INTX, 0, [efd])
         client.write32(BAR0, 0x60, 0x1)
         assert eventfd_fired(efd)
         assert client.region_read(CONFIG, 0x06, 1)[0] & 0x08  # status: interrupt pending
         client.write32(BAR0, 0x60, 0x2)
         assert not eventfd_fired(efd, 0.2)  # masked until the EOI unmask
-        client.set_irqs(Irq.INTX, int(IrqSetFlags.DATA_NONE | IrqSetFlags.ACTION_UNMASK), 0, 1)
+        client.set_irqs(IrqIndex.INTX, int(IrqSetFlags.DATA_NONE | IrqSetFlags.ACTION_UNMASK), 0, 1)
         assert eventfd_fired(efd)  # still asserted, so it fires again
         client.write32(BAR0, 0x64, 0x3)
         assert not client.region_read(CONFIG, 0x06, 1)[0] & 0x08
@@ -308,12 +308,12 @@ def test_set_irqs_checks_fd_count_and_range(client: VfioUserClient) -> None:
         flags = int(IrqSetFlags.DATA_EVENTFD | IrqSetFlags.ACTION_TRIGGER)
         with pytest.raises(ClientError):
             client.request(
-                Command.DEVICE_SET_IRQS,
-                IrqSet(20, flags, Irq.MSI, 0, 2).pack(),
+                VfioCommand.DEVICE_SET_IRQS,
+                IrqSet(20, flags, IrqIndex.MSI, 0, 2).pack(),
                 fds=(efd,),
             )
         with pytest.raises(ClientError):
-            client.set_irq_eventfds(Irq.MSI, 1, [efd])  # edu has one MSI vector
+            client.set_irq_eventfds(IrqIndex.MSI, 1, [efd])  # edu has one MSI vector
         with pytest.raises(ClientError):
             client.set_irq_eventfds(7, 0, [efd])
     finally:
@@ -328,5 +328,5 @@ def test_device_reset(client: VfioUserClient) -> None:
 
 def test_reader_limit_matches_the_advertised_transfer_size() -> None:
     reader = MessageReader(MAX_MESSAGE_SIZE, 16)
-    big = frame(1, Command.REGION_WRITE, RegionAccess(0, 0, 1 << 20, bytes(1 << 20)).pack())
+    big = frame(1, VfioCommand.REGION_WRITE, RegionAccess(0, 0, 1 << 20, bytes(1 << 20)).pack())
     assert len(reader.feed(big)) == 1

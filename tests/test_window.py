@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import has, read_log
-from vfio_bridge.model import Access, Bar, DeviceModel, MsiX, Register
-from vfio_bridge.model.local import LocalBus
+from vfio_bridge.device import Access, Bar, DeviceModel, MsiX, Register
+from vfio_bridge.device.local import LocalBus
 from vfio_bridge.models.window import CFGBAR, MEMBAR1, MEMBAR2, VmdWindow
 from vfio_bridge.recorder import Recorder
 

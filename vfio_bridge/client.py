@@ -16,7 +16,6 @@ from typing import Any
 
 from .fdutil import close_quietly
 from .protocol import (
-    Command,
     DeviceInfo,
     DmaAccess,
     DmaMap,
@@ -30,6 +29,7 @@ from .protocol import (
     RegionAccess,
     RegionInfo,
     Version,
+    VfioCommand,
     frame,
 )
 from .protocol.constants import MAJOR_VERSION, MINOR_VERSION
@@ -150,11 +150,11 @@ class VfioUserClient:
         header = message.header
         message.close_fds()
         try:
-            if header.command == Command.DMA_READ:
+            if header.command == VfioCommand.DMA_READ:
                 access = DmaAccess.unpack(message.body, with_data=False)
                 data = self._memory_for(access.addr, access.count).read(access.addr, access.count)
                 body = DmaAccess(access.addr, access.count, data).pack()
-            elif header.command == Command.DMA_WRITE:
+            elif header.command == VfioCommand.DMA_WRITE:
                 access = DmaAccess.unpack(message.body, with_data=True)
                 self._memory_for(access.addr, access.count).write(access.addr, access.data)
                 body = b""
@@ -192,39 +192,44 @@ class VfioUserClient:
             if capabilities is not None
             else {"capabilities": {"max_msg_fds": 16, "max_data_xfer_size": 1 << 20}}
         )
-        reply = self.request(Command.VERSION, Version(MAJOR_VERSION, MINOR_VERSION, caps).pack())
+        reply = self.request(
+            VfioCommand.VERSION, Version(MAJOR_VERSION, MINOR_VERSION, caps).pack()
+        )
         assert reply is not None
         version = Version.unpack(reply.body)
         self.server_capabilities = version.capabilities
         return version
 
     def device_info(self) -> DeviceInfo:
-        reply = self.request(Command.DEVICE_GET_INFO, DeviceInfo(16).pack())
+        reply = self.request(VfioCommand.DEVICE_GET_INFO, DeviceInfo(16).pack())
         assert reply is not None
         return DeviceInfo.unpack(reply.body)
 
     def region_info(self, index: int, argsz: int = RegionInfo.FIXED_SIZE) -> RegionInfo:
-        reply = self.request(Command.DEVICE_GET_REGION_INFO, RegionInfo(argsz, index=index).pack())
+        reply = self.request(
+            VfioCommand.DEVICE_GET_REGION_INFO, RegionInfo(argsz, index=index).pack()
+        )
         assert reply is not None
         return RegionInfo.unpack(reply.body)
 
     def irq_info(self, index: int) -> IrqInfo:
-        reply = self.request(Command.DEVICE_GET_IRQ_INFO, IrqInfo(16, index=index).pack())
+        reply = self.request(VfioCommand.DEVICE_GET_IRQ_INFO, IrqInfo(16, index=index).pack())
         assert reply is not None
         return IrqInfo.unpack(reply.body)
 
     def set_irq_eventfds(self, index: int, start: int, fds: list[int]) -> None:
         flags = IrqSetFlags.DATA_EVENTFD | IrqSetFlags.ACTION_TRIGGER
         body = IrqSet(20, int(flags), index, start, len(fds)).pack()
-        self.request(Command.DEVICE_SET_IRQS, body, fds=tuple(fds))
+        self.request(VfioCommand.DEVICE_SET_IRQS, body, fds=tuple(fds))
 
     def set_irqs(self, index: int, flags: int, start: int, count: int, data: bytes = b"") -> None:
         self.request(
-            Command.DEVICE_SET_IRQS, IrqSet(20 + len(data), flags, index, start, count, data).pack()
+            VfioCommand.DEVICE_SET_IRQS,
+            IrqSet(20 + len(data), flags, index, start, count, data).pack(),
         )
 
     def region_read(self, region: int, offset: int, count: int) -> bytes:
-        reply = self.request(Command.REGION_READ, RegionAccess(offset, region, count).pack())
+        reply = self.request(VfioCommand.REGION_READ, RegionAccess(offset, region, count).pack())
         assert reply is not None
         access = RegionAccess.unpack(reply.body, with_data=True)
         return access.data
@@ -232,7 +237,7 @@ class VfioUserClient:
     def region_write(self, region: int, offset: int, data: bytes, posted: bool = False) -> None:
         body = RegionAccess(offset, region, len(data), data).pack()
         flags = MsgFlags.NO_REPLY if posted else 0
-        self.request(Command.REGION_WRITE, body, flags=flags, expect_reply=not posted)
+        self.request(VfioCommand.REGION_WRITE, body, flags=flags, expect_reply=not posted)
 
     def read32(self, region: int, offset: int) -> int:
         return int.from_bytes(self.region_read(region, offset, 4), "little")
@@ -252,7 +257,7 @@ class VfioUserClient:
         flags = DmaMapFlags.READ | DmaMapFlags.WRITE
         body = DmaMap(32, int(flags), 0, iova, size).pack()
         try:
-            self.request(Command.DMA_MAP, body, fds=(mem.fd,) if shared else ())
+            self.request(VfioCommand.DMA_MAP, body, fds=(mem.fd,) if shared else ())
         except Exception:
             mem.close()
             raise
@@ -260,12 +265,12 @@ class VfioUserClient:
         return mem
 
     def unmap_memory(self, mem: GuestMemory) -> None:
-        self.request(Command.DMA_UNMAP, DmaUnmap(24, 0, mem.iova, mem.size).pack())
+        self.request(VfioCommand.DMA_UNMAP, DmaUnmap(24, 0, mem.iova, mem.size).pack())
         self.memory.remove(mem)
         mem.close()
 
     def reset(self) -> None:
-        self.request(Command.DEVICE_RESET)
+        self.request(VfioCommand.DEVICE_RESET)
 
     def close(self) -> None:
         self.channel.close()

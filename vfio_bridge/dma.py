@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .model import DmaError
+from .device import DmaError
 
 log = logging.getLogger(__name__)
 

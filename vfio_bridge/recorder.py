@@ -23,9 +23,12 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xxhash
+
+if TYPE_CHECKING:
+    from .device import IrqType
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +171,7 @@ class Recorder:
             f'"digest":"{payload_digest(data)}"{inline}}}\n'
         )
 
-    def irq(self, irq_type: str, vector: int, stream: str | None = None) -> None:
+    def irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> None:
         seq, t = self._next()
         if self._fd < 0:
             return

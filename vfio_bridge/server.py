@@ -17,8 +17,8 @@ import socket
 import stat
 from pathlib import Path
 
+from .device import DeviceModel
 from .fdutil import close_quietly
-from .model import DeviceModel
 from .polling import DEFAULT_POLL_MAX_US
 from .protocol import ProtocolError
 from .recorder import Recorder

@@ -2,7 +2,7 @@
 
 The session turns requests into model accesses and replies, owns the DMA
 mappings and interrupt eventfds the client passed, and is the model's
-:class:`~vfio_bridge.model.Bus`. Device-side work a model defers (DMA, queue
+:class:`~vfio_bridge.device.Bus`. Device-side work a model defers (DMA, queue
 processing) runs after the reply to the request that caused it, because the
 client may need that reply before it can serve our DMA_READ/DMA_WRITE.
 """
@@ -18,12 +18,11 @@ import select
 import time
 from collections.abc import Callable, Sequence
 
+from .device import DeviceModel, DmaError, IrqType
 from .dma import DmaSpace, MessageDma
 from .fdutil import close_quietly
-from .model import INTX, MSI, MSIX, DeviceModel, DmaError
-from .polling import DEFAULT_POLL_MAX_US, PollWindow
+from .polling import DEFAULT_POLL_MAX_US, PollBudget
 from .protocol import (
-    Command,
     DeviceFlags,
     DeviceInfo,
     DmaAccess,
@@ -32,7 +31,7 @@ from .protocol import (
     DmaUnmap,
     DmaUnmapFlags,
     Header,
-    Irq,
+    IrqIndex,
     IrqInfo,
     IrqInfoFlags,
     IrqSet,
@@ -44,6 +43,7 @@ from .protocol import (
     RegionFlags,
     RegionInfo,
     Version,
+    VfioCommand,
     frame,
 )
 from .protocol.constants import (
@@ -63,7 +63,11 @@ log = logging.getLogger(__name__)
 MAX_MSG_FDS = 16
 #: Room for a REGION_WRITE of the largest transfer plus headers.
 MAX_MESSAGE_SIZE = DEFAULT_MAX_DATA_XFER + 4 * PAGE_SIZE
-_IRQ_TYPE_INDEX = {INTX: Irq.INTX, MSI: Irq.MSI, MSIX: Irq.MSIX}
+_IRQ_TYPE_INDEX = {
+    IrqType.INTX: IrqIndex.INTX,
+    IrqType.MSI: IrqIndex.MSI,
+    IrqType.MSIX: IrqIndex.MSIX,
+}
 _EVENTFD_TICK = (1).to_bytes(8, "little")
 
 Handler = Callable[[Message], tuple[bytes, list[int]] | bytes | None]
@@ -86,7 +90,7 @@ class Session:
         self.recorder = recorder
         self.reply_timeout = reply_timeout
         self.wakeup_fd = wakeup_fd
-        self.poll_window = PollWindow(poll_max_us)
+        self.poll_budget = PollBudget(poll_max_us)
         self.negotiated = False
         self.max_data_xfer = DEFAULT_MAX_DATA_XFER
         self.dma = DmaSpace(MessageDma(self._message_dma_read, self._message_dma_write))
@@ -99,16 +103,16 @@ class Session:
         self._pending_irqs: dict[tuple[int, int], None] = {}
         self._next_id = 0
         self._handlers: dict[int, Handler] = {
-            Command.VERSION: self._version,
-            Command.DMA_MAP: self._dma_map,
-            Command.DMA_UNMAP: self._dma_unmap,
-            Command.DEVICE_GET_INFO: self._device_info,
-            Command.DEVICE_GET_REGION_INFO: self._region_info,
-            Command.DEVICE_GET_IRQ_INFO: self._irq_info,
-            Command.DEVICE_SET_IRQS: self._set_irqs,
-            Command.REGION_READ: self._region_read,
-            Command.REGION_WRITE: self._region_write,
-            Command.DEVICE_RESET: self._device_reset,
+            VfioCommand.VERSION: self._version,
+            VfioCommand.DMA_MAP: self._dma_map,
+            VfioCommand.DMA_UNMAP: self._dma_unmap,
+            VfioCommand.DEVICE_GET_INFO: self._device_info,
+            VfioCommand.DEVICE_GET_REGION_INFO: self._region_info,
+            VfioCommand.DEVICE_GET_IRQ_INFO: self._irq_info,
+            VfioCommand.DEVICE_SET_IRQS: self._set_irqs,
+            VfioCommand.REGION_READ: self._region_read,
+            VfioCommand.REGION_WRITE: self._region_write,
+            VfioCommand.DEVICE_RESET: self._device_reset,
         }
         self._region_sizes = [0] * NUM_REGIONS
         for index, handler in model.bar_handlers.items():
@@ -136,11 +140,11 @@ class Session:
         fill = channel.fill
         next_message = channel.next_message
         clock = time.perf_counter
-        window = self.poll_window
+        budget = self.poll_budget
         while True:
             ready = False
-            if window.window:
-                until = clock() + window.window
+            if budget.budget:
+                until = clock() + budget.budget
                 while not (ready := fill(False)) and clock() < until:
                     os.sched_yield()
             if not ready:
@@ -148,7 +152,7 @@ class Session:
                 if not self._wait_readable(None):
                     return
                 fill()
-                window.blocked(clock() - started)
+                budget.blocked(clock() - started)
             # Handlers that wait for a reply take messages from the same backlog,
             # so what arrived behind this one is served in order either way.
             self._in_burst = True
@@ -187,7 +191,7 @@ class Session:
             handler = self._handlers.get(header.command)
             if handler is None:
                 raise ProtocolError(f"command {header.command} not supported", errno.ENOSYS)
-            if not self.negotiated and header.command != Command.VERSION:
+            if not self.negotiated and header.command != VfioCommand.VERSION:
                 raise ProtocolError("VERSION must be negotiated first", errno.EINVAL)
             result = handler(message)
             if isinstance(result, tuple):
@@ -278,12 +282,12 @@ class Session:
         return IrqInfo(IrqInfo._STRUCT.size, flags, request.index, count).pack()
 
     def _irq_shape(self, index: int) -> tuple[int, int]:
-        if index == Irq.INTX:
+        if index == IrqIndex.INTX:
             flags = IrqInfoFlags.EVENTFD | IrqInfoFlags.MASKABLE | IrqInfoFlags.AUTOMASKED
             return (1 if self.model.intx else 0), int(flags)
-        if index == Irq.MSI:
+        if index == IrqIndex.MSI:
             return self.model.msi_vectors, int(IrqInfoFlags.EVENTFD | IrqInfoFlags.NORESIZE)
-        if index == Irq.MSIX:
+        if index == IrqIndex.MSIX:
             return self.model.msix_vectors, int(IrqInfoFlags.EVENTFD | IrqInfoFlags.NORESIZE)
         return 1, int(IrqInfoFlags.EVENTFD)
 
@@ -332,11 +336,11 @@ class Session:
             if len(request.data) < request.count:
                 raise ProtocolError("SET_IRQS DATA_BOOL is shorter than count")
             chosen = [vector for i, vector in enumerate(chosen) if request.data[i]]
-        if request.index == Irq.INTX and action != IrqSetFlags.ACTION_TRIGGER:
+        if request.index == IrqIndex.INTX and action != IrqSetFlags.ACTION_TRIGGER:
             self.intx_masked = action == IrqSetFlags.ACTION_MASK
             if not self.intx_masked and self.model.intx_level:
                 # Level-triggered: still asserted after the unmask, so signal again.
-                self._fire(Irq.INTX, 0)
+                self._fire(IrqIndex.INTX, 0)
             return b""
         if action == IrqSetFlags.ACTION_TRIGGER:
             for vector in chosen:
@@ -373,7 +377,7 @@ class Session:
         fd = self.eventfds.get((index, vector))
         if fd is None:
             return False
-        if index == Irq.INTX and self.intx_masked:
+        if index == IrqIndex.INTX and self.intx_masked:
             return False
         try:
             os.write(fd, _EVENTFD_TICK)
@@ -382,9 +386,9 @@ class Session:
             return False
         return True
 
-    def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool:
+    def signal_irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> bool:
         index = _IRQ_TYPE_INDEX[irq_type]
-        if self._in_burst and index != Irq.INTX:
+        if self._in_burst and index != IrqIndex.INTX:
             # Message interrupts raised while serving a burst are signalled when
             # it is served or before the next reply, whichever comes first, so
             # doorbells that arrive together cost the guest one interrupt, as
@@ -395,7 +399,7 @@ class Session:
         else:
             delivered = self._fire(index, vector)
         self.recorder.irq(irq_type, vector, stream)
-        if index == Irq.INTX and delivered:
+        if index == IrqIndex.INTX and delivered:
             # VFIO INTx is automasked until the guest's EOI unmasks it.
             self.intx_masked = True
         return delivered
@@ -539,7 +543,7 @@ class Session:
         out = bytearray()
         for pos in range(0, length, self.max_data_xfer):
             count = min(self.max_data_xfer, length - pos)
-            reply = self._request(Command.DMA_READ, DmaAccess(addr + pos, count).pack())
+            reply = self._request(VfioCommand.DMA_READ, DmaAccess(addr + pos, count).pack())
             access = DmaAccess.unpack(reply.body, with_data=True)
             if access.count != count:
                 raise DmaError(f"DMA_READ reply holds {access.count} bytes, asked {count}")
@@ -549,9 +553,9 @@ class Session:
     def _message_dma_write(self, addr: int, data: bytes) -> None:
         for pos in range(0, len(data), self.max_data_xfer):
             chunk = data[pos : pos + self.max_data_xfer]
-            self._request(Command.DMA_WRITE, DmaAccess(addr + pos, len(chunk), chunk).pack())
+            self._request(VfioCommand.DMA_WRITE, DmaAccess(addr + pos, len(chunk), chunk).pack())
 
-    def _request(self, command: Command, body: bytes) -> Message:
+    def _request(self, command: VfioCommand, body: bytes) -> Message:
         """Send a request to the client and wait for its reply, serving its requests meanwhile."""
         msg_id = self._next_id
         self._next_id = (msg_id + 1) & 0xFFFF

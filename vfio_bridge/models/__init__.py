@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..model import DeviceModel
+from ..device import DeviceModel
 from .edu import Edu
 from .nvme import Nvme
 from .window import VmdWindow

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from ..model import (
+from ..device import (
     Access,
     Bar,
     Buffer,

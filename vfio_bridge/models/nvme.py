@@ -14,28 +14,28 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
-from ..model import (
-    INTX,
+from ..device import (
     Access,
     Bar,
+    BarRange,
     Descriptor,
     DeviceModel,
     DmaError,
     Field,
+    IrqType,
     MsiX,
     Option,
     PciExpress,
     PowerManagement,
     Register,
-    Window,
 )
 from .nvme_spec import (
     CQE_SIZE,
     PAGE,
     SQE_SIZE,
-    Command,
+    NvmeCommand,
     NvmeError,
-    Status,
+    NvmeStatus,
     active_namespaces,
     completion,
     identify_controller,
@@ -102,7 +102,7 @@ class Namespace:
     def check(self, lba: int, count: int) -> None:
         if count <= 0 or lba < 0 or lba + count > self.blocks:
             raise NvmeError(
-                Status.LBA_OUT_OF_RANGE, f"LBA {lba}+{count} beyond {self.blocks} blocks"
+                NvmeStatus.LBA_OUT_OF_RANGE, f"LBA {lba}+{count} beyond {self.blocks} blocks"
             )
 
     def read(self, lba: int, count: int) -> bytes:
@@ -241,7 +241,7 @@ class Nvme(DeviceModel):
                 Register("cmbloc", 0x38, access=Access.RO),
                 Register("cmbsz", 0x3C, access=Access.RO),
             ),
-            windows=(Window("doorbells", DOORBELLS, 8 * (MAX_IO_QUEUES + 1), write="_doorbell"),),
+            ranges=(BarRange("doorbells", DOORBELLS, 8 * (MAX_IO_QUEUES + 1), write="_doorbell"),),
         ),
     )
 
@@ -361,7 +361,7 @@ class Nvme(DeviceModel):
                 self.regs.set_field("csts", "cfs", 1)
                 return
             sq.head = (sq.head + 1) % sq.size
-            cmd = Command.parse(raw)
+            cmd = NvmeCommand.parse(raw)
             try:
                 result = self._admin(cmd) if sqid == 0 else self._io(cmd)
             except NvmeError as exc:
@@ -371,7 +371,7 @@ class Nvme(DeviceModel):
                 result = (exc.status, 0)
             except DmaError as exc:
                 self.device_error("dma_fault", f"SQ{sqid} cid {cmd.cid}: {exc}")
-                result = (Status.DATA_TRANSFER_ERROR, 0)
+                result = (NvmeStatus.DATA_TRANSFER_ERROR, 0)
             if result is None:  # async event request: completes later
                 continue
             status, dw0 = result
@@ -397,13 +397,13 @@ class Nvme(DeviceModel):
     def _interrupt(self, cq: CompletionQueue) -> None:
         if not cq.interrupts:
             return
-        if self.irq_mode() == INTX:
+        if self.irq_mode() == IrqType.INTX:
             self._update_intx()
         else:
             self.raise_irq(cq.vector)
 
     def _update_intx(self) -> None:
-        if self.irq_mode() != INTX:
+        if self.irq_mode() != IrqType.INTX:
             return
         level = any(cq.interrupts and cq.pending for cq in self.cqs.values())
         if level and not self.interrupt_mask & 1:
@@ -416,7 +416,7 @@ class Nvme(DeviceModel):
 
     # --- admin command set ------------------------------------------------------
 
-    def _admin(self, cmd: Command) -> tuple[int, int] | None:
+    def _admin(self, cmd: NvmeCommand) -> tuple[int, int] | None:
         handler = {
             DELETE_SQ: self._delete_sq,
             CREATE_SQ: self._create_sq,
@@ -424,26 +424,28 @@ class Nvme(DeviceModel):
             DELETE_CQ: self._delete_cq,
             CREATE_CQ: self._create_cq,
             IDENTIFY: self._identify,
-            ABORT: lambda c: (Status.SUCCESS, 1),  # bit 0: command not aborted
+            ABORT: lambda c: (NvmeStatus.SUCCESS, 1),  # bit 0: command not aborted
             SET_FEATURES: self._set_features,
             GET_FEATURES: self._get_features,
             ASYNC_EVENT: self._async_event,
         }.get(cmd.opcode)
         if handler is None:
-            raise NvmeError(Status.INVALID_OPCODE, f"admin opcode {cmd.opcode:#x} not supported")
+            raise NvmeError(
+                NvmeStatus.INVALID_OPCODE, f"admin opcode {cmd.opcode:#x} not supported"
+            )
         return handler(cmd)
 
-    def _send(self, cmd: Command, data: bytes, length: int | None = None) -> tuple[int, int]:
+    def _send(self, cmd: NvmeCommand, data: bytes, length: int | None = None) -> tuple[int, int]:
         """Copy ``data`` (up to ``length`` bytes) to the command's PRPs."""
         data = data[: length if length is not None else len(data)]
         self.dma_scatter(prp_segments(cmd.prp1, cmd.prp2, len(data), self._read_prp_list), data)
-        return Status.SUCCESS, 0
+        return NvmeStatus.SUCCESS, 0
 
-    def _identify(self, cmd: Command) -> tuple[int, int]:
+    def _identify(self, cmd: NvmeCommand) -> tuple[int, int]:
         cns = cmd.cdw10 & 0xFF
         if cns == 0x00:
             if cmd.nsid != 1:
-                raise NvmeError(Status.INVALID_NAMESPACE, f"identify of namespace {cmd.nsid}")
+                raise NvmeError(NvmeStatus.INVALID_NAMESPACE, f"identify of namespace {cmd.nsid}")
             ns = self.namespace
             return self._send(cmd, identify_namespace(ns.blocks, ns.block_size, self._nguid))
         if cns == 0x01:
@@ -455,11 +457,13 @@ class Nvme(DeviceModel):
             return self._send(cmd, active_namespaces(cmd.nsid, 1))
         if cns == 0x03:
             if cmd.nsid != 1:
-                raise NvmeError(Status.INVALID_NAMESPACE, f"descriptors of namespace {cmd.nsid}")
+                raise NvmeError(
+                    NvmeStatus.INVALID_NAMESPACE, f"descriptors of namespace {cmd.nsid}"
+                )
             return self._send(cmd, namespace_descriptors(self._uuid))
-        raise NvmeError(Status.INVALID_FIELD, f"identify CNS {cns:#x} not supported")
+        raise NvmeError(NvmeStatus.INVALID_FIELD, f"identify CNS {cns:#x} not supported")
 
-    def _get_log_page(self, cmd: Command) -> tuple[int, int]:
+    def _get_log_page(self, cmd: NvmeCommand) -> tuple[int, int]:
         lid = cmd.cdw10 & 0xFF
         dwords = ((cmd.cdw11 & 0xFFFF) << 16 | (cmd.cdw10 >> 16)) + 1
         offset = cmd.cdw12 | (cmd.cdw13 << 32)
@@ -479,114 +483,122 @@ class Nvme(DeviceModel):
             page[8:16] = b"1.0     "
             page = bytes(page)
         else:
-            raise NvmeError(Status.INVALID_LOG_PAGE, f"log page {lid:#x} not supported")
+            raise NvmeError(NvmeStatus.INVALID_LOG_PAGE, f"log page {lid:#x} not supported")
         if offset >= len(page):
-            raise NvmeError(Status.INVALID_FIELD, f"log page offset {offset} beyond {len(page)}")
+            raise NvmeError(
+                NvmeStatus.INVALID_FIELD, f"log page offset {offset} beyond {len(page)}"
+            )
         data = page[offset:].ljust(dwords * 4, b"\0")
         return self._send(cmd, data, dwords * 4)
 
-    def _set_features(self, cmd: Command) -> tuple[int, int]:
+    def _set_features(self, cmd: NvmeCommand) -> tuple[int, int]:
         fid = cmd.cdw10 & 0xFF
         if cmd.cdw10 >> 31:
-            raise NvmeError(Status.FEATURE_NOT_SAVEABLE, f"feature {fid:#x} cannot be saved")
+            raise NvmeError(NvmeStatus.FEATURE_NOT_SAVEABLE, f"feature {fid:#x} cannot be saved")
         if fid == FEATURE_QUEUES:
             if self.sqs.keys() - {0} or self.cqs.keys() - {0}:
-                raise NvmeError(Status.INVALID_FIELD, "number of queues set after creating queues")
+                raise NvmeError(
+                    NvmeStatus.INVALID_FIELD, "number of queues set after creating queues"
+                )
             wanted = max(cmd.cdw11 & 0xFFFF, cmd.cdw11 >> 16)
             if wanted == 0xFFFF:
-                raise NvmeError(Status.INVALID_FIELD, "65536 queues requested")
+                raise NvmeError(NvmeStatus.INVALID_FIELD, "65536 queues requested")
             self.io_queues_granted = min(wanted + 1, MAX_IO_QUEUES)
             granted = self.io_queues_granted - 1
-            return Status.SUCCESS, granted << 16 | granted
+            return NvmeStatus.SUCCESS, granted << 16 | granted
         if fid not in self.features:
-            raise NvmeError(Status.INVALID_FIELD, f"feature {fid:#x} not supported")
+            raise NvmeError(NvmeStatus.INVALID_FIELD, f"feature {fid:#x} not supported")
         self.features[fid] = cmd.cdw11
-        return Status.SUCCESS, 0
+        return NvmeStatus.SUCCESS, 0
 
-    def _get_features(self, cmd: Command) -> tuple[int, int]:
+    def _get_features(self, cmd: NvmeCommand) -> tuple[int, int]:
         fid, select = cmd.cdw10 & 0xFF, (cmd.cdw10 >> 8) & 0x7
         if select == 3:  # supported capabilities: changeable, not saveable
-            return Status.SUCCESS, 0x4
+            return NvmeStatus.SUCCESS, 0x4
         if fid == FEATURE_QUEUES:
             granted = (self.io_queues_granted if select != 1 else MAX_IO_QUEUES) - 1
-            return Status.SUCCESS, granted << 16 | granted
+            return NvmeStatus.SUCCESS, granted << 16 | granted
         if fid not in self.features:
-            raise NvmeError(Status.INVALID_FIELD, f"feature {fid:#x} not supported")
+            raise NvmeError(NvmeStatus.INVALID_FIELD, f"feature {fid:#x} not supported")
         value = FEATURE_DEFAULTS[fid] if select == 1 else self.features[fid]
-        return Status.SUCCESS, value
+        return NvmeStatus.SUCCESS, value
 
-    def _async_event(self, cmd: Command) -> tuple[int, int] | None:
+    def _async_event(self, cmd: NvmeCommand) -> tuple[int, int] | None:
         if len(self.aers) > AERL:
-            raise NvmeError(Status.ASYNC_EVENT_LIMIT_EXCEEDED, "too many async event requests")
+            raise NvmeError(NvmeStatus.ASYNC_EVENT_LIMIT_EXCEEDED, "too many async event requests")
         self.aers.append(cmd.cid)  # no events are ever generated: it stays outstanding
         return None
 
-    def _create_cq(self, cmd: Command) -> tuple[int, int]:
+    def _create_cq(self, cmd: NvmeCommand) -> tuple[int, int]:
         qid, size = cmd.cdw10 & 0xFFFF, (cmd.cdw10 >> 16) + 1
         contiguous, interrupts, vector = cmd.cdw11 & 1, bool(cmd.cdw11 & 2), cmd.cdw11 >> 16
         if not 1 <= qid <= self.io_queues_granted or qid in self.cqs:
-            raise NvmeError(Status.INVALID_QUEUE_IDENTIFIER, f"CQ id {qid} invalid or in use")
+            raise NvmeError(NvmeStatus.INVALID_QUEUE_IDENTIFIER, f"CQ id {qid} invalid or in use")
         if not 2 <= size <= MAX_QUEUE_ENTRIES:
-            raise NvmeError(Status.INVALID_QUEUE_SIZE, f"CQ of {size} entries")
+            raise NvmeError(NvmeStatus.INVALID_QUEUE_SIZE, f"CQ of {size} entries")
         if not contiguous or cmd.prp1 % PAGE:
-            raise NvmeError(Status.INVALID_FIELD, "CQ must be contiguous and page aligned")
+            raise NvmeError(NvmeStatus.INVALID_FIELD, "CQ must be contiguous and page aligned")
         if interrupts and vector >= max(1, self.msix_vectors):
-            raise NvmeError(Status.INVALID_INTERRUPT_VECTOR, f"interrupt vector {vector}")
+            raise NvmeError(NvmeStatus.INVALID_INTERRUPT_VECTOR, f"interrupt vector {vector}")
         self.cqs[qid] = CompletionQueue(qid, cmd.prp1, size, vector, interrupts)
-        return Status.SUCCESS, 0
+        return NvmeStatus.SUCCESS, 0
 
-    def _create_sq(self, cmd: Command) -> tuple[int, int]:
+    def _create_sq(self, cmd: NvmeCommand) -> tuple[int, int]:
         qid, size = cmd.cdw10 & 0xFFFF, (cmd.cdw10 >> 16) + 1
         contiguous, cqid = cmd.cdw11 & 1, cmd.cdw11 >> 16
         if not 1 <= qid <= self.io_queues_granted or qid in self.sqs:
-            raise NvmeError(Status.INVALID_QUEUE_IDENTIFIER, f"SQ id {qid} invalid or in use")
+            raise NvmeError(NvmeStatus.INVALID_QUEUE_IDENTIFIER, f"SQ id {qid} invalid or in use")
         if not 2 <= size <= MAX_QUEUE_ENTRIES:
-            raise NvmeError(Status.INVALID_QUEUE_SIZE, f"SQ of {size} entries")
+            raise NvmeError(NvmeStatus.INVALID_QUEUE_SIZE, f"SQ of {size} entries")
         if cqid == 0 or cqid not in self.cqs:
-            raise NvmeError(Status.COMPLETION_QUEUE_INVALID, f"SQ{qid} names missing CQ{cqid}")
+            raise NvmeError(NvmeStatus.COMPLETION_QUEUE_INVALID, f"SQ{qid} names missing CQ{cqid}")
         if not contiguous or cmd.prp1 % PAGE:
-            raise NvmeError(Status.INVALID_FIELD, "SQ must be contiguous and page aligned")
+            raise NvmeError(NvmeStatus.INVALID_FIELD, "SQ must be contiguous and page aligned")
         self.sqs[qid] = SubmissionQueue(qid, cmd.prp1, size, cqid)
         self.cqs[cqid].sqs.add(qid)
-        return Status.SUCCESS, 0
+        return NvmeStatus.SUCCESS, 0
 
-    def _delete_sq(self, cmd: Command) -> tuple[int, int]:
+    def _delete_sq(self, cmd: NvmeCommand) -> tuple[int, int]:
         qid = cmd.cdw10 & 0xFFFF
         if qid == 0 or qid not in self.sqs:
-            raise NvmeError(Status.INVALID_QUEUE_IDENTIFIER, f"delete of SQ{qid}")
+            raise NvmeError(NvmeStatus.INVALID_QUEUE_IDENTIFIER, f"delete of SQ{qid}")
         sq = self.sqs.pop(qid)
         self.cqs[sq.cqid].sqs.discard(qid)
-        return Status.SUCCESS, 0
+        return NvmeStatus.SUCCESS, 0
 
-    def _delete_cq(self, cmd: Command) -> tuple[int, int]:
+    def _delete_cq(self, cmd: NvmeCommand) -> tuple[int, int]:
         qid = cmd.cdw10 & 0xFFFF
         if qid == 0 or qid not in self.cqs:
-            raise NvmeError(Status.INVALID_QUEUE_IDENTIFIER, f"delete of CQ{qid}")
+            raise NvmeError(NvmeStatus.INVALID_QUEUE_IDENTIFIER, f"delete of CQ{qid}")
         if self.cqs[qid].sqs:
-            raise NvmeError(Status.INVALID_QUEUE_IDENTIFIER, f"CQ{qid} still has submission queues")
+            raise NvmeError(
+                NvmeStatus.INVALID_QUEUE_IDENTIFIER, f"CQ{qid} still has submission queues"
+            )
         del self.cqs[qid]
-        return Status.SUCCESS, 0
+        return NvmeStatus.SUCCESS, 0
 
     # --- NVM command set ----------------------------------------------------------
 
-    def _io(self, cmd: Command) -> tuple[int, int]:
+    def _io(self, cmd: NvmeCommand) -> tuple[int, int]:
         if cmd.nsid != 1:
-            raise NvmeError(Status.INVALID_NAMESPACE, f"namespace {cmd.nsid}")
+            raise NvmeError(NvmeStatus.INVALID_NAMESPACE, f"namespace {cmd.nsid}")
         if cmd.psdt:
-            raise NvmeError(Status.INVALID_FIELD, "SGLs are not supported")
+            raise NvmeError(NvmeStatus.INVALID_FIELD, "SGLs are not supported")
         ns = self.namespace
         if cmd.opcode == FLUSH:
             ns.flush()
-            return Status.SUCCESS, 0
+            return NvmeStatus.SUCCESS, 0
         if cmd.opcode in (READ, WRITE, WRITE_ZEROES):
             lba, count = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
             ns.check(lba, count)
             if cmd.opcode == WRITE_ZEROES:
                 ns.zero(lba, count)
-                return Status.SUCCESS, 0
+                return NvmeStatus.SUCCESS, 0
             length = count * ns.block_size
             if length > PAGE << MDTS:
-                raise NvmeError(Status.INVALID_FIELD, f"transfer of {length} bytes exceeds MDTS")
+                raise NvmeError(
+                    NvmeStatus.INVALID_FIELD, f"transfer of {length} bytes exceeds MDTS"
+                )
             segments = prp_segments(cmd.prp1, cmd.prp2, length, self._read_prp_list)
             if cmd.opcode == READ:
                 self.dma_scatter(segments, ns.read(lba, count))
@@ -596,10 +608,10 @@ class Nvme(DeviceModel):
                 ns.write(lba, self.dma_gather(segments))
                 self.counters["writes"] += 1
                 self.counters["write_bytes"] += length
-            return Status.SUCCESS, 0
+            return NvmeStatus.SUCCESS, 0
         if cmd.opcode == DATASET_MANAGEMENT:
             if not cmd.cdw11 & 0x4:  # only deallocate does anything
-                return Status.SUCCESS, 0
+                return NvmeStatus.SUCCESS, 0
             ranges = (cmd.cdw10 & 0xFF) + 1
             raw = self.dma_gather(
                 prp_segments(cmd.prp1, cmd.prp2, 16 * ranges, self._read_prp_list)
@@ -610,5 +622,5 @@ class Nvme(DeviceModel):
                 if count:
                     ns.check(lba, count)
                     ns.zero(lba, count)
-            return Status.SUCCESS, 0
-        raise NvmeError(Status.INVALID_OPCODE, f"I/O opcode {cmd.opcode:#x} not supported")
+            return NvmeStatus.SUCCESS, 0
+        raise NvmeError(NvmeStatus.INVALID_OPCODE, f"I/O opcode {cmd.opcode:#x} not supported")

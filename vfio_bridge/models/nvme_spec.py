@@ -14,8 +14,8 @@ SQE_SIZE = 64
 CQE_SIZE = 16
 
 
-class Status(enum.IntEnum):
-    """Status field (SCT << 8 | SC) of a completion."""
+class NvmeStatus(enum.IntEnum):
+    """NvmeStatus field (SCT << 8 | SC) of a completion."""
 
     SUCCESS = 0x000
     INVALID_OPCODE = 0x001
@@ -38,13 +38,13 @@ class Status(enum.IntEnum):
 class NvmeError(Exception):
     """A command fails with ``status``; the message goes to the log."""
 
-    def __init__(self, status: Status, message: str) -> None:
+    def __init__(self, status: NvmeStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
+class NvmeCommand:
     """The fields of a 64-byte submission queue entry the model uses."""
 
     opcode: int
@@ -63,7 +63,7 @@ class Command:
     _LAYOUT = struct.Struct("<BBHI8x8xQQIIIIII")
 
     @classmethod
-    def parse(cls, raw: bytes) -> Command:
+    def parse(cls, raw: bytes) -> NvmeCommand:
         opcode, flags, cid, nsid, prp1, prp2, *cdws = cls._LAYOUT.unpack_from(raw)
         return cls(opcode, cid, nsid, prp1, prp2, *cdws, (flags >> 6) & 0x3)
 
@@ -172,7 +172,9 @@ def prp_segments(
     entries_needed = -(-remaining // page)
     list_addr = prp2
     if list_addr % 8:
-        raise NvmeError(Status.PRP_OFFSET_INVALID, f"PRP list pointer {list_addr:#x} is misaligned")
+        raise NvmeError(
+            NvmeStatus.PRP_OFFSET_INVALID, f"PRP list pointer {list_addr:#x} is misaligned"
+        )
     while entries_needed:
         room = (page - list_addr % page) // 8  # entries left in this list page
         chained = entries_needed > room  # then the last entry points to the next list
@@ -192,7 +194,7 @@ def prp_segments(
 
 def _check_aligned(addr: int, page: int) -> None:
     if addr % page:
-        raise NvmeError(Status.PRP_OFFSET_INVALID, f"PRP entry {addr:#x} has an offset")
+        raise NvmeError(NvmeStatus.PRP_OFFSET_INVALID, f"PRP entry {addr:#x} has an offset")
 
 
 def _merge(segments: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -25,18 +25,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..model import (
-    MSIX,
+from ..device import (
     Bar,
     BarKind,
+    BarRange,
     DeviceModel,
+    IrqType,
     MsiX,
     Option,
     PciExpress,
     PowerManagement,
-    Window,
 )
-from ..pci.config import Command
+from ..pci.config import PciCommand
 
 WINDOW_STREAM = "window"
 CFGBAR, MEMBAR1, MEMBAR2 = 0, 2, 4
@@ -69,7 +69,7 @@ class ChildBus:
     def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
         self.window.bus.dma_scatter(segments, data)
 
-    def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool:
+    def signal_irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> bool:
         return self.window.child_interrupt(irq_type, vector)
 
     def defer(self, work: Callable[[], None]) -> None:
@@ -110,21 +110,23 @@ class VmdWindow(DeviceModel):
             CFGBAR,
             size=CFGBAR_SIZE,
             kind=BarKind.MEM64,
-            windows=(Window("cfgbar", 0, CFGBAR_SIZE, read="_cfgbar_read", write="_cfgbar_write"),),
+            ranges=(
+                BarRange("cfgbar", 0, CFGBAR_SIZE, read="_cfgbar_read", write="_cfgbar_write"),
+            ),
         ),
         Bar(
             MEMBAR1,
             size=MEMBAR_SIZE,
-            windows=(
-                Window("membar1", 0, MEMBAR_SIZE, read="_membar1_read", write="_membar1_write"),
+            ranges=(
+                BarRange("membar1", 0, MEMBAR_SIZE, read="_membar1_read", write="_membar1_write"),
             ),
         ),
         Bar(
             MEMBAR2,
             size=MEMBAR_SIZE,
             kind=BarKind.MEM64,
-            windows=(
-                Window(
+            ranges=(
+                BarRange(
                     "membar2",
                     MEMBAR2_RESERVED,
                     MEMBAR_SIZE - MEMBAR2_RESERVED,
@@ -254,7 +256,7 @@ class VmdWindow(DeviceModel):
         if last is not None and last[0] == membar and last[1] <= offset < last[2]:
             return last[3], offset - last[1]
         child = self.child.config
-        if not child.command & Command.MEMORY:
+        if not child.command & PciCommand.MEMORY:
             return None
         membar_base = self.config.bar_address(membar) or 0
         for index, layout in child.bars.items():
@@ -279,11 +281,11 @@ class VmdWindow(DeviceModel):
 
     # --- interrupts ------------------------------------------------------------------
 
-    def child_interrupt(self, irq_type: str, vector: int) -> bool:
+    def child_interrupt(self, irq_type: IrqType, vector: int) -> bool:
         """The child raised ``vector``: log it as the child's, route it to a window vector."""
         if self.recorder is not None:
             self.recorder.irq(irq_type, vector)
-        if irq_type != MSIX or self.child.msix is None:
+        if irq_type != IrqType.MSIX or self.child.msix is None:
             self.device_error(
                 "dropped_irq", f"child raised {irq_type} vector {vector}; only MSI-X crosses"
             )
@@ -310,10 +312,10 @@ class VmdWindow(DeviceModel):
         return self.raise_irq_on(window_vector)
 
     def raise_irq_on(self, window_vector: int) -> bool:
-        if self.irq_mode() != MSIX:
+        if self.irq_mode() != IrqType.MSIX:
             self.device_error("dropped_irq", "the window's MSI-X is not enabled")
             return False
-        return self.bus.signal_irq(MSIX, window_vector, WINDOW_STREAM)
+        return self.bus.signal_irq(IrqType.MSIX, window_vector, WINDOW_STREAM)
 
     def _child_function_masked(self) -> bool:
         offset = self.child.config.find_capability(0x11)

@@ -34,7 +34,7 @@ INTERRUPT_LINE = 0x3C
 INTERRUPT_PIN = 0x3D
 
 
-class Command(enum.IntFlag):
+class PciCommand(enum.IntFlag):
     IO = 1 << 0
     MEMORY = 1 << 1
     BUS_MASTER = 1 << 2
@@ -43,10 +43,10 @@ class Command(enum.IntFlag):
     INTX_DISABLE = 1 << 10
 
 
-_BUS_MASTER = int(Command.BUS_MASTER)
+_BUS_MASTER = int(PciCommand.BUS_MASTER)
 
 
-class Status(enum.IntFlag):
+class PciStatus(enum.IntFlag):
     INTERRUPT = 1 << 3
     CAP_LIST = 1 << 4
     MASTER_DATA_PARITY = 1 << 8
@@ -58,12 +58,12 @@ class Status(enum.IntFlag):
 
 
 STATUS_W1C = (
-    Status.MASTER_DATA_PARITY
-    | Status.SIG_TARGET_ABORT
-    | Status.REC_TARGET_ABORT
-    | Status.REC_MASTER_ABORT
-    | Status.SIG_SYSTEM_ERROR
-    | Status.DETECTED_PARITY
+    PciStatus.MASTER_DATA_PARITY
+    | PciStatus.SIG_TARGET_ABORT
+    | PciStatus.REC_TARGET_ABORT
+    | PciStatus.REC_MASTER_ABORT
+    | PciStatus.SIG_SYSTEM_ERROR
+    | PciStatus.DETECTED_PARITY
 )
 
 
@@ -141,12 +141,12 @@ class ConfigSpace:
         self.set(VENDOR_ID, 2, vendor_id)
         self.set(DEVICE_ID, 2, device_id)
         writable = (
-            Command.IO
-            | Command.MEMORY
-            | Command.BUS_MASTER
-            | Command.PARITY
-            | Command.SERR
-            | Command.INTX_DISABLE
+            PciCommand.IO
+            | PciCommand.MEMORY
+            | PciCommand.BUS_MASTER
+            | PciCommand.PARITY
+            | PciCommand.SERR
+            | PciCommand.INTX_DISABLE
         )
         self.set(COMMAND, 2, 0, wmask=int(writable))
         self.set(STATUS, 2, 0, w1c=int(STATUS_W1C))
@@ -187,7 +187,7 @@ class ConfigSpace:
             self.data[self._last_capability + 1] = offset
         else:
             self.data[CAPABILITIES_POINTER] = offset
-            self.data[STATUS] |= Status.CAP_LIST
+            self.data[STATUS] |= PciStatus.CAP_LIST
         self._last_capability = offset
         self._next_capability = (offset + length + 3) & ~3
         return offset
@@ -288,6 +288,6 @@ class ConfigSpace:
 
     def set_interrupt_status(self, asserted: bool) -> None:
         if asserted:
-            self.data[STATUS] |= Status.INTERRUPT
+            self.data[STATUS] |= PciStatus.INTERRUPT
         else:
-            self.data[STATUS] &= ~Status.INTERRUPT & 0xFF
+            self.data[STATUS] &= ~PciStatus.INTERRUPT & 0xFF

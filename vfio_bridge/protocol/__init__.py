@@ -2,16 +2,16 @@
 
 from .constants import (
     HEADER_SIZE,
-    Command,
     DeviceFlags,
     DmaMapFlags,
     DmaUnmapFlags,
-    Irq,
+    IrqIndex,
     IrqInfoFlags,
     IrqSetFlags,
     MsgFlags,
     Region,
     RegionFlags,
+    VfioCommand,
 )
 from .framing import Message, MessageReader
 from .messages import (
@@ -32,7 +32,6 @@ from .messages import (
 
 __all__ = [
     "HEADER_SIZE",
-    "Command",
     "DeviceFlags",
     "DeviceInfo",
     "DmaAccess",
@@ -41,7 +40,7 @@ __all__ = [
     "DmaUnmap",
     "DmaUnmapFlags",
     "Header",
-    "Irq",
+    "IrqIndex",
     "IrqInfo",
     "IrqInfoFlags",
     "IrqSet",
@@ -56,5 +55,6 @@ __all__ = [
     "RegionInfo",
     "SparseMmapCap",
     "Version",
+    "VfioCommand",
     "frame",
 ]

@@ -17,7 +17,7 @@ DEFAULT_MAX_MSG_FDS = 8
 PAGE_SIZE = 4096
 
 
-class Command(enum.IntEnum):
+class VfioCommand(enum.IntEnum):
     VERSION = 1
     DMA_MAP = 2
     DMA_UNMAP = 3
@@ -60,7 +60,7 @@ class Region(enum.IntEnum):
 NUM_REGIONS = 9
 
 
-class Irq(enum.IntEnum):
+class IrqIndex(enum.IntEnum):
     """VFIO PCI interrupt indices."""
 
     INTX = 0

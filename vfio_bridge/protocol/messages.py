@@ -18,8 +18,8 @@ from .constants import (
     HEADER,
     HEADER_SIZE,
     REGION_CAP_SPARSE_MMAP,
-    Command,
     MsgFlags,
+    VfioCommand,
 )
 
 
@@ -350,16 +350,16 @@ class DmaAccess:
 
 
 #: Which body type each command's request carries (used by fuzzers and tools).
-REQUEST_TYPES: dict[Command, type] = {
-    Command.VERSION: Version,
-    Command.DMA_MAP: DmaMap,
-    Command.DMA_UNMAP: DmaUnmap,
-    Command.DEVICE_GET_INFO: DeviceInfo,
-    Command.DEVICE_GET_REGION_INFO: RegionInfo,
-    Command.DEVICE_GET_IRQ_INFO: IrqInfo,
-    Command.DEVICE_SET_IRQS: IrqSet,
-    Command.REGION_READ: RegionAccess,
-    Command.REGION_WRITE: RegionAccess,
-    Command.DMA_READ: DmaAccess,
-    Command.DMA_WRITE: DmaAccess,
+REQUEST_TYPES: dict[VfioCommand, type] = {
+    VfioCommand.VERSION: Version,
+    VfioCommand.DMA_MAP: DmaMap,
+    VfioCommand.DMA_UNMAP: DmaUnmap,
+    VfioCommand.DEVICE_GET_INFO: DeviceInfo,
+    VfioCommand.DEVICE_GET_REGION_INFO: RegionInfo,
+    VfioCommand.DEVICE_GET_IRQ_INFO: IrqInfo,
+    VfioCommand.DEVICE_SET_IRQS: IrqSet,
+    VfioCommand.REGION_READ: RegionAccess,
+    VfioCommand.REGION_WRITE: RegionAccess,
+    VfioCommand.DMA_READ: DmaAccess,
+    VfioCommand.DMA_WRITE: DmaAccess,
 }

@@ -11,7 +11,7 @@ import collections
 import logging
 from collections.abc import Callable, Sequence
 
-from .device import DeviceModel, DmaError
+from .device import DeviceModel, DmaError, IrqType
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class LocalBus:
         if addr < 0 or length < 0 or addr + length > len(self.memory):
             raise DmaError(f"DMA {addr:#x}+{length:#x} outside {len(self.memory):#x} bytes")
 
-    def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool:
+    def signal_irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> bool:
         self.irqs.append((irq_type, vector))
         return True
 

@@ -3,33 +3,30 @@
 from ..pci.capabilities import Msi, MsiX, PciExpress, PowerManagement
 from ..pci.config import BarKind
 from .device import (
-    INTX,
-    MSI,
-    MSIX,
     Bar,
+    BarRange,
     Buffer,
     Bus,
     Descriptor,
     DeviceModel,
     DmaError,
+    IrqType,
     Option,
-    Window,
 )
 from .registers import Access, Field, Register, RegisterFile
 
 __all__ = [
-    "INTX",
-    "MSI",
-    "MSIX",
     "Access",
     "Bar",
     "BarKind",
+    "BarRange",
     "Buffer",
     "Bus",
     "Descriptor",
     "DeviceModel",
     "DmaError",
     "Field",
+    "IrqType",
     "Msi",
     "MsiX",
     "Option",
@@ -37,5 +34,4 @@ __all__ = [
     "PowerManagement",
     "Register",
     "RegisterFile",
-    "Window",
 ]

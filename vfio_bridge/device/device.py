@@ -3,12 +3,13 @@
 A model is one subclass of :class:`DeviceModel` that declares what it is
 (class attributes) and implements what it does (methods named by its
 registers). It reaches the outside world only through a :class:`Bus`: the
-vfio-user server in production, :class:`~vfio_bridge.model.local.LocalBus` in
+vfio-user server in production, :class:`~vfio_bridge.device.local.LocalBus` in
 unit tests and benchmarks, or a window device hosting it as a child.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,12 +25,18 @@ from ..pci.capabilities import (
     MsiX,
     PowerManagement,
 )
-from ..pci.config import BarKind, BarLayout, Command, ConfigSpace
+from ..pci.config import BarKind, BarLayout, ConfigSpace, PciCommand
 from .registers import Register, RegisterFile
 
 log = logging.getLogger(__name__)
 
-INTX, MSI, MSIX = "intx", "msi", "msix"
+
+class IrqType(enum.StrEnum):
+    """A PCI interrupt mechanism; the value is how the transaction log names it."""
+
+    INTX = "intx"
+    MSI = "msi"
+    MSIX = "msix"
 
 
 class DmaError(Exception):
@@ -47,7 +54,7 @@ class Bus(Protocol):
 
     def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None: ...
 
-    def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool: ...
+    def signal_irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> bool: ...
 
     def defer(self, work: Callable[[], None]) -> None: ...
 
@@ -64,7 +71,7 @@ class Buffer:
 
 
 @dataclass(frozen=True, slots=True)
-class Window:
+class BarRange:
     """A BAR range handled by model methods: ``read(offset, size) -> int`` and
     ``write(offset, size, value)``, offsets relative to the window (e.g. doorbells)."""
 
@@ -85,7 +92,7 @@ class Bar:
     prefetchable: bool = False
     registers: tuple[Register, ...] = ()
     buffers: tuple[Buffer, ...] = ()
-    windows: tuple[Window, ...] = ()
+    ranges: tuple[BarRange, ...] = ()
 
     @property
     def layout(self) -> BarLayout:
@@ -129,7 +136,7 @@ class DetachedBus:
     def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
         raise DmaError("model is not attached to a bus")
 
-    def signal_irq(self, irq_type: str, vector: int, stream: str | None = None) -> bool:
+    def signal_irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> bool:
         return False
 
     def defer(self, work: Callable[[], None]) -> None:
@@ -184,7 +191,7 @@ class BarHandler:
             self.buffers[buf.name] = memory
             self._buffer_ranges.append((buf.offset, buf.offset + buf.size, memory))
         self._window_ranges: list[tuple[int, int, Callable | None, Callable | None]] = []
-        for win in bar.windows:
+        for win in bar.ranges:
             if win.offset + win.size > bar.size:
                 raise ValueError(f"window {win.name} does not fit in BAR{bar.index}")
             read = getattr(model, win.read) if win.read else None
@@ -371,35 +378,35 @@ class DeviceModel:
     def irq_mode(self) -> str:
         """Which interrupt mechanism the guest enabled: ``msix``, ``msi`` or ``intx``."""
         if self._msix_offset is not None and MsiX.enabled(self.config, self._msix_offset):
-            return MSIX
+            return IrqType.MSIX
         if self._msi_offset is not None and Msi.enabled(self.config, self._msi_offset):
-            return MSI
-        return INTX
+            return IrqType.MSI
+        return IrqType.INTX
 
     def raise_irq(self, vector: int = 0) -> bool:
         """Signal interrupt ``vector`` the way the guest configured; False if not delivered."""
         mode = self.irq_mode()
-        if mode == MSIX:
+        if mode == IrqType.MSIX:
             assert self.msix is not None
             if vector >= self.msix.cap.vectors:
                 self.device_error("bad_vector", f"MSI-X vector {vector} out of range")
                 return False
             # Masking and the PBA belong to whoever owns the table: QEMU on the
             # direct path, the window device on the window path.
-            return self.bus.signal_irq(MSIX, vector)
-        if mode == MSI:
+            return self.bus.signal_irq(IrqType.MSIX, vector)
+        if mode == IrqType.MSI:
             assert self._msi_offset is not None
             if vector >= Msi.enabled_vectors(self.config, self._msi_offset):
                 self.device_error("bad_vector", f"MSI vector {vector} beyond the enabled ones")
                 return False
-            return self.bus.signal_irq(MSI, vector)
+            return self.bus.signal_irq(IrqType.MSI, vector)
         if not self.intx:
             return False
         self.intx_level = True
         self.config.set_interrupt_status(True)
-        if self.config.command & Command.INTX_DISABLE:
+        if self.config.command & PciCommand.INTX_DISABLE:
             return False
-        return self.bus.signal_irq(INTX, 0)
+        return self.bus.signal_irq(IrqType.INTX, 0)
 
     def lower_irq(self) -> None:
         """Deassert the INTx line (message interrupts are edges and need no lowering)."""
@@ -525,16 +532,14 @@ class DeviceModel:
 
 
 __all__ = [
-    "INTX",
-    "MSI",
-    "MSIX",
     "Bar",
     "BarHandler",
+    "BarRange",
     "Buffer",
     "Bus",
     "Descriptor",
     "DeviceModel",
     "DmaError",
+    "IrqType",
     "Option",
-    "Window",
 ]
