@@ -96,7 +96,7 @@ def test_edu_through_qemu_vfio_user(
     assert served.stop() == 0
 
     header, events, trailer = read_log(served.log_path)
-    assert header["xvpci_log"] == 2 and header["model"] == "edu" and header["path"] == "direct"
+    assert header["xvpci_log"] == 3 and header["model"] == "edu" and header["path"] == "direct"
     assert trailer is not None
     kinds = {e["kind"] for e in events}
     assert {
