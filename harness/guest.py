@@ -66,6 +66,7 @@ class ServedGuest:
         self.machine: Machine | None = None
         self._ssh: GuestSSH | None = None
         self._sockdir: tempfile.TemporaryDirectory[str] | None = None
+        self.boot_seconds = 0.0
 
     @property
     def ssh(self) -> GuestSSH:
@@ -135,68 +136,6 @@ class ServedGuest:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-class LinuxGuest(ServedGuest):
-    """Boot the Linux image with ``models`` attached; ``ssh`` is ready inside the block."""
-
-    guest_name = "linux"
-
-    def __init__(
-        self,
-        qemu: QemuInstall,
-        image: LinuxImage,
-        workdir: Path,
-        models: Sequence[ModelAttachment] = (),
-        accel: str = "tcg",
-        memory_mib: int = 1024,
-        boot_timeout: float = 180.0,
-        ssh_timeout: float = 60.0,
-        kernel_args: str | None = None,
-        extra_args: Sequence[str] = (),
-        nic: str = "virtio-net-pci",
-        progress: Progress | None = None,
-    ) -> None:
-        super().__init__(qemu, workdir, models, progress)
-        self.image = image
-        self.accel = accel
-        self.memory_mib = memory_mib
-        self.boot_timeout = boot_timeout
-        self.ssh_timeout = ssh_timeout
-        self.kernel_args = kernel_args if kernel_args is not None else image.kernel_args
-        self.extra_args = list(extra_args)
-        self.nic = nic
-        self.boot_seconds = 0.0
-        self.ssh_seconds = 0.0
-
-    def start(self) -> None:
-        devices = self.serve_models()
-        spec = MachineSpec(
-            guest_args=[
-                # qboot rather than SeaBIOS: SeaBIOS drives NVMe controllers itself,
-                # so the direct path would see firmware traffic the window path cannot.
-                "-bios", "qboot.rom",
-                *self.image.boot_args(self.kernel_args),
-            ],
-            memory_mib=self.memory_mib,
-            accel=self.accel,
-            nic=self.nic,
-            devices=devices,
-            extra_args=self.extra_args,
-        )  # fmt: skip
-        self.machine = Machine(self.qemu, spec, self.workdir, name="linux")
-        self.progress.step(f"booting the Linux guest ({self.accel})")
-        self.machine.start()
-        self.boot_seconds = self.machine.wait_for_serial(READY_MARKER, self.boot_timeout)
-        self.progress.step(f"guest up after {self.boot_seconds:.1f} s; connecting SSH")
-        ssh = GuestSSH(
-            "127.0.0.1", self.machine.ssh_port, self.image.host_key, self.image.client_key
-        )
-        machine = self.machine
-        assert machine.process is not None
-        self.ssh_seconds = ssh.connect(self.ssh_timeout, alive=machine.process.alive)
-        self._ssh = ssh
-        self.progress.step("SSH ready")
-
     def diagnose(self) -> str:
         """Which side failed, when a guest command broke off: QEMU, a server, or the guest."""
         problems = []
@@ -234,3 +173,64 @@ class LinuxGuest(ServedGuest):
             "; ".join(problems)
             or "QEMU and the servers are still running: the guest itself stopped answering"
         )
+
+
+class LinuxGuest(ServedGuest):
+    """Boot the Linux image with ``models`` attached; ``ssh`` is ready inside the block."""
+
+    guest_name = "linux"
+
+    def __init__(
+        self,
+        qemu: QemuInstall,
+        image: LinuxImage,
+        workdir: Path,
+        models: Sequence[ModelAttachment] = (),
+        accel: str = "tcg",
+        memory_mib: int = 1024,
+        boot_timeout: float = 180.0,
+        ssh_timeout: float = 60.0,
+        kernel_args: str | None = None,
+        extra_args: Sequence[str] = (),
+        nic: str = "virtio-net-pci",
+        progress: Progress | None = None,
+    ) -> None:
+        super().__init__(qemu, workdir, models, progress)
+        self.image = image
+        self.accel = accel
+        self.memory_mib = memory_mib
+        self.boot_timeout = boot_timeout
+        self.ssh_timeout = ssh_timeout
+        self.kernel_args = kernel_args if kernel_args is not None else image.kernel_args
+        self.extra_args = list(extra_args)
+        self.nic = nic
+        self.ssh_seconds = 0.0
+
+    def start(self) -> None:
+        devices = self.serve_models()
+        spec = MachineSpec(
+            guest_args=[
+                # qboot rather than SeaBIOS: SeaBIOS drives NVMe controllers itself,
+                # so the direct path would see firmware traffic the window path cannot.
+                "-bios", "qboot.rom",
+                *self.image.boot_args(self.kernel_args),
+            ],
+            memory_mib=self.memory_mib,
+            accel=self.accel,
+            nic=self.nic,
+            devices=devices,
+            extra_args=self.extra_args,
+        )  # fmt: skip
+        self.machine = Machine(self.qemu, spec, self.workdir, name="linux")
+        self.progress.step(f"booting the Linux guest ({self.accel})")
+        self.machine.start()
+        self.boot_seconds = self.machine.wait_for_serial(READY_MARKER, self.boot_timeout)
+        self.progress.step(f"guest up after {self.boot_seconds:.1f} s; connecting SSH")
+        ssh = GuestSSH(
+            "127.0.0.1", self.machine.ssh_port, self.image.host_key, self.image.client_key
+        )
+        machine = self.machine
+        assert machine.process is not None
+        self.ssh_seconds = ssh.connect(self.ssh_timeout, alive=machine.process.alive)
+        self._ssh = ssh
+        self.progress.step("SSH ready")
