@@ -64,14 +64,16 @@ def read_log(path: Path) -> tuple[dict, list[dict], dict | None]:
 class ThreadedServer:
     """A VfioUserServer on a real socket, served from a thread of the test process."""
 
-    def __init__(self, model_name: str, sockdir: Path, log_path: Path) -> None:
+    def __init__(
+        self, model_name: str, sockdir: Path, log_path: Path, options: tuple[str, ...] = ()
+    ) -> None:
         import threading
 
-        from vfio_bridge.models import get_model
+        from vfio_bridge.models import create_model
         from vfio_bridge.recorder import Recorder
         from vfio_bridge.server import VfioUserServer
 
-        self.model = get_model(model_name)()
+        self.model = create_model(model_name, options)
         self.log_path = log_path
         self.recorder = Recorder(log_path, "direct", device=self.model.declaration())
         self.socket_path = sockdir / f"{model_name}.sock"
