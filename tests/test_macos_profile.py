@@ -294,6 +294,7 @@ def test_ssh_timeout_message_says_to_check_auto_boot(
     options = {**harness.macos_guest.machine_options(), "accel": "tcg", "memory_mib": 512}
     monkeypatch.setattr(harness.macos_guest, "machine_options", lambda: options)
     guest = MacosGuest(qemu, MacosConfig.load(), tmp_path, ignore_msrs=msrs_ignored)
+    assert guest.ssh_timeout == 2  # from the configuration
     with pytest.raises(GuestBootError) as exc, guest:
         pass
     text = _one_line(exc)
