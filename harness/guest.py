@@ -28,6 +28,15 @@ from .ssh import GuestSSH
 
 READY_MARKER = "XVPCI-GUEST-READY"
 
+# Served models sit on pcie.0 as integrated endpoints at fixed slots, 0x10, 0x11, ...
+# in attachment order, so a model has the same address on every run whatever else
+# the machine holds (QEMU gives the other devices the lowest free slots, from 1).
+# Not behind root ports: macOS is reported not to see NVMe behind hot-pluggable ones.
+# If a root port is ever used, also pass
+# `-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off` (OSX-KVM does).
+FIRST_MODEL_SLOT = 0x10
+LAST_MODEL_SLOT = 0x1E  # 0x1f holds the ICH9 LPC, SATA and SMBus functions
+
 
 @dataclass
 class ModelAttachment:
@@ -37,12 +46,31 @@ class ModelAttachment:
     options: Sequence[str] = ()
     path_label: str = "direct"
     name: str | None = None
-    pci_addr: str | None = None
+    pci_addr: str | None = None  # QEMU's addr= ("0x10", "4.0"); None: the next pinned slot
     device_props: dict[str, object] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return self.name or self.model
+
+
+def model_addresses(models: Sequence[ModelAttachment]) -> list[str]:
+    """Each model's PCI address on pcie.0: its own ``pci_addr``, else the next slot from
+    :data:`FIRST_MODEL_SLOT` that no other model names."""
+    taken = {int(m.pci_addr.split(".")[0], 16) for m in models if m.pci_addr is not None}
+    free = (slot for slot in range(FIRST_MODEL_SLOT, LAST_MODEL_SLOT + 1) if slot not in taken)
+    addresses = []
+    for model in models:
+        if model.pci_addr is not None:
+            addresses.append(model.pci_addr)
+            continue
+        slot = next(free, None)
+        if slot is None:
+            raise HarnessError(
+                f"more models than free slots {FIRST_MODEL_SLOT:#x}-{LAST_MODEL_SLOT:#x} on pcie.0"
+            )
+        addresses.append(f"{slot:#x}")
+    return addresses
 
 
 class ServedGuest:
@@ -85,7 +113,7 @@ class ServedGuest:
         devices = []
         # One `qemu --version` for all the models' log headers.
         meta = {"qemu_version": self.qemu.version_string, "guest": self.guest_name}
-        for attachment in self.models:
+        for attachment, addr in zip(self.models, model_addresses(self.models), strict=True):
             self.progress.step(f"serving model {attachment.model} as {attachment.label}")
             served = ServedModel(
                 attachment.model,
@@ -98,9 +126,7 @@ class ServedGuest:
             )
             self.servers[attachment.label] = served
             devices.append(
-                vfio_user_device(
-                    served.socket_path, addr=attachment.pci_addr, **attachment.device_props
-                )
+                vfio_user_device(served.socket_path, addr=addr, **attachment.device_props)
             )
         return devices
 

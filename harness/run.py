@@ -19,7 +19,7 @@ from .difflog.reports import write_all
 from .errors import HarnessError
 from .guest import LinuxGuest, ModelAttachment, ServedGuest
 from .linux_image import LinuxImage, build
-from .macos import MacosConfig
+from .macos import MacosConfig, preflight
 from .macos_deploy import RAW_VERIFY, deploy_and_run
 from .macos_guest import MacosGuest
 from .progress import Progress
@@ -241,7 +241,8 @@ def run_macos(
     """The main job on the user's macOS guest: the model directly (stock macOS drivers) and
     behind the window (the xvpci kext deployed over SSH); raw-device verification on each.
 
-    Needs the user's images and working KVM; says in one line what is missing otherwise.
+    Needs the user's images, working KVM with ``kvm.ignore_msrs=1`` and an OVMF pair;
+    says in one line what is missing otherwise.
     """
     _check_paths(paths)
     config = MacosConfig.load()
@@ -249,6 +250,7 @@ def run_macos(
     if missing:
         raise HarnessError(missing)
     qemu = find_qemu()
+    preflight(config, qemu)  # ignore_msrs and the OVMF pair, before the KVM probe's boot
     if choose_accel("auto", qemu, build(progress=progress)) != "kvm":
         raise HarnessError("macOS guests need working KVM, and the KVM probe failed on this host")
     return run_paths(MacosKind(qemu, config), model, paths, out, options, progress)
