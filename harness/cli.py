@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from typing import TYPE_CHECKING
 
 from vfio_bridge import cli as bridge_cli
@@ -156,6 +157,14 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's ``version`` is the one source)."""
+    try:
+        return metadata.version("xvpci")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install the project)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xvpci",
@@ -164,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"xvpci {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     prov = sub.add_parser(

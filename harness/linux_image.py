@@ -24,13 +24,14 @@ from pathlib import Path
 
 import paramiko
 
+from . import assets
 from .cache import cache_dir, locked
 from .cpio import CpioWriter
 from .elf import needed_libraries
 from .errors import HarnessError
 from .progress import Progress
 
-REPO_GUEST_DIR = Path(__file__).resolve().parent.parent / "guests" / "linux"
+GUEST_INIT = assets.guest_files() / "linux" / "init"
 SUITE = "trixie"
 PACKAGES = (
     "linux-image-amd64",
@@ -107,12 +108,12 @@ class LinuxImage:
 
 
 def input_hash() -> str:
-    """Hash of everything in this repository the image is made from."""
+    """Hash of everything in this package the image is made from."""
     digest = hashlib.sha256()
     digest.update(
         json.dumps([BUILDER_VERSION, SUITE, PACKAGES, PROGRAMS, MODULES, KERNEL_ARGS]).encode()
     )
-    for source in (REPO_GUEST_DIR / "init", Path(__file__), Path(__file__).with_name("cpio.py")):
+    for source in (GUEST_INIT, Path(__file__), Path(__file__).with_name("cpio.py")):
         digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -195,7 +196,7 @@ def _assemble(root: Path, out: Path, progress: Progress) -> None:
     cpio.directory("root", 0o700)
     cpio.char_device("dev/console", 5, 1)
     cpio.char_device("dev/null", 1, 3, 0o666)
-    cpio.copy("init", REPO_GUEST_DIR / "init", 0o755)
+    cpio.file("init", GUEST_INIT.read_bytes(), 0o755)
 
     busybox = root / "usr/bin/busybox"
     cpio.copy("bin/busybox", busybox, 0o755)
