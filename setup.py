@@ -13,8 +13,9 @@ hence this file; everything else is in pyproject.toml.
 from setuptools import find_namespace_packages, setup
 
 ASSETS = {"harness.assets.guests": "guests", "harness.assets.kext": "kext"}
+CODE = find_namespace_packages(include=["vfio_bridge*", "harness*"], exclude=["*.__pycache__"])
 
 setup(
-    packages=[*find_namespace_packages(include=["vfio_bridge*", "harness*"], exclude=["*.__pycache__"]), *ASSETS],
+    packages=[*CODE, *ASSETS],
     package_dir=ASSETS,
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
 from . import assets
 from .errors import HarnessError
 from .ssh import GuestSSH
