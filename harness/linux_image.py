@@ -30,6 +30,7 @@ from .cpio import CpioWriter
 from .elf import needed_libraries
 from .errors import HarnessError
 from .progress import Progress
+from .qemu_install import MMDEBSTRAP_MISSING
 
 GUEST_INIT = assets.guest_files() / "linux" / "init"
 SUITE = "trixie"
@@ -162,9 +163,7 @@ def _default_mirror() -> str:
 def _extract_packages(root: Path, mirror: str, progress: Progress) -> None:
     mmdebstrap = shutil.which("mmdebstrap")
     if mmdebstrap is None:
-        raise HarnessError(
-            "mmdebstrap is missing; run `sudo bash ci/setup.sh` or apt-get install mmdebstrap"
-        )
+        raise HarnessError(MMDEBSTRAP_MISSING)
     progress.step(f"downloading {', '.join(PACKAGES)} from {mirror}")
     argv = [
         mmdebstrap,

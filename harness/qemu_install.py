@@ -28,6 +28,11 @@ SUITE = "trixie"
 MIN_FREE_BYTES = 1 << 30
 _LIB_DIRS = ("usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu")
 _FIRMWARE_DIRS = ("usr/share/qemu", "usr/share/seabios", "usr/share/ovmf")
+#: The one step that needs root, said in one line with the command to run.
+MMDEBSTRAP_MISSING = (
+    "mmdebstrap is missing; as root, run `apt-get update && apt-get install -y mmdebstrap` "
+    "(or `xvpci provision`, which installs it)"
+)
 
 
 @dataclass(frozen=True)
@@ -197,16 +202,13 @@ def _build_root(root: Path, mirror: str, progress: Progress) -> None:
 
 def _install_mmdebstrap(progress: Progress) -> str:
     if os.geteuid() != 0:
-        raise HarnessError("mmdebstrap is missing; run `xvpci provision` as root to install it")
+        raise HarnessError(MMDEBSTRAP_MISSING)
     progress.step("installing mmdebstrap with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(
-        ["apt-get", "install", "-y", "-q", "mmdebstrap"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "mmdebstrap"]):
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            break
     path = shutil.which("mmdebstrap")
     if done.returncode != 0 or path is None:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
