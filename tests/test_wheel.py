@@ -27,23 +27,11 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD_DIRS = frozenset({"build", "__pycache__"})
 BUILD_SUFFIXES = frozenset({".pyc", ".o", ".a", ".so", ".dylib"})
 
-USER_TESTS = """
-from vfio_bridge.client import VfioUserClient
 
-
-def test_nvme_paths_agree(crossval):
-    crossval(workload="fio-pattern")
-
-
-def test_guest_sees_the_model(guest):
-    assert "1b36:00ee" in guest.ssh.run("lspci -n").check().stdout
-
-
-def test_register(vfio_device):
-    with VfioUserClient(vfio_device.socket_path) as client:
-        client.negotiate()
-        assert client.read32(0, 0x08) == 0x00010400  # NVMe 1.4
-"""
+def readme_plugin_examples() -> str:
+    """The README's pytest plugin examples, the test file a user starts from."""
+    section = (REPO / "README.md").read_text().split("\n## pytest plugin\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> tuple[int, str]:
@@ -137,7 +125,7 @@ def test_wheel_installed_in_a_fresh_venv_does_the_whole_job(
     assert "direct: fio-pattern passed" in out and "window: fio-pattern passed" in out, out
     assert "EQUIVALENT" in out and (user / "out/report/diff.html").is_file(), out
 
-    (user / "test_my_model.py").write_text(USER_TESTS)
+    (user / "test_my_model.py").write_text(readme_plugin_examples())
     status, out = run(
         [python, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider",
          "--xvpci-out=out/pytest", "test_my_model.py"],
