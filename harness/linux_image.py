@@ -30,7 +30,7 @@ from .cpio import CpioWriter
 from .elf import needed_libraries
 from .errors import HarnessError
 from .progress import Progress
-from .qemu_install import MMDEBSTRAP_MISSING
+from .qemu_install import MMDEBSTRAP_MISSING, require_root
 
 GUEST_INIT = assets.guest_files() / "linux" / "init"
 SUITE = "trixie"
@@ -138,6 +138,7 @@ def build(
         if (directory / "manifest.json").is_file() and not force:
             progress.step(f"Linux guest image up to date in {directory}")
             return LinuxImage(directory)
+        require_root("building the guest image", "xvpci guest build linux")
         mirror = mirror or _default_mirror()
         with tempfile.TemporaryDirectory(prefix="xvpci-guest-", dir=cache_dir()) as tmp:
             root = Path(tmp) / "root"

@@ -28,11 +28,20 @@ SUITE = "trixie"
 MIN_FREE_BYTES = 1 << 30
 _LIB_DIRS = ("usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu")
 _FIRMWARE_DIRS = ("usr/share/qemu", "usr/share/seabios", "usr/share/ovmf")
-#: The one step that needs root, said in one line with the command to run.
+#: What needs root, said in one line with the command to run: installing mmdebstrap and
+#: building Debian trees with it (unprivileged, it leaves trees owned by subordinate ids).
 MMDEBSTRAP_MISSING = (
     "mmdebstrap is missing; as root, run `apt-get update && apt-get install -y mmdebstrap` "
     "(or `xvpci provision`, which installs it)"
 )
+
+
+def require_root(what: str, command: str) -> None:
+    """Refuse in one line, naming ``command``, when not root (nothing else in xvpci needs it)."""
+    if os.geteuid() != 0:
+        raise HarnessError(
+            f"{what} needs root (mmdebstrap builds Debian trees): run `{command}` as root"
+        )
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,7 @@ def provision(mirror: str | None = None, progress: Progress | None = None) -> Qe
             progress.step(f"QEMU root already provisioned in {root}")
             install.check()
             return install
+        require_root("building the QEMU root", "xvpci provision")
         _build_root(
             root,
             mirror or os.environ.get("XVPCI_DEBIAN_MIRROR", "http://deb.debian.org/debian"),

@@ -133,3 +133,30 @@ def test_wheel_installed_in_a_fresh_venv_does_the_whole_job(
     )  # fmt: skip
     print(out)
     assert status == 0 and "3 passed" in out, out[-3000:]
+
+
+def test_version_is_pyprojects(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"xvpci {version}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [(["provision"], "xvpci provision"), (["guest", "build", "linux"], "xvpci guest build linux")],
+)
+def test_steps_that_need_root_say_so_in_one_line_naming_the_command(
+    argv: list[str], command: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from harness.cli import main
+
+    monkeypatch.setenv("XVPCI_CACHE", str(tmp_path))  # nothing provisioned or built there
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("xvpci: error: "), err
+    assert f"needs root (mmdebstrap builds Debian trees): run `{command}` as root" in err
