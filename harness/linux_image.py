@@ -5,7 +5,7 @@ package scripts run) the trixie kernel, busybox, dropbear, pciutils,
 nvme-cli, fio and e2fsprogs, then writes an initramfs holding just those
 programs, their shared libraries and the kernel modules the guest needs,
 decompressed. Images are cached under ``<cache>/guests/linux-<hash>``, where
-the hash covers every input in this repository, so they are rebuilt only
+the hash covers every input in this package, so they are rebuilt only
 when those change.
 """
 
