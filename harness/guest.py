@@ -28,6 +28,15 @@ from .ssh import GuestSSH
 
 READY_MARKER = "XVPCI-GUEST-READY"
 
+# Served models sit on pcie.0 as integrated endpoints at fixed slots, 0x10, 0x11, ...
+# in attachment order, so a model has the same address on every run whatever else
+# the machine holds (QEMU gives the other devices the lowest free slots, from 1).
+# Not behind root ports: macOS is reported not to see NVMe behind hot-pluggable ones.
+# If a root port is ever used, also pass
+# `-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off` (OSX-KVM does).
+FIRST_MODEL_SLOT = 0x10
+LAST_MODEL_SLOT = 0x1E  # 0x1f holds the ICH9 LPC, SATA and SMBus functions
+
 
 @dataclass
 class ModelAttachment:
@@ -37,12 +46,31 @@ class ModelAttachment:
     options: Sequence[str] = ()
     path_label: str = "direct"
     name: str | None = None
-    pci_addr: str | None = None
+    pci_addr: str | None = None  # QEMU's addr= ("0x10", "4.0"); None: the next pinned slot
     device_props: dict[str, object] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return self.name or self.model
+
+
+def model_addresses(models: Sequence[ModelAttachment]) -> list[str]:
+    """Each model's PCI address on pcie.0: its own ``pci_addr``, else the next slot from
+    :data:`FIRST_MODEL_SLOT` that no other model names."""
+    taken = {int(m.pci_addr.split(".")[0], 16) for m in models if m.pci_addr is not None}
+    free = (slot for slot in range(FIRST_MODEL_SLOT, LAST_MODEL_SLOT + 1) if slot not in taken)
+    addresses = []
+    for model in models:
+        if model.pci_addr is not None:
+            addresses.append(model.pci_addr)
+            continue
+        slot = next(free, None)
+        if slot is None:
+            raise HarnessError(
+                f"more models than free slots {FIRST_MODEL_SLOT:#x}-{LAST_MODEL_SLOT:#x} on pcie.0"
+            )
+        addresses.append(f"{slot:#x}")
+    return addresses
 
 
 class ServedGuest:
@@ -66,6 +94,7 @@ class ServedGuest:
         self.machine: Machine | None = None
         self._ssh: GuestSSH | None = None
         self._sockdir: tempfile.TemporaryDirectory[str] | None = None
+        self.boot_seconds = 0.0
 
     @property
     def ssh(self) -> GuestSSH:
@@ -84,7 +113,7 @@ class ServedGuest:
         devices = []
         # One `qemu --version` for all the models' log headers.
         meta = {"qemu_version": self.qemu.version_string, "guest": self.guest_name}
-        for attachment in self.models:
+        for attachment, addr in zip(self.models, model_addresses(self.models), strict=True):
             self.progress.step(f"serving model {attachment.model} as {attachment.label}")
             served = ServedModel(
                 attachment.model,
@@ -97,9 +126,7 @@ class ServedGuest:
             )
             self.servers[attachment.label] = served
             devices.append(
-                vfio_user_device(
-                    served.socket_path, addr=attachment.pci_addr, **attachment.device_props
-                )
+                vfio_user_device(served.socket_path, addr=addr, **attachment.device_props)
             )
         return devices
 
@@ -134,68 +161,6 @@ class ServedGuest:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-class LinuxGuest(ServedGuest):
-    """Boot the Linux image with ``models`` attached; ``ssh`` is ready inside the block."""
-
-    guest_name = "linux"
-
-    def __init__(
-        self,
-        qemu: QemuInstall,
-        image: LinuxImage,
-        workdir: Path,
-        models: Sequence[ModelAttachment] = (),
-        accel: str = "tcg",
-        memory_mib: int = 1024,
-        boot_timeout: float = 180.0,
-        ssh_timeout: float = 60.0,
-        kernel_args: str | None = None,
-        extra_args: Sequence[str] = (),
-        nic: str = "virtio-net-pci",
-        progress: Progress | None = None,
-    ) -> None:
-        super().__init__(qemu, workdir, models, progress)
-        self.image = image
-        self.accel = accel
-        self.memory_mib = memory_mib
-        self.boot_timeout = boot_timeout
-        self.ssh_timeout = ssh_timeout
-        self.kernel_args = kernel_args if kernel_args is not None else image.kernel_args
-        self.extra_args = list(extra_args)
-        self.nic = nic
-        self.boot_seconds = 0.0
-        self.ssh_seconds = 0.0
-
-    def start(self) -> None:
-        devices = self.serve_models()
-        spec = MachineSpec(
-            guest_args=[
-                # qboot rather than SeaBIOS: SeaBIOS drives NVMe controllers itself,
-                # so the direct path would see firmware traffic the window path cannot.
-                "-bios", "qboot.rom",
-                *self.image.boot_args(self.kernel_args),
-            ],
-            memory_mib=self.memory_mib,
-            accel=self.accel,
-            nic=self.nic,
-            devices=devices,
-            extra_args=self.extra_args,
-        )  # fmt: skip
-        self.machine = Machine(self.qemu, spec, self.workdir, name="linux")
-        self.progress.step(f"booting the Linux guest ({self.accel})")
-        self.machine.start()
-        self.boot_seconds = self.machine.wait_for_serial(READY_MARKER, self.boot_timeout)
-        self.progress.step(f"guest up after {self.boot_seconds:.1f} s; connecting SSH")
-        ssh = GuestSSH(
-            "127.0.0.1", self.machine.ssh_port, self.image.host_key, self.image.client_key
-        )
-        machine = self.machine
-        assert machine.process is not None
-        self.ssh_seconds = ssh.connect(self.ssh_timeout, alive=machine.process.alive)
-        self._ssh = ssh
-        self.progress.step("SSH ready")
 
     def diagnose(self) -> str:
         """Which side failed, when a guest command broke off: QEMU, a server, or the guest."""
@@ -234,3 +199,64 @@ class LinuxGuest(ServedGuest):
             "; ".join(problems)
             or "QEMU and the servers are still running: the guest itself stopped answering"
         )
+
+
+class LinuxGuest(ServedGuest):
+    """Boot the Linux image with ``models`` attached; ``ssh`` is ready inside the block."""
+
+    guest_name = "linux"
+
+    def __init__(
+        self,
+        qemu: QemuInstall,
+        image: LinuxImage,
+        workdir: Path,
+        models: Sequence[ModelAttachment] = (),
+        accel: str = "tcg",
+        memory_mib: int = 1024,
+        boot_timeout: float = 180.0,
+        ssh_timeout: float = 60.0,
+        kernel_args: str | None = None,
+        extra_args: Sequence[str] = (),
+        nic: str = "virtio-net-pci",
+        progress: Progress | None = None,
+    ) -> None:
+        super().__init__(qemu, workdir, models, progress)
+        self.image = image
+        self.accel = accel
+        self.memory_mib = memory_mib
+        self.boot_timeout = boot_timeout
+        self.ssh_timeout = ssh_timeout
+        self.kernel_args = kernel_args if kernel_args is not None else image.kernel_args
+        self.extra_args = list(extra_args)
+        self.nic = nic
+        self.ssh_seconds = 0.0
+
+    def start(self) -> None:
+        devices = self.serve_models()
+        spec = MachineSpec(
+            guest_args=[
+                # qboot rather than SeaBIOS: SeaBIOS drives NVMe controllers itself,
+                # so the direct path would see firmware traffic the window path cannot.
+                "-bios", "qboot.rom",
+                *self.image.boot_args(self.kernel_args),
+            ],
+            memory_mib=self.memory_mib,
+            accel=self.accel,
+            nic=self.nic,
+            devices=devices,
+            extra_args=self.extra_args,
+        )  # fmt: skip
+        self.machine = Machine(self.qemu, spec, self.workdir, name="linux")
+        self.progress.step(f"booting the Linux guest ({self.accel})")
+        self.machine.start()
+        self.boot_seconds = self.machine.wait_for_serial(READY_MARKER, self.boot_timeout)
+        self.progress.step(f"guest up after {self.boot_seconds:.1f} s; connecting SSH")
+        ssh = GuestSSH(
+            "127.0.0.1", self.machine.ssh_port, self.image.host_key, self.image.client_key
+        )
+        machine = self.machine
+        assert machine.process is not None
+        self.ssh_seconds = ssh.connect(self.ssh_timeout, alive=machine.process.alive)
+        self._ssh = ssh
+        self.progress.step("SSH ready")

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +137,7 @@ def build(
     with locked("guest-linux"):
         directory = image_dir()
         if (directory / "manifest.json").is_file() and not force:
+            (directory / "manifest.json").touch()  # in use: not stale for other checkouts
             progress.step(f"Linux guest image up to date in {directory}")
             return LinuxImage(directory)
         require_root("building the guest image", "xvpci guest build linux")
@@ -150,11 +152,24 @@ def build(
                 shutil.rmtree(directory)
             directory.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(staging), directory)
-        for stale in directory.parent.glob("linux-*"):
-            if stale != directory and (stale / "manifest.json").is_file():
-                shutil.rmtree(stale, ignore_errors=True)
+        _drop_stale_images(directory)
         progress.step(f"image ready in {directory}")
         return LinuxImage(directory)
+
+
+#: An image no build has asked for in this long is removed by the next build. Not
+#: sooner: other checkouts or versions of xvpci may share the cache and boot theirs.
+STALE_AFTER_SECONDS = 7 * 24 * 3600
+
+
+def _drop_stale_images(current: Path) -> None:
+    now = time.time()
+    for other in current.parent.glob("linux-*"):
+        manifest = other / "manifest.json"
+        if other == current or not manifest.is_file():
+            continue
+        if now - manifest.stat().st_mtime > STALE_AFTER_SECONDS:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def _default_mirror() -> str:

@@ -45,9 +45,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _require_guest(config: pytest.Config) -> str:
     guest = config.getoption("--guest")
     if guest == "macos":
-        from .macos import MacosConfig
+        from .macos import MacosConfig, preflight
 
-        missing = MacosConfig.load().missing()
+        macos_config = MacosConfig.load()
+        missing = macos_config.missing()
         if missing:
             pytest.skip(missing)
         from .accel import choose_accel
@@ -55,6 +56,10 @@ def _require_guest(config: pytest.Config) -> str:
         from .qemu_install import find_qemu
 
         qemu = find_qemu()
+        try:
+            preflight(macos_config, qemu)
+        except HarnessError as exc:
+            pytest.skip(str(exc))
         if choose_accel("auto", qemu, find_image() or build()) != "kvm":
             pytest.skip(MACOS_NO_KVM)
     return guest

@@ -7,18 +7,23 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from . import workloads
 from .accel import choose_accel
 from .difflog import LogError, Rules, diff_logs, reports
 from .difflog.reports import write_all
 from .errors import HarnessError
-from .guest import LinuxGuest, ModelAttachment
-from .linux_image import build
+from .guest import LinuxGuest, ModelAttachment, ServedGuest
+from .linux_image import LinuxImage, build
+from .macos import MacosConfig, preflight
+from .macos_deploy import RAW_VERIFY, deploy_and_run
+from .macos_guest import MacosGuest
 from .progress import Progress
-from .qemu_install import find_qemu
+from .qemu_install import QemuInstall, find_qemu
 from .ssh import GuestCommandTimeout, GuestLinkError
 
 PATHS = ("direct", "window")
@@ -84,6 +89,64 @@ def attachments(model: str, options: list[str], path: str) -> list[ModelAttachme
     return [ModelAttachment("window", window_options, path_label="window", name=model)]
 
 
+class GuestKind(Protocol):
+    """What differs between guest operating systems in a run: how a guest with the
+    model attached is booted, and what exercises the model once it is up."""
+
+    workload: str
+
+    def boot(
+        self, workdir: Path, models: list[ModelAttachment], progress: Progress
+    ) -> AbstractContextManager[ServedGuest]: ...
+
+    def exercise(self, guest: ServedGuest, path: str, workdir: Path) -> tuple[str, int]:
+        """Run the workload in the booted guest: its output and exit status."""
+        ...
+
+
+@dataclass
+class LinuxKind:
+    """Our Linux guest image under QEMU; the workload is a shell script from guests/linux."""
+
+    qemu: QemuInstall
+    image: LinuxImage
+    accel: str
+    workload: str
+
+    def boot(self, workdir: Path, models: list[ModelAttachment], progress: Progress) -> LinuxGuest:
+        return LinuxGuest(
+            self.qemu, self.image, workdir, models, accel=self.accel, progress=progress
+        )
+
+    def exercise(self, guest: ServedGuest, path: str, workdir: Path) -> tuple[str, int]:
+        outcome = workloads.run(guest.ssh, self.workload)
+        (workdir / f"{self.workload}.out").write_text(outcome.stdout + outcome.stderr)
+        return outcome.stdout, outcome.status
+
+
+@dataclass
+class MacosKind:
+    """The user's macOS guest: stock drivers on the direct path, our kext behind the window."""
+
+    qemu: QemuInstall
+    config: MacosConfig
+    workload: str = "raw-verify"
+
+    def boot(self, workdir: Path, models: list[ModelAttachment], progress: Progress) -> MacosGuest:
+        return MacosGuest(self.qemu, self.config, workdir, models, progress=progress)
+
+    def exercise(self, guest: ServedGuest, path: str, workdir: Path) -> tuple[str, int]:
+        if path == "window":
+            report = deploy_and_run(guest.ssh, RAW_VERIFY)
+            output, status = report.workload_output, 0
+            (workdir / "guest-view.txt").write_text(report.guest_view)
+        else:
+            ran = guest.ssh.run("sh -s", timeout=900, stdin=RAW_VERIFY.encode())
+            output, status = ran.stdout + ran.stderr, ran.status
+        (workdir / f"{self.workload}.out").write_text(output)
+        return output, status
+
+
 def run(
     model: str,
     paths: list[str],
@@ -93,48 +156,57 @@ def run(
     accel: str = "tcg",
     progress: Progress | None = None,
 ) -> RunResult:
+    """The main job on our Linux guest: ``workload`` once per path, then the diff."""
     progress = progress or Progress("run")
-    unknown = [p for p in paths if p not in PATHS]
-    if unknown:
-        raise HarnessError(f"unknown path(s) {', '.join(unknown)} (choose from {', '.join(PATHS)})")
+    _check_paths(paths)
     workloads.script(workload)  # fail early on a bad name
-    out = out.resolve()  # the summary names logs that `xvpci report` reads from anywhere
     qemu = find_qemu()
     started = time.monotonic()
     image = build(progress=progress)
-    accel = choose_accel(accel, qemu, image)
+    kind = LinuxKind(qemu, image, choose_accel(accel, qemu, image), workload)
+    provisioning = time.monotonic() - started
+    result = run_paths(kind, model, paths, out, options, progress)
+    result.timings["provisioning"] = provisioning
+    return result
+
+
+def run_paths(
+    kind: GuestKind,
+    model: str,
+    paths: list[str],
+    out: Path,
+    options: list[str],
+    progress: Progress,
+) -> RunResult:
+    """Boot a guest of ``kind`` once per path with the model attached along it, exercise
+    it, keep every log in ``out``; with both paths, diff them and write the reports."""
+    out = out.resolve()  # the summary names logs that `xvpci report` reads from anywhere
     out.mkdir(parents=True, exist_ok=True)
     result = RunResult(out)
-    result.timings["provisioning"] = time.monotonic() - started
     for path in paths:
         workdir = out / path
-        models = attachments(model, options, path)
-        with LinuxGuest(qemu, image, workdir, models, accel=accel, progress=progress) as guest:
-            progress.step(f"{path}: running workload {workload}")
+        with kind.boot(workdir, attachments(model, options, path), progress) as guest:
+            progress.step(f"{path}: running workload {kind.workload}")
             start = time.monotonic()
             try:
-                outcome = workloads.run(guest.ssh, workload)
+                output, status = kind.exercise(guest, path, workdir)
             except (GuestLinkError, GuestCommandTimeout) as exc:
                 raise HarnessError(
                     f"{path} path: {exc}\n  cause: {guest.diagnose()}\n  logs kept in {workdir}"
                 ) from None
             seconds = time.monotonic() - start
-            (workdir / f"{workload}.out").write_text(outcome.stdout + outcome.stderr)
             boot = guest.boot_seconds
-        passed = outcome.status == 0
+        passed = status == 0
         progress.step(f"{path}: workload {'passed' if passed else 'FAILED'} in {seconds:.1f} s")
-        result.results.append(
-            PathResult(
-                path,
-                passed,
-                outcome.status,
-                workdir / f"{model}.jsonl",
-                outcome.stdout,
-                boot,
-                seconds,
-            )
-        )
-    return _finish(result, model, workload, progress)
+        log = workdir / f"{model}.jsonl"
+        result.results.append(PathResult(path, passed, status, log, output, boot, seconds))
+    return _finish(result, model, kind.workload, progress)
+
+
+def _check_paths(paths: list[str]) -> None:
+    unknown = [p for p in paths if p not in PATHS]
+    if unknown:
+        raise HarnessError(f"unknown path(s) {', '.join(unknown)} (choose from {', '.join(PATHS)})")
 
 
 def _finish(result: RunResult, model: str, workload: str, progress: Progress) -> RunResult:
@@ -169,37 +241,16 @@ def run_macos(
     """The main job on the user's macOS guest: the model directly (stock macOS drivers) and
     behind the window (the xvpci kext deployed over SSH); raw-device verification on each.
 
-    Needs the user's images and working KVM; says in one line what is missing otherwise.
+    Needs the user's images, working KVM with ``kvm.ignore_msrs=1`` and an OVMF pair;
+    says in one line what is missing otherwise.
     """
-    from .macos import MacosConfig
-    from .macos_deploy import RAW_VERIFY, deploy_and_run
-    from .macos_guest import MacosGuest
-
+    _check_paths(paths)
     config = MacosConfig.load()
     missing = config.missing()
     if missing:
         raise HarnessError(missing)
     qemu = find_qemu()
+    preflight(config, qemu)  # ignore_msrs and the OVMF pair, before the KVM probe's boot
     if choose_accel("auto", qemu, build(progress=progress)) != "kvm":
         raise HarnessError("macOS guests need working KVM, and the KVM probe failed on this host")
-    out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    result = RunResult(out)
-    for path in paths:
-        workdir = out / path
-        with MacosGuest(
-            qemu, config, workdir, attachments(model, options, path), progress=progress
-        ) as guest:
-            start = time.monotonic()
-            if path == "window":
-                report = deploy_and_run(guest.ssh, RAW_VERIFY)
-                output, status = report.workload_output, 0
-                (workdir / "guest-view.txt").write_text(report.guest_view)
-            else:
-                ran = guest.ssh.run("sh -s", timeout=900, stdin=RAW_VERIFY.encode())
-                output, status = ran.stdout + ran.stderr, ran.status
-            seconds = time.monotonic() - start
-        (workdir / "raw-verify.out").write_text(output)
-        log = workdir / f"{model}.jsonl"
-        result.results.append(PathResult(path, status == 0, status, log, output, 0.0, seconds))
-    return _finish(result, model, "raw-verify", progress)
+    return run_paths(MacosKind(qemu, config), model, paths, out, options, progress)

@@ -27,6 +27,10 @@ class GuestLinkError(HarnessError):
     """SSH to the guest failed or dropped."""
 
 
+class GuestSSHTimeout(GuestLinkError):
+    """sshd did not answer within the readiness timeout (the guest may still be booting)."""
+
+
 class GuestCommandTimeout(HarnessError):
     """A guest command did not finish in time."""
 
@@ -47,11 +51,18 @@ class CommandResult:
         return self
 
 
-def _host_key(line: str) -> paramiko.PKey:
-    kind, b64 = line.split()[:2]
+def parse_host_key(line: str) -> paramiko.PKey:
+    """A pinned host key from its ``known_hosts`` form (``type base64``)."""
+    fields = line.split()
+    if len(fields) < 2:
+        raise HarnessError(f"host key {line!r} is not of the form 'TYPE BASE64'")
+    kind, b64 = fields[:2]
     if kind not in _KEY_TYPES:
-        raise HarnessError(f"unsupported host key type {kind}")
-    return _KEY_TYPES[kind](data=base64.b64decode(b64))
+        raise HarnessError(f"unsupported host key type {kind} (use one of {', '.join(_KEY_TYPES)})")
+    try:
+        return _KEY_TYPES[kind](data=base64.b64decode(b64))
+    except (ValueError, paramiko.SSHException) as exc:
+        raise HarnessError(f"host key {kind} {b64[:16]}... does not decode: {exc}") from None
 
 
 class GuestSSH:
@@ -68,7 +79,7 @@ class GuestSSH:
         self.host, self.port, self.user = host, port, user
         self.client = paramiko.SSHClient()
         name = host if port == 22 else f"[{host}]:{port}"
-        pinned = _host_key(host_key)
+        pinned = parse_host_key(host_key)
         self.client.get_host_keys().add(name, pinned.get_name(), pinned)
         # An unknown key means something else answers on that port: refuse it.
         self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
@@ -102,7 +113,7 @@ class GuestSSH:
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 last = exc
                 time.sleep(0.5)
-        raise GuestLinkError(f"no SSH to {self.host}:{self.port} within {timeout:.0f} s ({last})")
+        raise GuestSSHTimeout(f"no SSH to {self.host}:{self.port} within {timeout:.0f} s ({last})")
 
     def run(
         self, command: str, timeout: float = 120.0, stdin: bytes | None = None

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.served import ServedModel
+from vfio_bridge.logformat import END_KEY
 
 pytest_plugins = ["pytester"]
 
@@ -53,7 +54,7 @@ def read_log(path: Path) -> tuple[dict, list[dict], dict | None]:
     trailer = None
     for line in lines[1:]:
         record = json.loads(line)
-        if "xvpci_end" in record:
+        if END_KEY in record:
             trailer = record
         else:
             events.append(record)
@@ -63,16 +64,18 @@ def read_log(path: Path) -> tuple[dict, list[dict], dict | None]:
 class ThreadedServer:
     """A VfioUserServer on a real socket, served from a thread of the test process."""
 
-    def __init__(self, model_name: str, sockdir: Path, log_path: Path) -> None:
+    def __init__(
+        self, model_name: str, sockdir: Path, log_path: Path, options: tuple[str, ...] = ()
+    ) -> None:
         import threading
 
-        from vfio_bridge.models import get_model
+        from vfio_bridge.models import create_model
         from vfio_bridge.recorder import Recorder
         from vfio_bridge.server import VfioUserServer
 
-        self.model = get_model(model_name)()
+        self.model = create_model(model_name, options)
         self.log_path = log_path
-        self.recorder = Recorder(log_path, model=model_name, path="direct")
+        self.recorder = Recorder(log_path, "direct", device=self.model.declaration())
         self.socket_path = sockdir / f"{model_name}.sock"
         self.server = VfioUserServer(self.model, self.socket_path, self.recorder)
         self.server.listen()

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vfio_bridge.recorder import DIGEST_ALGORITHM, LOG_FORMAT_VERSION, payload_digest
+from vfio_bridge import logformat
+from vfio_bridge.logformat import Kind, payload_digest
 
 HEADER = {
-    "xvpci_log": LOG_FORMAT_VERSION,
-    "digest_algorithm": DIGEST_ALGORITHM,
+    **logformat.header("direct"),
     "model": "synthetic",
-    "path": "direct",
     "vendor_id": 1,
     "device_id": 2,
 }
@@ -34,7 +32,7 @@ def dma(kind: str, addr: int, data: bytes) -> dict[str, Any]:
 
 
 def irq(vector: int, irq_type: str = "msix") -> dict[str, Any]:
-    return {"kind": "irq", "irq_type": irq_type, "vector": vector}
+    return {"kind": Kind.IRQ.value, "irq_type": irq_type, "vector": vector}
 
 
 def workload(transactions: int, seed: int = 1, base: int = 0x100000) -> list[dict[str, Any]]:
@@ -56,28 +54,26 @@ def write_log(
     path: Path, events: list[dict[str, Any]], header: dict | None = None, end: bool = True
 ) -> Path:
     with open(path, "w") as out:
-        out.write(json.dumps(header or HEADER) + "\n")
+        out.write(logformat.dumps(header or HEADER))
         for seq, event in enumerate(events):
-            out.write(json.dumps({"seq": seq, "t_ns": 1000 * seq, **event}) + "\n")
+            out.write(logformat.dumps({"seq": seq, "t_ns": 1000 * seq, **event}))
         if end:
-            out.write(json.dumps({"xvpci_end": True, "events": len(events)}) + "\n")
+            out.write(logformat.dumps(logformat.trailer(len(events))))
     return path
 
 
 def stream_log(path: Path, count: int) -> None:
     """A big log written event by event (benchmarks), without holding it in memory."""
     with open(path, "w") as out:
-        out.write(json.dumps(HEADER) + "\n")
+        out.write(logformat.dumps(HEADER))
         seq = 0
         n = 0
         while seq < count:
             for event in _one(n):
-                out.write(
-                    json.dumps({"seq": seq, "t_ns": seq, **event}, separators=(",", ":")) + "\n"
-                )
+                out.write(logformat.dumps({"seq": seq, "t_ns": seq, **event}))
                 seq += 1
             n += 1
-        out.write(json.dumps({"xvpci_end": True, "events": seq}) + "\n")
+        out.write(logformat.dumps(logformat.trailer(seq)))
 
 
 def _one(n: int) -> Iterator[dict[str, Any]]:

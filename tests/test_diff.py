@@ -149,7 +149,9 @@ def test_bad_input_names_file_and_line(tmp_path: Path) -> None:
     truncated.write_text("\n".join(good.read_text().splitlines()[:-1]) + '\n{"seq": 99, "t_')
     with pytest.raises(LogError, match=r"cut.jsonl:\d+: log is truncated after \d+ events"):
         diff_logs(good, truncated)
-    assert diff_logs(good, truncated, allow_truncated=True).total_divergences >= 0
+    # Accepted on request: every whole event is there, so nothing differs but the end.
+    cut = diff_logs(good, truncated, allow_truncated=True)
+    assert cut.equivalent and not cut.b.complete and cut.a.complete
     version = write_log(tmp_path / "v9.jsonl", [], {**HEADER, "xvpci_log": 9})
     with pytest.raises(LogError, match=r"v9\.jsonl:1: unknown log format version 9"):
         diff_logs(good, version)
@@ -227,8 +229,9 @@ def test_reports_json_junit_trace_and_cli_exit_codes(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "cannot read" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_memory_is_bounded_by_the_window_not_the_log(tmp_path: Path) -> None:
-    # B lacks a whole stream: A's items are declared missing as they go, not hoarded.
+def test_a_stream_missing_on_one_side_is_reported_item_by_item(tmp_path: Path) -> None:
+    # B lacks a whole stream: each of A's items is declared missing as it leaves the
+    # reorder window (bench.diff_engine measures that memory stays flat).
     a = workload(3000)
     b = [e for e in a if e["kind"] != "irq"]
     result, *_ = pair(tmp_path, a, b)

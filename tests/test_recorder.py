@@ -29,7 +29,7 @@ def test_header_events_and_trailer(tmp_path: Path) -> None:
         rec.event("reset", reason="vfio")
         rec.event("dma_map", addr=0, len=4096, flags=3, shared=True)
     header, events, trailer = read_log(path)
-    assert header["xvpci_log"] == 2 and header["model"] == "edu" and header["path"] == "direct"
+    assert header["xvpci_log"] == 3 and header["model"] == "edu" and header["path"] == "direct"
     assert header["vendor_id"] == 0x1234 and "start_time" in header
     assert trailer == {"xvpci_end": True, "events": 8}
     assert [e["seq"] for e in events] == list(range(8))
@@ -119,7 +119,7 @@ def test_full_filesystem_keeps_whole_lines(tiny_filesystem: Path, caplog) -> Non
     lines = path.read_bytes().split(b"\n")
     assert lines[-1] == b""  # ends on a whole line
     header, *events = (json.loads(line) for line in lines[:-1])
-    assert header["xvpci_log"] == 2 and 100 <= len(events) < 5000
+    assert header["xvpci_log"] == 3 and 100 <= len(events) < 5000
     assert [e["seq"] for e in events] == list(range(len(events)))
     _, _, trailer = read_log(path)
     assert trailer is None  # the log says it is cut short
@@ -137,5 +137,6 @@ def test_lines_are_plain_json(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     with Recorder(path) as rec:
         rec.mmio(False, 2, 0x10, 8, (1 << 64) - 1)
-    for line in path.read_text().splitlines():
-        json.loads(line)
+    header, event, trailer = (json.loads(line) for line in path.read_text().splitlines())
+    assert header["xvpci_log"] == 3 and trailer["events"] == 1
+    assert event["value"] == (1 << 64) - 1  # a u64 survives JSON exactly

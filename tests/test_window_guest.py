@@ -52,7 +52,9 @@ def test_child_behind_the_window_looks_like_the_direct_device(
         drivers = (
             guest.ssh.run("ls /sys/bus/pci/drivers/vmd /sys/bus/pci/drivers/nvme").check().stdout
         )
-        assert "10000:00:00.0" in drivers and "0000:00:02.0" in drivers
+        # Models sit at pinned slots in attachment order: direct 0x10, window 0x11.
+        assert "10000:00:00.0" in drivers and "0000:00:10.0" in drivers
+        assert "0000:00:11.0" in guest.ssh.run("ls /sys/bus/pci/drivers/vmd").check().stdout
     header, events, _ = read_log(tmp_path / "window.jsonl")
     assert (
         header["path"] == "window" and header["model"] == "nvme" and header["window"] == "8086:a77f"
@@ -72,7 +74,7 @@ def test_fs_verify_on_both_paths(linux_image, tmp_path: Path) -> None:
         assert "fs-verify: 7 files verified" in output
         assert path_result.log.exists()
     serial = (tmp_path / "window" / "linux.serial.log").read_text()
-    assert "vmd 0000:00:02.0: Bound to PCI domain 10000" in serial
+    assert "vmd 0000:00:10.0: Bound to PCI domain 10000" in serial  # the pinned slot
     assert "nvme nvme0: pci function 10000:00:00.0" in serial
 
 

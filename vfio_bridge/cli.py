@@ -81,7 +81,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     try:
         meta = dict(pair.partition("=")[::2] for pair in args.meta)
-        recorder = Recorder(args.log, path=args.path_label, **model.log_identity(), **meta)
+        recorder = Recorder(args.log, args.path_label, device=model.declaration(), **meta)
     except OSError as exc:
         print(f"error: cannot write log {args.log}: {exc.strerror}", file=sys.stderr)
         return 2

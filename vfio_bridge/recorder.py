@@ -1,65 +1,46 @@
-"""Transaction recorder: every access of a device as one JSON line.
+"""Transaction recorder: every access of a device as one line of the log.
 
-The first line is a header (``"xvpci_log": 2``). Events are buffered and
-written whole lines at a time by :meth:`Recorder.flush`, which the session
-calls whenever it has answered a burst of requests and before it waits, so a
-killed server leaves a log that is readable line by line and lacks at most
-the burst in flight. A short write (disk full) is cut back to its last whole
-line. A clean close appends a trailer ``{"xvpci_end": ...}`` so readers can
-tell a complete log from a truncated one.
-
-Payloads over 8 bytes are logged by content digest, XXH3-128 (``"digest"``;
-the header names the algorithm). The digest tells two paths' payloads apart,
-it does not defend against an adversary, and at ~60 GB/s it costs 2 us per
-128 KiB transfer where SHA-256 (format 1) cost 72 us, 40% of the server's CPU
-under sequential NVMe writes.
+The format itself (header, event kinds and fields, digest, trailer) is
+:mod:`vfio_bridge.logformat`'s; this module owns getting lines to disk.
+Events are buffered and written whole lines at a time by :meth:`Recorder.flush`,
+which the session calls whenever it has answered a burst of requests and
+before it waits, so a killed server leaves a log that is readable line by
+line and lacks at most the burst in flight. A short write (disk full) is cut
+back to its last whole line and recording stops. A clean close appends the
+trailer, so readers can tell a complete log from a truncated one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import xxhash
+from . import logformat
 
 if TYPE_CHECKING:
     from .device import IrqType
 
 log = logging.getLogger(__name__)
 
-LOG_FORMAT_VERSION = 2
-DIGEST_ALGORITHM = "xxh3-128"
-payload_digest = xxhash.xxh3_128_hexdigest
-INLINE_DATA_LIMIT = 64
 #: Buffered bytes that force a flush even in the middle of a burst.
 FLUSH_THRESHOLD = 256 * 1024
-
-EVENT_KINDS = frozenset(
-    {
-        "cfg_read",
-        "cfg_write",
-        "mmio_read",
-        "mmio_write",
-        "dma_read",
-        "dma_write",
-        "irq",
-        "reset",
-        "dma_map",
-        "dma_unmap",
-        "device_error",
-    }
-)
 
 
 class Recorder:
     """Appends events to a JSON Lines log; with no path it only counts them."""
 
-    def __init__(self, log_path: str | os.PathLike[str] | None, /, **header: Any) -> None:
+    def __init__(
+        self,
+        log_path: str | os.PathLike[str] | None,
+        path_label: str | None = None,
+        /,
+        **header: Any,
+    ) -> None:
+        """Log to ``log_path`` (None: count only); ``header`` as for :func:`logformat.header`."""
         self.path = Path(log_path) if log_path is not None else None
         self.seq = 0
         self._fd = -1
@@ -72,14 +53,7 @@ class Recorder:
             self._fd = os.open(
                 self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
             )
-            head = {
-                "xvpci_log": LOG_FORMAT_VERSION,
-                "digest_algorithm": DIGEST_ALGORITHM,
-                "start_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "start_t_ns": self._clock(),
-                **header,
-            }
-            self._write(json.dumps(head, separators=(",", ":")) + "\n")
+            self._write(logformat.dumps(logformat.header(path_label, **header)))
             self.flush()
 
     @property
@@ -126,78 +100,49 @@ class Recorder:
         self.seq = seq + 1
         return seq, self._clock()
 
-    # --- events: the hot paths format by hand, json.dumps is several times slower
+    # --- events -------------------------------------------------------------
 
     def config(
         self, write: bool, offset: int, size: int, data: bytes, stream: str | None = None
     ) -> None:
         seq, t = self._next()
-        if self._fd < 0:
-            return
-        kind = "cfg_write" if write else "cfg_read"
-        if size <= 8:
-            value = int.from_bytes(data, "little")
-            body = f'"offset":{offset},"size":{size},"value":{value}'
-        else:
-            body = f'"offset":{offset},"size":{size},"digest":"{payload_digest(data)}"'
-        tag = f',"stream":"{stream}"' if stream else ""
-        self._write(f'{{"seq":{seq},"t_ns":{t},"kind":"{kind}",{body}{tag}}}\n')
+        if self._fd >= 0:
+            self._write(logformat.config_line(seq, t, write, offset, size, data, stream))
 
     def mmio(
         self, write: bool, bar: int, offset: int, size: int, value: int, stream: str | None = None
     ) -> None:
         seq, t = self._next()
-        if self._fd < 0:
-            return
-        kind = "mmio_write" if write else "mmio_read"
-        tag = f',"stream":"{stream}"' if stream else ""
-        self._write(
-            f'{{"seq":{seq},"t_ns":{t},"kind":"{kind}","bar":{bar},'
-            f'"offset":{offset},"size":{size},"value":{value}{tag}}}\n'
-        )
+        if self._fd >= 0:
+            self._write(logformat.mmio_line(seq, t, write, bar, offset, size, value, stream))
 
     def dma(self, write: bool, addr: int, data: bytes, tag: str | None = None) -> None:
         """A DMA transfer; tagged ones (descriptors) always carry their bytes."""
         seq, t = self._next()
-        if self._fd < 0:
-            return
-        kind = "dma_write" if write else "dma_read"
-        length = len(data)
-        inline = f',"data":"{data.hex()}"' if length <= INLINE_DATA_LIMIT or tag else ""
-        if tag:
-            inline += f',"tag":"{tag}"'
-        self._write(
-            f'{{"seq":{seq},"t_ns":{t},"kind":"{kind}","addr":{addr},"len":{length},'
-            f'"digest":"{payload_digest(data)}"{inline}}}\n'
-        )
+        if self._fd >= 0:
+            self._write(logformat.dma_line(seq, t, write, addr, data, tag))
 
     def irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> None:
         seq, t = self._next()
-        if self._fd < 0:
-            return
-        tag = f',"stream":"{stream}"' if stream else ""
-        self._write(
-            f'{{"seq":{seq},"t_ns":{t},"kind":"irq","irq_type":"{irq_type}","vector":{vector}{tag}}}\n'
-        )
+        if self._fd >= 0:
+            self._write(logformat.irq_line(seq, t, irq_type, vector, stream))
 
     def device_error(self, code: str, detail: str) -> None:
         """Guest or client input met a defined device error (refusal, DMA fault...)."""
-        self.event("device_error", error=code, detail=detail)
+        self.event(logformat.Kind.DEVICE_ERROR, error=code, detail=detail)
 
     def event(self, kind: str, **fields: Any) -> None:
-        """Any other event (reset, dma_map, dma_unmap...)."""
-        if kind not in EVENT_KINDS:
+        """Any other event (reset, dma_map, dma_unmap...); ValueError for an unknown kind."""
+        if kind not in logformat.KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
         seq, t = self._next()
-        if self._fd < 0:
-            return
-        record = {"seq": seq, "t_ns": t, "kind": kind, **fields}
-        self._write(json.dumps(record, separators=(",", ":")) + "\n")
+        if self._fd >= 0:
+            self._write(logformat.event_line(seq, t, kind, fields))
 
     def close(self) -> None:
         """Write the trailer and close; safe to call twice."""
         if self._fd >= 0:
-            self._write(json.dumps({"xvpci_end": True, "events": self.seq}) + "\n")
+            self._write(logformat.dumps(logformat.trailer(self.seq)))
             self.flush()
             if self._fd >= 0:
                 os.close(self._fd)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import xxhash
+from vfio_bridge.logformat import Kind, payload_digest
 
+from .profile import DeviceProfile
 from .rules import PATH_SPECIFIC_CONFIG, Rules
 
 
@@ -37,19 +38,12 @@ class Normalizer:
         self._addresses: dict[int, int] = {}
         self._last_read: dict[str, Item] = {}  # the last read of each MMIO stream
         self._config: dict[tuple[int, int], Item] = {}
-        self._skip_mmio: list[tuple[int, int, int]] = []
-        msix = header.get("msix") or {}
-        for part in ("table", "pba"):
-            if part in msix:
-                bar, start, size = msix[part]
-                self._skip_mmio.append((bar, start, start + size))
-        self._skip_config = list(PATH_SPECIFIC_CONFIG)
-        self._skip_config += [tuple(r) for r in header.get("path_specific_config", [])]
+        profile = DeviceProfile.from_header(header)
+        self._skip_mmio = profile.skip_mmio
+        self._skip_config = PATH_SPECIFIC_CONFIG + profile.path_specific_config
         # Registers holding guest addresses: their low dword is mapped like a DMA address.
-        self._address_regs = {
-            (bar, offset) for bar, offset, _ in header.get("address_registers", [])
-        }
-        self._descriptors = {d["tag"]: d for d in header.get("descriptors", [])}
+        self._address_regs = profile.address_registers
+        self._descriptors = profile.descriptors
         self.dropped = 0
 
     def canonical(self, addr: int) -> int:
@@ -70,7 +64,7 @@ class Normalizer:
             addr = int.from_bytes(data[offset : offset + 8], "little")
             if addr:
                 data[offset : offset + 8] = self.canonical(addr).to_bytes(8, "little")
-        return xxhash.xxh3_128_hexdigest(data)
+        return payload_digest(data)
 
     def push(self, event: dict[str, Any]) -> Item | None:
         """The item for ``event``, or None when it is dropped, collapsed or deferred."""
@@ -79,24 +73,24 @@ class Normalizer:
             self.dropped += 1
             return None
         kind = event["kind"]
-        if kind in ("mmio_read", "mmio_write"):
+        if kind in (Kind.MMIO_READ, Kind.MMIO_WRITE):
             return self._mmio(event, kind)
-        if kind in ("dma_read", "dma_write"):
+        if kind in (Kind.DMA_READ, Kind.DMA_WRITE):
             canonical = self.canonical(event["addr"])
             payload = self._payload(event)
             # Descriptors (queue entries, address lists) and data buffers align separately.
             stream = f"dma:{event['tag']}" if "tag" in event else "dma"
             return Item(stream, (kind, canonical), event["len"], payload, event["seq"], event)
-        if kind == "irq":
+        if kind == Kind.IRQ:
             key = (
                 ("irq", event["irq_type"], event["vector"])
                 if rules.compare_irq_type
                 else ("irq", event["vector"])
             )
             return Item("irq", key, 0, None, event["seq"], event)
-        if kind in ("cfg_read", "cfg_write"):
+        if kind in (Kind.CFG_READ, Kind.CFG_WRITE):
             return self._config_event(event, kind)
-        if kind == "device_error":
+        if kind == Kind.DEVICE_ERROR:
             # The code is what must agree; the detail names path-specific addresses.
             return Item("other", (kind, event.get("error")), 0, None, event["seq"], event)
         return Item("other", (kind,), 0, None, event["seq"], event)
@@ -119,7 +113,7 @@ class Normalizer:
         # whatever the count (how long the guest waited depends on timing).
         # A read that saw "busy" at all, on one path only, stays a divergence.
         last = self._last_read.get(stream)
-        if kind == "mmio_read":
+        if kind == Kind.MMIO_READ:
             if last is not None and last.same(item):
                 last.count += 1
                 return None
@@ -136,7 +130,7 @@ class Normalizer:
         value = self._apply_rules("cfg", None, offset, size, event["value"])
         if value is None:
             return None
-        if kind == "cfg_read":
+        if kind == Kind.CFG_READ:
             if not self.rules.compare_config_reads:
                 self.dropped += 1
                 return None

@@ -8,12 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import HarnessError
+from vfio_bridge import logformat
+from vfio_bridge.logformat import (
+    END_KEY,
+    LEGACY_DIGEST_ALGORITHM,
+    READABLE_VERSIONS,
+    VERSION_KEY,
+    check_event,
+)
 
-SUPPORTED_VERSIONS = (1, 2)
-#: Format 1 logged payloads as SHA-256 under "sha256"; later formats name the
-#: algorithm in the header and log the digest under "digest".
-LEGACY_DIGEST = "sha256"
+from ..errors import HarnessError
 
 
 class LogError(HarnessError):
@@ -30,9 +34,7 @@ class LogInfo:
     @property
     def digest_algorithm(self) -> str:
         """The algorithm of the payload digests, which only compare within one algorithm."""
-        if self.header["xvpci_log"] == 1:
-            return LEGACY_DIGEST
-        return str(self.header.get("digest_algorithm", "unknown"))
+        return logformat.digest_algorithm(self.header)
 
 
 class LogReader:
@@ -56,15 +58,15 @@ class LogReader:
             header = json.loads(first)
         except json.JSONDecodeError:
             raise LogError(f"{self.path}:1: not an xvpci log header (not JSON)") from None
-        if not isinstance(header, dict) or "xvpci_log" not in header:
-            raise LogError(f'{self.path}:1: not an xvpci log header (no "xvpci_log" key)')
-        if header["xvpci_log"] not in SUPPORTED_VERSIONS:
+        if not isinstance(header, dict) or VERSION_KEY not in header:
+            raise LogError(f'{self.path}:1: not an xvpci log header (no "{VERSION_KEY}" key)')
+        if header[VERSION_KEY] not in READABLE_VERSIONS:
             raise LogError(
-                f"{self.path}:1: unknown log format version {header['xvpci_log']!r} "
-                f"(this xvpci reads {', '.join(map(str, SUPPORTED_VERSIONS))})"
+                f"{self.path}:1: unknown log format version {header[VERSION_KEY]!r} "
+                f"(this xvpci reads {', '.join(map(str, READABLE_VERSIONS))})"
             )
         self.info = LogInfo(self.path, header)
-        self._legacy = header["xvpci_log"] == 1
+        self._legacy = header[VERSION_KEY] == 1
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         line_no = 1
@@ -78,13 +80,16 @@ class LogReader:
                     break  # a last line cut in the middle: truncated
                 raise LogError(f"{self.path}:{line_no}: not a JSON object") from None
             if "kind" not in record:
-                if record.get("xvpci_end"):
+                if record.get(END_KEY):
                     self.info.complete = True
                     break
                 raise LogError(f'{self.path}:{line_no}: event without a "kind"')
+            if self._legacy and LEGACY_DIGEST_ALGORITHM in record:
+                record["digest"] = record.pop(LEGACY_DIGEST_ALGORITHM)
+            problem = check_event(record)
+            if problem is not None:
+                raise LogError(f"{self.path}:{line_no}: {problem}")
             self.info.events += 1
-            if self._legacy and LEGACY_DIGEST in record:
-                record["digest"] = record.pop(LEGACY_DIGEST)
             yield record
         self._handle.close()
         if not self.info.complete and not self.allow_truncated:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from vfio_bridge.logformat import Kind
+
 from .engine import DiffResult, Divergence
 from .reader import LogReader
 
@@ -41,16 +43,16 @@ def _event_text(event: dict[str, Any] | None) -> str:
     if event is None:
         return "—"
     kind = event["kind"]
-    if kind.startswith("mmio"):
+    if kind in (Kind.MMIO_READ, Kind.MMIO_WRITE):
         where = f"bar{event['bar']}+{event['offset']:#x}/{event['size']}"
         return f"#{event['seq']} {kind} {where} = {event['value']:#x}"
-    if kind.startswith("cfg"):
+    if kind in (Kind.CFG_READ, Kind.CFG_WRITE):
         value = f"{event['value']:#x}" if "value" in event else event.get("digest", "")[:12]
         return f"#{event['seq']} {kind} {event['offset']:#x}/{event['size']} = {value}"
-    if kind in ("dma_read", "dma_write"):
+    if kind in (Kind.DMA_READ, Kind.DMA_WRITE):
         digest = event["digest"][:12]
         return f"#{event['seq']} {kind} {event['addr']:#x} len {event['len']} digest {digest}"
-    if kind == "irq":
+    if kind == Kind.IRQ:
         return f"#{event['seq']} irq {event['irq_type']} vector {event['vector']}"
     return f"#{event['seq']} {kind}"
 
@@ -155,7 +157,9 @@ def write_trace(path: Path, path_a: Path, path_b: Path, limit: int = 200_000) ->
             for count, event in enumerate(reader):
                 if count >= limit:
                     break
-                tid = event["kind"].split("_")[0] + (":window" if event.get("stream") else "")
+                tid = event["kind"].split("_")[0] + (
+                    f":{event['stream']}" if "stream" in event else ""
+                )
                 record = {
                     "name": event["kind"], "ph": "i", "s": "t", "pid": pid, "tid": tid,
                     "ts": (event["t_ns"] - start) / 1000, "args": event,

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vfio_bridge.logformat import WINDOW_STREAM, Kind
+
 from .reader import LogError
 
 #: Config registers whose values the platform, not the device or its driver, decides.
@@ -56,8 +58,10 @@ class RegisterRule:
 
 @dataclass
 class Rules:
-    ignore_streams: set[str] = field(default_factory=lambda: {"window"})
-    ignore_kinds: set[str] = field(default_factory=lambda: {"dma_map", "dma_unmap", "reset"})
+    ignore_streams: set[str] = field(default_factory=lambda: {WINDOW_STREAM})
+    ignore_kinds: set[str] = field(
+        default_factory=lambda: {Kind.DMA_MAP, Kind.DMA_UNMAP, Kind.RESET}
+    )
     compare_config_reads: bool = False
     compare_irq_type: bool = False
     reorder_window: int = 64

@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Protocol
 
 from ..pci.capabilities import (
     CAP_EXPRESS,
+    CAP_MSIX,
+    CAPABILITY_NAMES,
     MSIX_ENTRY_SIZE,
     PCIE_DEVCTL_FLR,
     PCIE_DEVCTL_OFFSET,
@@ -465,45 +467,41 @@ class DeviceModel:
                     return
         self.on_config_write(offset, size, value)
 
-    def log_identity(self) -> dict[str, Any]:
-        """What the transaction log header says this device is (and where its MSI-X lives:
-        table and PBA accesses are path-specific, QEMU absorbs them on the direct path)."""
-        identity: dict[str, Any] = {
+    def declaration(self) -> dict[str, Any]:
+        """What this device declares itself to be, as plain data for the log header:
+        identity, BARs with their named registers and ranges, capabilities where they
+        sit in config space, and the structures it exchanges by DMA. Readers of the
+        log derive what they need from it (the diff: which accesses are path-specific)."""
+        capabilities: list[dict[str, Any]] = []
+        for offset, cap_id in self.config.capabilities():
+            entry: dict[str, Any] = {
+                "id": cap_id,
+                "name": CAPABILITY_NAMES.get(cap_id, f"{cap_id:#04x}"),
+                "offset": offset,
+                "length": self.config.capability_lengths.get(offset, 2),
+            }
+            if cap_id == CAP_MSIX and self.msix is not None:
+                cap = self.msix.cap
+                entry["table"] = [cap.table_bar, cap.table_offset, cap.table_size]
+                entry["pba"] = [cap.pba_bar, cap.pba_offset, cap.pba_size]
+            capabilities.append(entry)
+        return {
             "model": self.name,
             "vendor_id": self.vendor_id,
             "device_id": self.device_id,
+            "class_code": self.class_code,
+            "bars": [_describe_bar(bar) for bar in self.bars],
+            "capabilities": capabilities,
+            "descriptors": [
+                {
+                    "tag": d.tag,
+                    "addresses": list(d.addresses),
+                    "ignore": [list(r) for r in d.ignore],
+                    "address_list": d.address_list,
+                }
+                for d in self.descriptors
+            ],
         }
-        if self.msix is not None:
-            cap = self.msix.cap
-            identity["msix"] = {
-                "table": [cap.table_bar, cap.table_offset, cap.table_size],
-                "pba": [cap.pba_bar, cap.pba_offset, cap.pba_size],
-            }
-        # Interrupt capabilities are programmed (or emulated) differently per path.
-        ranges = []
-        if self._pcie_offset is not None:  # QEMU emulates parts of it for vfio devices
-            ranges.append([self._pcie_offset, self._pcie_offset + 0x3C])
-        if self._msi_offset is not None:
-            ranges.append([self._msi_offset, self._msi_offset + 24])
-        if self._msix_offset is not None:
-            ranges.append([self._msix_offset, self._msix_offset + 12])
-        identity["path_specific_config"] = ranges
-        identity["address_registers"] = [
-            [bar.index, reg.offset, reg.size]
-            for bar in self.bars
-            for reg in bar.registers
-            if reg.address
-        ]
-        identity["descriptors"] = [
-            {
-                "tag": d.tag,
-                "addresses": list(d.addresses),
-                "ignore": [list(r) for r in d.ignore],
-                "address_list": d.address_list,
-            }
-            for d in self.descriptors
-        ]
-        return identity
 
     def use_recorder(self, recorder: Any) -> None:
         """The log a self-recording model writes to (``records_accesses``)."""
@@ -529,6 +527,21 @@ class DeviceModel:
             f"BARs {', '.join(f'{b.index}:{b.size:#x}' for b in cls.bars) or 'none'}, "
             f"capabilities {caps}"
         )
+
+
+def _describe_bar(bar: Bar) -> dict[str, Any]:
+    registers = []
+    for reg in bar.registers:
+        entry: dict[str, Any] = {"name": reg.name, "offset": reg.offset, "size": reg.size}
+        if reg.address:
+            entry["address"] = True
+        registers.append(entry)
+    return {
+        "index": bar.index,
+        "size": bar.size,
+        "registers": registers,
+        "ranges": [{"name": r.name, "offset": r.offset, "size": r.size} for r in bar.ranges],
+    }
 
 
 __all__ = [

@@ -36,9 +36,9 @@ from ..device import (
     PciExpress,
     PowerManagement,
 )
+from ..logformat import WINDOW_STREAM
 from ..pci.config import PciCommand
 
-WINDOW_STREAM = "window"
 CFGBAR, MEMBAR1, MEMBAR2 = 0, 2, 4
 CFGBAR_SIZE = 1 << 20
 MEMBAR_SIZE = 4 << 20
@@ -159,10 +159,9 @@ class VmdWindow(DeviceModel):
         self.recorder: Any = None
         self._last_decode: tuple[int, int, int, int] | None = None
 
-    def log_identity(self) -> dict[str, Any]:
-        identity = self.child.log_identity()
-        identity["window"] = f"{self.vendor_id:04x}:{self.device_id:04x}"
-        return identity
+    def declaration(self) -> dict[str, Any]:
+        """The child's description (the log is in the child's terms) naming the window."""
+        return {**self.child.declaration(), "window": f"{self.vendor_id:04x}:{self.device_id:04x}"}
 
     # --- recording -------------------------------------------------------------
     # The session hands us every access of the window; we log the child's share

@@ -16,6 +16,8 @@ CAP_PM = 0x01
 CAP_MSI = 0x05
 CAP_EXPRESS = 0x10
 CAP_MSIX = 0x11
+#: Short names of the capabilities above, as device descriptions give them.
+CAPABILITY_NAMES = {CAP_PM: "pm", CAP_MSI: "msi", CAP_EXPRESS: "pcie", CAP_MSIX: "msix"}
 
 
 class Capability(Protocol):

@@ -114,6 +114,8 @@ class ConfigSpace:
         self._reset_image = b""
         self._next_capability = first_capability
         self._last_capability = 0
+        #: Length in bytes of each standard capability, by offset.
+        self.capability_lengths: dict[int, int] = {}
         self._next_extended = FIRST_EXTENDED_CAPABILITY
         self._last_extended = 0
         self.bars: dict[int, BarLayout] = {}
@@ -189,6 +191,7 @@ class ConfigSpace:
             self.data[CAPABILITIES_POINTER] = offset
             self.data[STATUS] |= PciStatus.CAP_LIST
         self._last_capability = offset
+        self.capability_lengths[offset] = length
         self._next_capability = (offset + length + 3) & ~3
         return offset
 

@@ -1,0 +1,243 @@
+"""The transaction log format, defined once.
+
+Everything that writes or reads a log (the recorder, the diff's reader and
+normaliser, the reports, the test log generator) takes its names from here.
+
+Rule 1: a log is JSON Lines. The first line is the header, the last a trailer
+``{"xvpci_end": true, "events": N}``; a log without the trailer is truncated
+(the server was killed or the disk filled up).
+
+Rule 2: the header says what was recorded: the format version (``xvpci_log``),
+the payload digest algorithm, the path, the device's identity and its own
+description of itself (``device``: BARs and their named registers,
+capabilities, DMA descriptors). What a reader makes of that description, for
+instance which accesses are path-specific, is the reader's business.
+
+Rule 3: every event carries ``seq`` (from 0, no gaps), ``t_ns`` (monotonic
+nanoseconds), ``kind`` and the fields :data:`EVENT_FIELDS` lists for its kind,
+plus an optional ``stream`` tag for events that are not the model's own
+(:data:`WINDOW_STREAM`).
+
+Rule 4: payloads are logged by digest (:func:`payload_digest`, XXH3-128, which
+tells two paths' payloads apart and is not meant to resist a forger); DMA
+payloads of at most :data:`INLINE_DATA_LIMIT` bytes, and every tagged DMA
+(a queue entry, an address list), also carry their bytes in hex.
+
+Format history: 1 logged SHA-256 digests under ``sha256``; 2 switched to
+XXH3-128 under ``digest``; 3 replaced the header's diff-oriented keys
+(``msix``, ``path_specific_config``, ``address_registers``, ``descriptors``)
+with the device's description.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from typing import Any
+
+import xxhash
+
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+#: Header key holding the format version; its presence marks an xvpci log.
+VERSION_KEY = "xvpci_log"
+#: Trailer key of a complete log.
+END_KEY = "xvpci_end"
+
+DIGEST_ALGORITHM = "xxh3-128"
+payload_digest = xxhash.xxh3_128_hexdigest
+#: Format 1: SHA-256 digests, logged under this field name.
+LEGACY_DIGEST_ALGORITHM = "sha256"
+INLINE_DATA_LIMIT = 64
+
+#: Events of a window device itself (its config space, absent-function probes,
+#: its MSI-X and interrupts), as opposed to those of the model it hosts.
+WINDOW_STREAM = "window"
+
+
+class Kind(enum.StrEnum):
+    """Event kinds; compare equal to the strings in the log."""
+
+    CFG_READ = "cfg_read"
+    CFG_WRITE = "cfg_write"
+    MMIO_READ = "mmio_read"
+    MMIO_WRITE = "mmio_write"
+    DMA_READ = "dma_read"
+    DMA_WRITE = "dma_write"
+    IRQ = "irq"
+    RESET = "reset"
+    DMA_MAP = "dma_map"
+    DMA_UNMAP = "dma_unmap"
+    DEVICE_ERROR = "device_error"
+
+
+#: The fields every event of a kind carries besides ``seq``, ``t_ns`` and ``kind``.
+#: Config accesses over 8 bytes carry ``digest`` instead of ``value``; DMA may add
+#: ``data`` and ``tag``; any event may carry ``stream``.
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    Kind.CFG_READ: ("offset", "size"),
+    Kind.CFG_WRITE: ("offset", "size"),
+    Kind.MMIO_READ: ("bar", "offset", "size", "value"),
+    Kind.MMIO_WRITE: ("bar", "offset", "size", "value"),
+    Kind.DMA_READ: ("addr", "len", "digest"),
+    Kind.DMA_WRITE: ("addr", "len", "digest"),
+    Kind.IRQ: ("irq_type", "vector"),
+    Kind.RESET: ("reason",),
+    Kind.DMA_MAP: ("addr", "len", "flags"),
+    Kind.DMA_UNMAP: ("addr", "len", "flags"),
+    Kind.DEVICE_ERROR: ("error",),
+}
+KINDS = frozenset(EVENT_FIELDS)
+
+
+#: Keys of a device description that the header repeats at its top level.
+IDENTITY_KEYS = ("model", "vendor_id", "device_id", "window")
+
+
+def header(
+    path: str | None = None, /, device: dict[str, Any] | None = None, **fields: Any
+) -> dict[str, Any]:
+    """A header for a log starting now.
+
+    ``device`` is the model's description (``DeviceModel.declaration()``); its
+    identity is repeated at the top level for people and tools that only want that.
+    ``fields`` adds anything else (``qemu_version``, ``guest``...).
+    """
+    head: dict[str, Any] = {
+        VERSION_KEY: FORMAT_VERSION,
+        "digest_algorithm": DIGEST_ALGORITHM,
+        "start_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "start_t_ns": time.monotonic_ns(),
+    }
+    if path is not None:
+        head["path"] = path
+    if device is not None:
+        head.update((key, device[key]) for key in IDENTITY_KEYS if key in device)
+        head["device"] = device
+    head.update(fields)
+    return head
+
+
+def digest_algorithm(head: dict[str, Any]) -> str:
+    """The algorithm of a log's payload digests (they only compare within one algorithm)."""
+    if head.get(VERSION_KEY) == 1:
+        return LEGACY_DIGEST_ALGORITHM
+    return str(head.get("digest_algorithm", "unknown"))
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """One log line (header, event or trailer), newline included."""
+    return json.dumps(record, separators=(",", ":")) + "\n"
+
+
+def trailer(events: int) -> dict[str, Any]:
+    return {END_KEY: True, "events": events}
+
+
+# --- event lines: the recorder's hot paths format by hand, json.dumps is several
+# times slower. Each returns a whole line.
+
+
+def _stream(stream: str | None) -> str:
+    return f',"stream":"{stream}"' if stream else ""
+
+
+def config_line(
+    seq: int, t_ns: int, write: bool, offset: int, size: int, data: bytes, stream: str | None
+) -> str:
+    kind = Kind.CFG_WRITE.value if write else Kind.CFG_READ.value
+    if size <= 8:
+        body = f'"offset":{offset},"size":{size},"value":{int.from_bytes(data, "little")}'
+    else:
+        body = f'"offset":{offset},"size":{size},"digest":"{payload_digest(data)}"'
+    return f'{{"seq":{seq},"t_ns":{t_ns},"kind":"{kind}",{body}{_stream(stream)}}}\n'
+
+
+def mmio_line(
+    seq: int,
+    t_ns: int,
+    write: bool,
+    bar: int,
+    offset: int,
+    size: int,
+    value: int,
+    stream: str | None,
+) -> str:
+    kind = Kind.MMIO_WRITE.value if write else Kind.MMIO_READ.value
+    return (
+        f'{{"seq":{seq},"t_ns":{t_ns},"kind":"{kind}","bar":{bar},'
+        f'"offset":{offset},"size":{size},"value":{value}{_stream(stream)}}}\n'
+    )
+
+
+def dma_line(seq: int, t_ns: int, write: bool, addr: int, data: bytes, tag: str | None) -> str:
+    kind = Kind.DMA_WRITE.value if write else Kind.DMA_READ.value
+    length = len(data)
+    inline = f',"data":"{data.hex()}"' if length <= INLINE_DATA_LIMIT or tag else ""
+    if tag:
+        inline += f',"tag":"{tag}"'
+    return (
+        f'{{"seq":{seq},"t_ns":{t_ns},"kind":"{kind}","addr":{addr},"len":{length},'
+        f'"digest":"{payload_digest(data)}"{inline}}}\n'
+    )
+
+
+def irq_line(seq: int, t_ns: int, irq_type: str, vector: int, stream: str | None) -> str:
+    return (
+        f'{{"seq":{seq},"t_ns":{t_ns},"kind":"irq","irq_type":"{irq_type}",'
+        f'"vector":{vector}{_stream(stream)}}}\n'
+    )
+
+
+def event_line(seq: int, t_ns: int, kind: str, fields: dict[str, Any]) -> str:
+    """Any event, through json (the rare kinds: reset, dma_map, device_error...)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown event kind {kind!r}")
+    missing = [name for name in EVENT_FIELDS[kind] if name not in fields]
+    if missing:
+        raise ValueError(f"{kind} event without {', '.join(missing)}")
+    return dumps({"seq": seq, "t_ns": t_ns, "kind": kind, **fields})
+
+
+def check_event(record: dict[str, Any]) -> str | None:
+    """Why ``record`` is not a well-formed event of a known kind, or None if it is."""
+    kind = record.get("kind")
+    fields = EVENT_FIELDS.get(kind)  # type: ignore[arg-type]
+    if fields is None:
+        return f"unknown event kind {kind!r}"
+    for name in fields:
+        if name not in record:
+            return f'{kind} event without "{name}"'
+    if "seq" not in record:
+        return 'event without "seq"'
+    if kind in (Kind.CFG_READ, Kind.CFG_WRITE) and "value" not in record and "digest" not in record:
+        return f'{kind} event without "value" or "digest"'
+    return None
+
+
+__all__ = [
+    "DIGEST_ALGORITHM",
+    "END_KEY",
+    "EVENT_FIELDS",
+    "FORMAT_VERSION",
+    "IDENTITY_KEYS",
+    "INLINE_DATA_LIMIT",
+    "KINDS",
+    "LEGACY_DIGEST_ALGORITHM",
+    "READABLE_VERSIONS",
+    "VERSION_KEY",
+    "WINDOW_STREAM",
+    "Kind",
+    "check_event",
+    "config_line",
+    "digest_algorithm",
+    "dma_line",
+    "dumps",
+    "event_line",
+    "header",
+    "irq_line",
+    "mmio_line",
+    "payload_digest",
+    "trailer",
+]
