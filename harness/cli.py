@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from typing import TYPE_CHECKING
 
 from vfio_bridge import cli as bridge_cli
@@ -156,6 +157,14 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's ``version`` is the one source)."""
+    try:
+        return metadata.version("xvpci")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install the project)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xvpci",
@@ -164,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"xvpci {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     prov = sub.add_parser(
@@ -171,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="install QEMU 11 from Debian trixie-backports into the cache",
         description="Build (once) a Debian trixie root holding QEMU 11 in the cache "
         "directory ($XVPCI_CACHE, default ~/.cache/xvpci) and print the QEMU binary.",
-        epilog="examples:\n  sudo xvpci provision\n  xvpci provision --check && echo usable\n\n"
-        + EXIT_CODES,
+        epilog="examples:\n  xvpci provision            # as root: installs mmdebstrap if missing\n"
+        "  xvpci provision --check && echo usable\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     prov.add_argument("--check", action="store_true", help="only check: exit 0 if usable")
@@ -202,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         "build",
         help="build (or reuse) the cached guest image",
         description="Build the Linux guest image (Debian kernel + initramfs from Debian "
-        "packages) into the cache; rebuilt only when its inputs in this repository change.",
+        "packages) into the cache; rebuilt only when its inputs in this package change.",
         epilog="example:\n  xvpci guest build linux\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
