@@ -52,9 +52,11 @@ class Bus(Protocol):
 
     def dma_write(self, addr: int, data: bytes, tag: str | None = None) -> None: ...
 
-    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes: ...
+    def dma_gather(self, segments: Sequence[tuple[int, int]], block: int = 0) -> bytes: ...
 
-    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None: ...
+    def dma_scatter(
+        self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0
+    ) -> None: ...
 
     def signal_irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> bool: ...
 
@@ -132,10 +134,12 @@ class DetachedBus:
     def dma_write(self, addr: int, data: bytes, tag: str | None = None) -> None:
         raise DmaError("model is not attached to a bus")
 
-    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
+    def dma_gather(self, segments: Sequence[tuple[int, int]], block: int = 0) -> bytes:
         raise DmaError("model is not attached to a bus")
 
-    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
+    def dma_scatter(
+        self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0
+    ) -> None:
         raise DmaError("model is not attached to a bus")
 
     def signal_irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> bool:
@@ -351,18 +355,23 @@ class DeviceModel:
             raise DmaError(f"DMA write of {len(data)} bytes at {addr:#x} with bus mastering off")
         self.bus.dma_write(addr, data, tag)
 
-    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
+    def dma_gather(self, segments: Sequence[tuple[int, int]], block: int = 0) -> bytes:
         """Read a scatter list as one transfer (logged as one DMA of the whole buffer, so
-        how guest memory happened to be fragmented does not show in the log)."""
+        how guest memory happened to be fragmented does not show in the log).
+
+        ``block`` > 0: the data is a block device's, logged with a digest per
+        logical block of that size (``logformat`` Rule 5)."""
         if not self.config.bus_master:
             raise DmaError("DMA read with bus mastering off")
-        return self.bus.dma_gather(segments)
+        return self.bus.dma_gather(segments, block)
 
-    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
+    def dma_scatter(
+        self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0
+    ) -> None:
         """Write ``data`` across a scatter list as one transfer (see :meth:`dma_gather`)."""
         if not self.config.bus_master:
             raise DmaError("DMA write with bus mastering off")
-        self.bus.dma_scatter(segments, data)
+        self.bus.dma_scatter(segments, data, block)
 
     def defer(self, work: Callable[[], None]) -> None:
         """Run ``work`` after the current access completed (device-side work)."""

@@ -601,11 +601,11 @@ class Nvme(DeviceModel):
                 )
             segments = prp_segments(cmd.prp1, cmd.prp2, length, self._read_prp_list)
             if cmd.opcode == READ:
-                self.dma_scatter(segments, ns.read(lba, count))
+                self.dma_scatter(segments, ns.read(lba, count), ns.block_size)
                 self.counters["reads"] += 1
                 self.counters["read_bytes"] += length
             else:
-                ns.write(lba, self.dma_gather(segments))
+                ns.write(lba, self.dma_gather(segments, ns.block_size))
                 self.counters["writes"] += 1
                 self.counters["write_bytes"] += length
             return NvmeStatus.SUCCESS, 0
