@@ -84,6 +84,10 @@ class BarRange:
     size: int
     read: str | None = None
     write: str | None = None
+    #: Names of the registers in the range, one per ``stride`` bytes, cycling with
+    #: ``{n}`` counting the cycles: ``("SQ{n}TDBL", "CQ{n}HDBL")`` names doorbells.
+    names: tuple[str, ...] = ()
+    stride: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +141,7 @@ class DetachedBus:
     def dma_gather(self, segments: Sequence[tuple[int, int]], block: int = 0) -> bytes:
         raise DmaError("model is not attached to a bus")
 
-    def dma_scatter(
-        self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0
-    ) -> None:
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0) -> None:
         raise DmaError("model is not attached to a bus")
 
     def signal_irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> bool:
@@ -365,9 +367,7 @@ class DeviceModel:
             raise DmaError("DMA read with bus mastering off")
         return self.bus.dma_gather(segments, block)
 
-    def dma_scatter(
-        self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0
-    ) -> None:
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0) -> None:
         """Write ``data`` across a scatter list as one transfer (see :meth:`dma_gather`)."""
         if not self.config.bus_master:
             raise DmaError("DMA write with bus mastering off")
@@ -544,13 +544,17 @@ def _describe_bar(bar: Bar) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": reg.name, "offset": reg.offset, "size": reg.size}
         if reg.address:
             entry["address"] = True
+        if reg.state:
+            entry["state"] = True
         registers.append(entry)
-    return {
-        "index": bar.index,
-        "size": bar.size,
-        "registers": registers,
-        "ranges": [{"name": r.name, "offset": r.offset, "size": r.size} for r in bar.ranges],
-    }
+    ranges = []
+    for r in bar.ranges:
+        entry = {"name": r.name, "offset": r.offset, "size": r.size}
+        if r.names:
+            entry["names"] = list(r.names)
+            entry["stride"] = r.stride
+        ranges.append(entry)
+    return {"index": bar.index, "size": bar.size, "registers": registers, "ranges": ranges}
 
 
 __all__ = [

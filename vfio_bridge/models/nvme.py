@@ -225,6 +225,7 @@ class Nvme(DeviceModel):
                         Field("iocqes", 20, 4),
                     ),
                     write="_configure",
+                    state=True,
                 ),
                 Register(
                     "csts",
@@ -235,13 +236,23 @@ class Nvme(DeviceModel):
                         Field("shst", 2, 2, access=Access.RO),
                     ),
                 ),
-                Register("aqa", 0x24, fields=(Field("asqs", 0, 12), Field("acqs", 16, 12))),
+                Register(
+                    "aqa", 0x24, fields=(Field("asqs", 0, 12), Field("acqs", 16, 12)), state=True
+                ),
                 Register("asq", 0x28, size=8, fields=(Field("asqb", 12, 52),), address=True),
                 Register("acq", 0x30, size=8, fields=(Field("acqb", 12, 52),), address=True),
                 Register("cmbloc", 0x38, access=Access.RO),
                 Register("cmbsz", 0x3C, access=Access.RO),
             ),
-            ranges=(BarRange("doorbells", DOORBELLS, 8 * (MAX_IO_QUEUES + 1), write="_doorbell"),),
+            ranges=(
+                BarRange(
+                    "doorbells",
+                    DOORBELLS,
+                    8 * (MAX_IO_QUEUES + 1),
+                    write="_doorbell",
+                    names=("SQ{n}TDBL", "CQ{n}HDBL"),
+                ),
+            ),
         ),
     )
 
