@@ -1,25 +1,64 @@
-# fs-verify: ext4 on the model's namespace, random files, drop caches, compare, fsck.
+# fs-verify: ext4 on the model's namespace, files, drop caches, compare, fsck.
+#
+# The guest writes the same bytes on every boot and path; only the order and
+# batching of the writes (the page cache's business) differ. What made them
+# differ, found by comparing the per-LBA content two boots wrote:
+# - timestamps: the superblock's mount and write times, every inode's times (and
+#   with 256-byte inodes their nanoseconds). mkfs takes a fixed time from
+#   E2FSPROGS_FAKE_TIME; the guest clock is set to the same instant before each
+#   step that stamps something (`pin_clock`), 128-byte inodes keep whole seconds
+#   only, and noatime keeps reads from stamping;
+# - inode generation numbers, random per created inode: set with chattr -v, which
+#   ext4 refuses with metadata_csum (its checksums are seeded by them);
+# - the journal: its commit blocks carry the commit time in nanoseconds and its
+#   transaction count depends on timing, so the filesystem has no journal;
+# - timed writeback: periodic flushes write an inode before its generation and
+#   times are pinned, so the flusher is off and everything goes out at `sync`;
+# - the filesystem UUID and directory hash seed (mkfs picks them at random), and
+#   the lazy inode table initialisation thread (timed): fixed and off.
 set -e
 ns=$(nvme_namespace)
 ctrl=${ns%n1}
 echo "namespace $ns"
 nvme id-ctrl "$ctrl" | grep -E '^(vid|mn|sn) ' || fail "nvme id-ctrl failed"
-# Fixed UUID, hash seed and time keep mkfs's own output identical on both paths.
-E2FSPROGS_FAKE_TIME=1767225600 mkfs.ext4 -q -F -U 7b2a1c4e-0d5f-4e8a-9c3b-2f6d8e1a0b5c \
-    -E hash_seed=3c9d2e1f-6a4b-4c8d-8e7f-1a2b3c4d5e6f "$ns" || fail "mkfs.ext4 failed"
-mkdir -p /mnt/verify
-mount -t ext4 "$ns" /mnt/verify || fail "mount failed"
+
+epoch=1767225600  # 2026-01-01T00:00:00Z
+pin_clock() { date -u -s "@$epoch" >/dev/null || fail "cannot set the guest clock"; }
+
+echo 0 > /proc/sys/vm/dirty_writeback_centisecs
+echo 360000 > /proc/sys/vm/dirty_expire_centisecs
+
+E2FSPROGS_FAKE_TIME=$epoch mkfs.ext4 -q -F -I 128 -O ^has_journal,^metadata_csum \
+    -U 7b2a1c4e-0d5f-4e8a-9c3b-2f6d8e1a0b5c \
+    -E hash_seed=3c9d2e1f-6a4b-4c8d-8e7f-1a2b3c4d5e6f,lazy_itable_init=0 \
+    "$ns" || fail "mkfs.ext4 failed"
+mkdir -p /mnt/verify /tmp/files
 for i in 1 2 3 4 5 6; do
-    pattern_file /mnt/verify/file$i "file$i" $((i * 6))
+    pattern_file /tmp/files/file$i "file$i" $((i * 6))
 done
+pattern_file /tmp/files/big big 64
+
+pin_clock
+mount -t ext4 -o noatime,noinit_itable "$ns" /mnt/verify || fail "mount failed"
 mkdir -p /mnt/verify/dir/sub
-pattern_file /mnt/verify/dir/sub/big big 64
+for i in 1 2 3 4 5 6; do
+    cp /tmp/files/file$i /mnt/verify/file$i
+done
+cp /tmp/files/big /mnt/verify/dir/sub/big
+rm -rf /tmp/files
+pin_clock
+find /mnt/verify | xargs chattr -v 1 || fail "chattr -v failed"
+find /mnt/verify | xargs touch -d "2026-01-01 00:00:00" || fail "touch failed"
 (cd /mnt/verify && find . -type f | sort | xargs sha256sum) > /tmp/sums
+pin_clock
 sync
+pin_clock
 umount /mnt/verify
 echo 3 > /proc/sys/vm/drop_caches
-mount -t ext4 "$ns" /mnt/verify || fail "remount failed"
+pin_clock
+mount -t ext4 -o noatime "$ns" /mnt/verify || fail "remount failed"
 (cd /mnt/verify && sha256sum -c /tmp/sums) || fail "checksums differ after reading back"
+pin_clock
 umount /mnt/verify
 e2fsck -f -n "$ns" || fail "e2fsck found problems"
 echo "fs-verify: $(wc -l < /tmp/sums) files verified"
