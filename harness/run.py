@@ -14,6 +14,7 @@ from . import workloads
 from .accel import choose_accel
 from .difflog import LogError, Rules, diff_logs, reports
 from .difflog.reports import write_all
+from .difflog.transactions import diff_transaction_logs, has_decoder
 from .errors import HarnessError
 from .guest import LinuxGuest, ModelAttachment
 from .linux_image import build
@@ -54,8 +55,10 @@ class RunResult:
         return workloads_ok and (self.verdict is None or self.verdict.equivalent)
 
 
-def report_run(out: Path, rules_path: Path | None = None) -> Verdict:
-    """Diff the direct and window logs of a run directory; write reports to ``out/report``."""
+def report_run(out: Path, rules_path: Path | None = None, level: str = "transaction") -> Verdict:
+    """Diff the direct and window logs of a run directory at both levels; write reports to
+    ``out/report``. ``level`` (``transaction`` or ``raw``) says whose verdict counts; a
+    model without a transaction decoder is judged raw."""
     summary_file = out / "summary.json"
     if not summary_file.is_file():
         raise LogError(f"{out}: no summary.json, not an `xvpci run` output directory")
@@ -64,17 +67,59 @@ def report_run(out: Path, rules_path: Path | None = None) -> Verdict:
     if "direct" not in paths or "window" not in paths:
         raise LogError(f"{out}: the run has no direct and window logs to compare")
     log_a, log_b = Path(paths["direct"]["log"]), Path(paths["window"]["log"])
-    result = diff_logs(log_a, log_b, Rules.load(rules_path))
-    report = out / "report"
-    report.mkdir(exist_ok=True)
+    verdict, text = diff_both_levels(log_a, log_b, Rules.load(rules_path), level, out / "report")
+    return Verdict(verdict, text)
+
+
+def diff_both_levels(
+    log_a: Path,
+    log_b: Path,
+    rules: Rules,
+    level: str,
+    report: Path | None,
+    allow_truncated: bool = False,
+    paths: dict[str, Path | None] | None = None,
+) -> tuple[bool, str]:
+    """Raw and transaction diffs of two logs; reports into ``report`` (all of them) or
+    to ``paths`` (``html``, ``json``, ``junit``, ``trace``). Returns the verdict of
+    ``level`` and the summary text (the counting level first, the other as context)."""
+    result = diff_logs(log_a, log_b, rules, allow_truncated)
+    txn = None
+    note = ""
+    if has_decoder(log_a):
+        txn = diff_transaction_logs(log_a, log_b, rules, allow_truncated)
+    elif level == "transaction":
+        note = "(this model has no transaction decoder: judged on raw events)"
+        level = "raw"
+    if report is not None:
+        report.mkdir(exist_ok=True)
+        paths = {
+            "html": report / "diff.html", "json": report / "diff.json",
+            "junit": report / "junit.xml", "trace": report / "trace.json",
+        }  # fmt: skip
+    paths = paths or {}
     write_all(
         result, log_a, log_b,
-        html_path=report / "diff.html", json_path=report / "diff.json",
-        junit_path=report / "junit.xml", trace_path=report / "trace.json",
+        html_path=paths.get("html"), json_path=paths.get("json"),
+        junit_path=paths.get("junit"), trace_path=paths.get("trace"),
+        txn=txn, level=level,
     )  # fmt: skip
-    text = reports.summary(result, log_a, log_b) + f"\nreports: {report}"
-    (report / "summary.txt").write_text(text + "\n")
-    return Verdict(result.equivalent, text)
+    raw_text = reports.summary(result, log_a, log_b)
+    txn_text = reports.txn_summary(txn, log_a, log_b) if txn is not None else ""
+    if level == "transaction" and txn is not None:
+        text = f"{txn_text}\nraw events (context, not the verdict):\n{raw_text}"
+        equivalent = txn.equivalent
+    else:
+        text = raw_text + (
+            f"\ntransactions (context, not the verdict):\n{txn_text}" if txn_text else ""
+        )
+        equivalent = result.equivalent
+    if note:
+        text = f"{note}\n{text}"
+    if report is not None:
+        text += f"\nreports: {report}"
+        (report / "summary.txt").write_text(text + "\n")
+    return equivalent, text
 
 
 def attachments(model: str, options: list[str], path: str) -> list[ModelAttachment]:
@@ -92,6 +137,7 @@ def run(
     options: list[str],
     accel: str = "tcg",
     progress: Progress | None = None,
+    level: str = "transaction",
 ) -> RunResult:
     progress = progress or Progress("run")
     unknown = [p for p in paths if p not in PATHS]
@@ -134,10 +180,12 @@ def run(
                 seconds,
             )
         )
-    return _finish(result, model, workload, progress)
+    return _finish(result, model, workload, progress, level)
 
 
-def _finish(result: RunResult, model: str, workload: str, progress: Progress) -> RunResult:
+def _finish(
+    result: RunResult, model: str, workload: str, progress: Progress, level: str = "transaction"
+) -> RunResult:
     """Write summary.json and, with both paths, the diff and its reports."""
     out = result.out
     summary = {
@@ -158,7 +206,7 @@ def _finish(result: RunResult, model: str, workload: str, progress: Progress) ->
     if {"direct", "window"} <= {r.path for r in result.results}:
         progress.step("diffing the direct and window logs")
         started = time.monotonic()
-        result.verdict = report_run(out)
+        result.verdict = report_run(out, level=level)
         result.timings["diff"] = time.monotonic() - started
     return result
 
