@@ -162,6 +162,16 @@ class SubmissionQueue:
     tail: int = 0
 
 
+PERTURBATIONS = ("read_byte", "status", "irq")
+
+
+def _parse_perturbation(text: str) -> tuple[str, int]:
+    kind, _, number = text.partition("@")
+    if kind not in PERTURBATIONS or not number.isdigit() or int(number) < 1:
+        raise ValueError(f"{text!r} is not KIND@N with KIND one of {', '.join(PERTURBATIONS)}")
+    return kind, int(number)
+
+
 def _parse_size(text: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     text = text.strip().lower().removesuffix("ib").removesuffix("b")
@@ -202,6 +212,14 @@ class Nvme(DeviceModel):
         Option("block_size", 512, "logical block size: 512 or 4096", int),
         Option("backing", "", "host file holding the namespace (default: memory)"),
         Option("serial", "XVPCI0001", "serial number reported by Identify"),
+        Option(
+            "perturb",
+            None,
+            "for testing validators: KIND@N answers the Nth I/O command wrongly "
+            "(read_byte: one byte of a read's data flipped; status: completed with "
+            "Internal Error; irq: no completion interrupt for its batch)",
+            _parse_perturbation,
+        ),
     )
     bars = (
         Bar(
@@ -272,6 +290,10 @@ class Nvme(DeviceModel):
         self.aers: collections.deque[int] = collections.deque()
         self._scheduled: set[int] = set()
         self.counters = {"read_bytes": 0, "write_bytes": 0, "reads": 0, "writes": 0}
+        perturb = self.opts["perturb"]
+        self._perturb: tuple[str, int] | None = perturb  # type: ignore[assignment]
+        self._io_commands = 0
+        self._perturbing = ""  # the perturbation applying to the command in hand
 
     # --- registers ------------------------------------------------------------
 
@@ -363,7 +385,7 @@ class Nvme(DeviceModel):
         if sq is None:
             return
         cq = self.cqs[sq.cqid]
-        posted = False
+        posted = silent = False
         while sq.head != sq.tail and not cq.full:
             try:
                 raw = self.dma_read(sq.base + sq.head * SQE_SIZE, SQE_SIZE, "sqe")
@@ -373,6 +395,10 @@ class Nvme(DeviceModel):
                 return
             sq.head = (sq.head + 1) % sq.size
             cmd = NvmeCommand.parse(raw)
+            if self._perturb is not None and sqid:
+                self._io_commands += 1
+                kind, number = self._perturb
+                self._perturbing = kind if number == self._io_commands else ""
             try:
                 result = self._admin(cmd) if sqid == 0 else self._io(cmd)
             except NvmeError as exc:
@@ -386,8 +412,12 @@ class Nvme(DeviceModel):
             if result is None:  # async event request: completes later
                 continue
             status, dw0 = result
+            if self._perturbing == "status":
+                status = NvmeStatus.INTERNAL_ERROR
+            silent |= self._perturbing == "irq"
+            self._perturbing = ""
             posted |= self._post(cq, sq, cmd.cid, status, dw0)
-        if posted:
+        if posted and not silent:
             self._interrupt(cq)
 
     def _post(
@@ -612,7 +642,10 @@ class Nvme(DeviceModel):
                 )
             segments = prp_segments(cmd.prp1, cmd.prp2, length, self._read_prp_list)
             if cmd.opcode == READ:
-                self.dma_scatter(segments, ns.read(lba, count), ns.block_size)
+                data = ns.read(lba, count)
+                if self._perturbing == "read_byte":
+                    data = bytes([data[0] ^ 0x01]) + data[1:]
+                self.dma_scatter(segments, data, ns.block_size)
                 self.counters["reads"] += 1
                 self.counters["read_bytes"] += length
             else:
