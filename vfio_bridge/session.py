@@ -531,9 +531,7 @@ class Session:
             self.recorder.dma(False, segments[0][0], data, None, block)
         return data
 
-    def dma_scatter(
-        self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0
-    ) -> None:
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0) -> None:
         pos = 0
         for addr, length in segments:
             self.dma.write(addr, data[pos : pos + length])

@@ -66,9 +66,7 @@ class ChildBus:
     def dma_gather(self, segments: Sequence[tuple[int, int]], block: int = 0) -> bytes:
         return self.window.bus.dma_gather(segments, block)
 
-    def dma_scatter(
-        self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0
-    ) -> None:
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0) -> None:
         self.window.bus.dma_scatter(segments, data, block)
 
     def signal_irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> bool:
