@@ -13,7 +13,13 @@
 # - the journal: its commit blocks carry the commit time in nanoseconds and its
 #   transaction count depends on timing, so the filesystem has no journal;
 # - timed writeback: periodic flushes write an inode before its generation and
-#   times are pinned, so the flusher is off and everything goes out at `sync`;
+#   times are pinned, and catch mkfs's buffered writes half done, so the flusher
+#   waits an hour and the writes go out at mkfs's fsyncs and at `sync`. (Not 0:
+#   with 0 the kernel wakes the flusher as soon as anything is dirtied);
+# - sync(2) itself: its flusher thread races the caller, so an inode table block
+#   went out once more, half updated, on one boot and not the other (and the
+#   superblock's lifetime-kbytes-written counter differed with it). Every file
+#   and directory is fsynced first, one after the other, in find's order;
 # - the filesystem UUID and directory hash seed (mkfs picks them at random), and
 #   the lazy inode table initialisation thread (timed): fixed and off.
 set -e
@@ -25,7 +31,7 @@ nvme id-ctrl "$ctrl" | grep -E '^(vid|mn|sn) ' || fail "nvme id-ctrl failed"
 epoch=1767225600  # 2026-01-01T00:00:00Z
 pin_clock() { date -u -s "@$epoch" >/dev/null || fail "cannot set the guest clock"; }
 
-echo 0 > /proc/sys/vm/dirty_writeback_centisecs
+echo 360000 > /proc/sys/vm/dirty_writeback_centisecs  # not 0: 0 wakes the flusher at once
 echo 360000 > /proc/sys/vm/dirty_expire_centisecs
 
 E2FSPROGS_FAKE_TIME=$epoch mkfs.ext4 -q -F -I 128 -O ^has_journal,^metadata_csum \
@@ -51,6 +57,7 @@ find /mnt/verify | xargs chattr -v 1 || fail "chattr -v failed"
 find /mnt/verify | xargs touch -d "2026-01-01 00:00:00" || fail "touch failed"
 (cd /mnt/verify && find . -type f | sort | xargs sha256sum) > /tmp/sums
 pin_clock
+find /mnt/verify -depth | xargs sync || fail "fsync failed"
 sync
 pin_clock
 umount /mnt/verify
