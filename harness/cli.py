@@ -117,6 +117,8 @@ def _print_run(result: RunResult, workload: str, out: Path) -> int:
             print("  " + "\n  ".join(path_result.output.strip().splitlines()[-10:]))
     if result.verdict is not None:
         print(result.verdict.text)
+    if result.reference is not None:
+        print(result.reference.text)
     print(f"reports and logs in {out}")
     return 0 if result.passed else 1
 
@@ -268,7 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="nvme", choices=sorted(MODELS), help="device model (default nvme)"
     )
     runp.add_argument(
-        "--paths", default="direct,window", help="comma-separated: direct, window (default both)"
+        "--paths",
+        default="direct,window",
+        help="comma-separated: direct, window (default both), reference (QEMU's own "
+        "device of the model's kind, traced: the model's commands are diffed against it)",
     )
     runp.add_argument(
         "--workload",

@@ -20,9 +20,10 @@ from .guest import LinuxGuest, ModelAttachment
 from .linux_image import build
 from .progress import Progress
 from .qemu_install import find_qemu
+from .reference import report_reference, run_reference
 from .ssh import GuestCommandTimeout, GuestLinkError
 
-PATHS = ("direct", "window")
+PATHS = ("direct", "window", "reference")  # reference: QEMU's own device (reference.py)
 
 
 @dataclass
@@ -47,12 +48,15 @@ class RunResult:
     out: Path
     results: list[PathResult] = field(default_factory=list)
     verdict: Verdict | None = None
+    #: The model against QEMU's own device (``--paths ...,reference``).
+    reference: Verdict | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
     @property
     def passed(self) -> bool:
         workloads_ok = all(r.passed for r in self.results)
-        return workloads_ok and (self.verdict is None or self.verdict.equivalent)
+        verdicts = [v for v in (self.verdict, self.reference) if v is not None]
+        return workloads_ok and all(v.equivalent for v in verdicts)
 
 
 def report_run(out: Path, rules_path: Path | None = None, level: str = "transaction") -> Verdict:
@@ -154,6 +158,13 @@ def run(
     result.timings["provisioning"] = time.monotonic() - started
     for path in paths:
         workdir = out / path
+        if path == "reference":
+            ref = run_reference(qemu, image, workdir, model, options, workload, accel, progress)
+            result.results.append(
+                PathResult(path, ref.passed, ref.status, ref.trace, ref.output,
+                           ref.boot_seconds, ref.workload_seconds)
+            )  # fmt: skip
+            continue
         models = attachments(model, options, path)
         with LinuxGuest(qemu, image, workdir, models, accel=accel, progress=progress) as guest:
             progress.step(f"{path}: running workload {workload}")
@@ -208,6 +219,12 @@ def _finish(
         started = time.monotonic()
         result.verdict = report_run(out, level=level)
         result.timings["diff"] = time.monotonic() - started
+    ran = {r.path: r for r in result.results}
+    if "reference" in ran and ({"direct", "window"} & set(ran)):
+        model_log = (ran.get("direct") or ran["window"]).log
+        progress.step(f"diffing the model's log ({model_log.parent.name}) against the reference")
+        equivalent, text = report_reference(model_log, ran["reference"].log, out / "report")
+        result.reference = Verdict(equivalent, text)
     return result
 
 
