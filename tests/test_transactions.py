@@ -410,3 +410,57 @@ def test_bad_transaction_rules_are_user_errors(tmp_path: Path, rules: str, capsy
     path.write_text(rules)
     assert main(["diff", str(a), str(a), "--rules", str(path)]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+# --- fs-verify: a real file system, batched differently on each boot ---------------------
+
+
+def test_fs_verify_is_equivalent_in_transactions_while_raw_events_diverge(tmp_path: Path) -> None:
+    from harness.difflog import diff_logs
+
+    a, b = fixture_log("fs-verify-direct", tmp_path), fixture_log("fs-verify-window", tmp_path)
+    raw = diff_logs(a, b)
+    assert not raw.equivalent and raw.by_kind["missing"] and raw.by_kind["extra"]
+    result = diff_transaction_logs(a, b)
+    assert result.equivalent, [d.detail for d in result.divergences[:5]]
+    assert result.ops_a["write"] > 100 and result.ops_a["flush"] > 0
+    assert result.ops_a["dataset_management"] and result.ops_a["write_zeroes"]  # mkfs
+    assert result.blocks_written == 131072  # mkfs discarded the whole 64 MiB namespace
+    assert result.registers_compared == ["cc", "aqa"]
+
+
+def test_fs_verify_block_written_differently_is_named_with_its_write(tmp_path: Path) -> None:
+    changed = {}
+
+    def corrupt(events: Events) -> None:
+        event = data_events(events, write=False)[60]  # a write's data (dma_read by the device)
+        blocks = list(split_block_digests(event["blocks"]))
+        blocks[1] = "00000000deadbeef"
+        event["blocks"] = "".join(blocks)
+        changed["seq"] = event["seq"]
+
+    result = diff_transaction_logs(
+        fixture_log("fs-verify-direct", tmp_path),
+        fixture_log("fs-verify-window", tmp_path, corrupt),
+    )
+    assert not result.equivalent
+    blocks = [d for d in result.divergences if d.kind in ("end_state", "blocks")]
+    assert blocks and blocks[0].b is not None and changed["seq"] in blocks[0].seqs_b
+    assert blocks[0].b.op == "write" and blocks[0].lba == blocks[0].b.written[0].lba + 1
+    assert "00000000dead" in blocks[0].detail  # the content that differs, and by which write
+    assert f"#{changed['seq'] - 1}" in blocks[0].detail or str(changed["seq"]) in str(
+        blocks[0].seqs_b
+    )
+
+
+def test_a_state_register_ending_differently_diverges(tmp_path: Path) -> None:
+    def shut_down_differently(events: Events) -> None:
+        cc = [e for e in events if e["kind"] == "mmio_write" and e["offset"] == 0x14]
+        cc[-1]["value"] ^= 0x4000  # CC.SHN
+
+    result = diff_transaction_logs(
+        fixture_log("fs-verify-direct", tmp_path),
+        fixture_log("fs-verify-window", tmp_path, shut_down_differently),
+    )
+    [hit] = result.divergences
+    assert hit.kind == "register" and "register cc" in hit.detail

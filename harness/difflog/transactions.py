@@ -559,7 +559,7 @@ def diff_transaction_logs(
     if decode_a is None or decode_b is None:
         raise LogError(f"model {model_a!r} has no transaction decoder: use --level raw")
     regs_a, regs_b = _Registers(reader_a.info.header, {}), _Registers(reader_b.info.header, {})
-    return diff_transactions(
+    result = diff_transactions(
         decode_a(reader_a.info.header, regs_a.watch(reader_a)),
         decode_b(reader_b.info.header, regs_b.watch(reader_b)),
         reader_a.info,
@@ -567,6 +567,64 @@ def diff_transaction_logs(
         rules,
         (regs_a.state, regs_a.values, regs_b.values),
     )
+    if result.by_kind["blocks"]:
+        again_a = LogReader(path_a, allow_truncated)
+        again_b = LogReader(path_b, allow_truncated)
+        explain_histories(
+            result,
+            decode_a(again_a.info.header, again_a),
+            decode_b(again_b.info.header, again_b),
+            rules or Rules(),
+        )
+    return result
+
+
+EXPLAINED = 200  # block history divergences traced back to the write that differs
+
+
+def explain_histories(
+    result: TransactionResult, txns_a: Iterable[Transaction], txns_b: Iterable[Transaction],
+    rules: Rules,
+) -> None:  # fmt: skip
+    """Name, for each block whose write sequence differs (the first :data:`EXPLAINED`), the
+    first write where the two sides part: a second pass over both streams, which keeps
+    only those blocks' sequences."""
+    wanted = {d.lba: d for d in result.divergences if d.kind == "blocks" and d.lba is not None}
+    wanted = dict(itertools.islice(wanted.items(), EXPLAINED))
+    if not wanted:
+        return
+    sequences = []
+    for txns in (txns_a, txns_b):
+        seen: dict[int, list[tuple[str, Transaction]]] = {lba: [] for lba in wanted}
+        for txn in txns:
+            if txn.op in rules.txn_ignore_ops or txn.status not in (SUCCESS, None):
+                continue
+            for extent in txn.written:
+                for lba in range(max(extent.lba, min(wanted)), min(extent.end, max(wanted) + 1)):
+                    history = seen.get(lba)
+                    if history is None or not extent.digests:
+                        continue
+                    digest = extent.digests[lba - extent.lba]
+                    if not history or history[-1][0] != digest:
+                        history.append((digest, txn))
+        sequences.append(seen)
+    for lba, divergence in wanted.items():
+        seq_a, seq_b = sequences[0][lba], sequences[1][lba]
+        k = next(
+            (i for i, (x, y) in enumerate(zip(seq_a, seq_b, strict=False)) if x[0] != y[0]),
+            min(len(seq_a), len(seq_b)),
+        )
+        wa = seq_a[k][1] if k < len(seq_a) else None
+        wb = seq_b[k][1] if k < len(seq_b) else None
+        divergence.a, divergence.b = wa, wb
+        divergence.side = "A" if wb is None else "B" if wa is None else "both"
+        what_a = f"{seq_a[k][0][:12]} by {_writer(wa)}" if wa else "nothing more"
+        what_b = f"{seq_b[k][0][:12]} by {_writer(wb)}" if wb else "nothing more"
+        divergence.detail = (
+            f"LBA {lba}+{divergence.blocks}: same end content, but content #{k + 1} written to "
+            f"LBA {lba} differs: {what_a} in A, {what_b} in B"
+        )
+    result.divergences.sort(key=_order)
 
 
 def has_decoder(path: Path) -> bool:
