@@ -448,9 +448,6 @@ def test_fs_verify_block_written_differently_is_named_with_its_write(tmp_path: P
     assert blocks and blocks[0].b is not None and changed["seq"] in blocks[0].seqs_b
     assert blocks[0].b.op == "write" and blocks[0].lba == blocks[0].b.written[0].lba + 1
     assert "00000000dead" in blocks[0].detail  # the content that differs, and by which write
-    assert f"#{changed['seq'] - 1}" in blocks[0].detail or str(changed["seq"]) in str(
-        blocks[0].seqs_b
-    )
 
 
 def test_a_state_register_ending_differently_diverges(tmp_path: Path) -> None:
