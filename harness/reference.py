@@ -207,7 +207,7 @@ def report_reference(
     report.mkdir(parents=True, exist_ok=True)
     data = txn_json(result)
     data.update(
-        a=str(log), b=str(trace), compared=list(COMPARED), not_compared=list(qtrace.NOT_TRACED)
+        a=str(log), b=str(trace), compared=list(COMPARED), not_traced=list(qtrace.NOT_TRACED)
     )
     (report / "reference.json").write_text(json.dumps(data, indent=1) + "\n")
     (report / "reference.txt").write_text(text + "\n")
