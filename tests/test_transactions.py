@@ -242,7 +242,9 @@ def _read(lba: int, contents: str, seq: int = 0) -> Transaction:
     )  # fmt: skip
 
 
-def _diff(a: list[Transaction], b: list[Transaction], rules: Rules | None = None):
+def _diff(
+    a: list[Transaction], b: list[Transaction], rules: Rules | None = None
+) -> TransactionResult:
     return diff_transactions(a, b, _info("a"), _info("b"), rules)
 
 
