@@ -120,6 +120,23 @@ class Descriptor:
 
 
 @dataclass(frozen=True, slots=True)
+class Takeover:
+    """Where an OS driver takes the device over from firmware that drove it first.
+
+    Writes to ``register`` whose ``mask`` bits equal ``value`` reset the device's
+    use (NVMe: CC with EN clear, the controller disabled) and divide a log into
+    sessions. Firmware polls; an OS driver takes interrupts: the OS phase starts
+    at the reset that opens the first session in which the device signals a
+    message-signalled interrupt (MSI or MSI-X). Everything before is the pre-OS
+    phase (firmware, and the OS's own enumeration before its driver binds).
+    """
+
+    register: str
+    mask: int
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
 class Option:
     """A model option settable from the command line (``--opt name=value``)."""
 
@@ -274,6 +291,8 @@ class DeviceModel:
     options: ClassVar[tuple[Option, ...]] = ()
     first_capability: ClassVar[int] = 0x40
     descriptors: ClassVar[tuple[Descriptor, ...]] = ()
+    #: Where an OS driver takes the device over (see :class:`Takeover`); None: no rule.
+    takeover: ClassVar[Takeover | None] = None
     #: True when the model writes its own region accesses to the log (the window
     #: device records its child's accesses in the child's terms).
     records_accesses: ClassVar[bool] = False
@@ -494,7 +513,7 @@ class DeviceModel:
                 entry["table"] = [cap.table_bar, cap.table_offset, cap.table_size]
                 entry["pba"] = [cap.pba_bar, cap.pba_offset, cap.pba_size]
             capabilities.append(entry)
-        return {
+        declared: dict[str, Any] = {
             "model": self.name,
             "vendor_id": self.vendor_id,
             "device_id": self.device_id,
@@ -511,6 +530,19 @@ class DeviceModel:
                 for d in self.descriptors
             ],
         }
+        if self.takeover is not None:
+            declared["takeover"] = self._describe_takeover(self.takeover)
+        return declared
+
+    def _describe_takeover(self, takeover: Takeover) -> dict[str, Any]:
+        for bar in self.bars:
+            for reg in bar.registers:
+                if reg.name == takeover.register:
+                    return {
+                        "register": reg.name, "bar": bar.index, "offset": reg.offset,
+                        "mask": takeover.mask, "value": takeover.value,
+                    }  # fmt: skip
+        raise ValueError(f"model {self.name}: takeover register {takeover.register!r} undeclared")
 
     def use_recorder(self, recorder: Any) -> None:
         """The log a self-recording model writes to (``records_accesses``)."""
@@ -568,4 +600,5 @@ __all__ = [
     "DmaError",
     "IrqType",
     "Option",
+    "Takeover",
 ]

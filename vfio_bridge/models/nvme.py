@@ -28,6 +28,7 @@ from ..device import (
     PciExpress,
     PowerManagement,
     Register,
+    Takeover,
 )
 from .nvme_spec import (
     CQE_SIZE,
@@ -201,6 +202,9 @@ class Nvme(DeviceModel):
         ),
         PciExpress(),
     )
+    # An OS driver disables the controller (CC.EN = 0) before setting it up; firmware
+    # that drove it first (SeaBIOS, OVMF's NvmExpressDxe) did the same, but polls.
+    takeover = Takeover("cc", mask=0x1, value=0x0)
     descriptors = (
         # Submission entry: command id (the driver's tag), PRP1 and PRP2 (addresses).
         Descriptor("sqe", addresses=(24, 32), ignore=((2, 4),)),
