@@ -107,14 +107,17 @@ class Transaction:
         return self.irq_expected is None or self.irq == self.irq_expected
 
     def describe(self) -> str:
-        """``write LBA 2048+8`` and the like, for people."""
+        """``write LBA 2048+8`` and the like, for people (a block command's parameters
+        only when set: ``fua=0x1``)."""
         parts = [self.op]
         extents = self.written or self.read
         if extents:
             parts.append(", ".join(f"LBA {e.lba}+{e.blocks}" for e in extents[:4]))
             if len(extents) > 4:
                 parts.append(f"(+{len(extents) - 4} ranges)")
-        shown = [(k, v) for k, v in self.params if k not in ("opcode", "nsid")]
+        shown = [
+            (k, v) for k, v in self.params if k not in ("opcode", "nsid") and (v or not extents)
+        ]
         if shown:
             parts.append(" ".join(f"{k}={v:#x}" for k, v in shown[:4]))
         return " ".join(parts)
