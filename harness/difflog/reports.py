@@ -12,6 +12,7 @@ from xml.sax.saxutils import escape, quoteattr
 from vfio_bridge.logformat import Kind
 
 from .engine import DiffResult, Divergence
+from .phases import phase_line
 from .profile import DeviceProfile
 from .reader import LogReader
 from .transactions import TransactionResult
@@ -67,6 +68,9 @@ def summary(result: DiffResult, path_a: Path, path_b: Path) -> str:
         f"A: {path_a} ({result.a.header.get('path', '?')}, {result.a.events} events)",
         f"B: {path_b} ({result.b.header.get('path', '?')}, {result.b.events} events)",
     ]
+    phases = phase_line(result.pre_os)
+    if phases:
+        lines.append(phases)
     kinds = sorted(set(result.events_a) | set(result.events_b))
     lines.append(
         "events per kind (A / B): "
@@ -113,6 +117,9 @@ def txn_summary(result: TransactionResult, path_a: Path, path_b: Path) -> str:
         f"(merged, split or batched: judged per block), {result.blocks_written} blocks' writes "
         f"compared, {result.blocks_read_checked} block reads checked"
     )
+    phases = phase_line(result.pre_os)
+    if phases:
+        lines.append(phases)
     if result.registers_compared:
         judged += f", end state of {', '.join(result.registers_compared)}"
     if result.not_compared:

@@ -47,6 +47,7 @@ from typing import Any
 from vfio_bridge.logformat import WINDOW_STREAM, Kind
 from vfio_bridge.transaction import Transaction
 
+from .phases import PreOs, os_phase, split_phases
 from .reader import LogError, LogInfo, LogReader
 from .rules import Rules
 
@@ -139,6 +140,8 @@ class TransactionResult:
     blocks_read_checked: int = 0
     registers_compared: list[str] = field(default_factory=list)
     not_compared: set[str] = field(default_factory=set)
+    #: Each side's pre-OS phase, cut from the comparison (phases.py); None: not looked for.
+    pre_os: tuple[PreOs, PreOs] | None = None
     #: Per side, ``(t_ns relative to the log's start, row, op)`` samples for the timeline.
     timeline: dict[str, list[tuple[int, str, str]]] = field(
         default_factory=lambda: {"A": [], "B": []}
@@ -544,12 +547,18 @@ def _short(digest: str | None) -> str:
 
 
 def diff_transaction_logs(
-    path_a: Path, path_b: Path, rules: Rules | None = None, allow_truncated: bool = False
+    path_a: Path,
+    path_b: Path,
+    rules: Rules | None = None,
+    allow_truncated: bool = False,
+    phases: bool = True,
 ) -> TransactionResult:
-    """Decode both logs with their model's decoder and compare them.
+    """Decode both logs with their model's decoder and compare them; with ``phases``,
+    from the OS driver's takeover when firmware drove the device first (:mod:`.phases`).
 
     Raises :class:`LogError` for unreadable logs and for a model without a decoder.
     """
+    pre_a, pre_b = split_phases(path_a, path_b) if phases else (PreOs(), PreOs())
     reader_a = LogReader(path_a, allow_truncated)
     reader_b = LogReader(path_b, allow_truncated)
     decode_a, decode_b = decoder_for(reader_a.info.header), decoder_for(reader_b.info.header)
@@ -560,20 +569,21 @@ def diff_transaction_logs(
         raise LogError(f"model {model_a!r} has no transaction decoder: use --level raw")
     regs_a, regs_b = _Registers(reader_a.info.header, {}), _Registers(reader_b.info.header, {})
     result = diff_transactions(
-        decode_a(reader_a.info.header, regs_a.watch(reader_a)),
-        decode_b(reader_b.info.header, regs_b.watch(reader_b)),
+        os_phase(decode_a(reader_a.info.header, regs_a.watch(reader_a)), pre_a),
+        os_phase(decode_b(reader_b.info.header, regs_b.watch(reader_b)), pre_b),
         reader_a.info,
         reader_b.info,
         rules,
         (regs_a.state, regs_a.values, regs_b.values),
     )
+    result.pre_os = (pre_a, pre_b)
     if result.by_kind["blocks"]:
         again_a = LogReader(path_a, allow_truncated)
         again_b = LogReader(path_b, allow_truncated)
         explain_histories(
             result,
-            decode_a(again_a.info.header, again_a),
-            decode_b(again_b.info.header, again_b),
+            os_phase(decode_a(again_a.info.header, again_a), pre_a),
+            os_phase(decode_b(again_b.info.header, again_b), pre_b),
             rules or Rules(),
         )
     return result
