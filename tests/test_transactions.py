@@ -129,6 +129,8 @@ def test_fio_direct_and_window_are_equivalent_transactions(tmp_path: Path) -> No
     assert result.paired == 4173 and result.unpaired_a == result.unpaired_b == 0
     assert result.blocks_written == 16384  # 8 MiB of 512-byte blocks
     assert result.blocks_read_checked > 16384
+    # each side's timeline starts at its own first command (the boots take different times)
+    assert result.timeline["A"][0][0] == result.timeline["B"][0][0] == 0
 
 
 def _perturbed(tmp_path: Path, edit: Callable[[Events], object]) -> TransactionResult:

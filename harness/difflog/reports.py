@@ -325,11 +325,7 @@ def timeline_svg(txn: TransactionResult) -> str:
     for n, d in enumerate(txn.divergences[:500]):
         for side, t in (("A", d.a), ("B", d.b)):
             if t is not None:
-                start = int(
-                    txn.a.header.get("start_t_ns", 0)
-                    if side == "A"
-                    else txn.b.header.get("start_t_ns", 0)
-                )
+                start = txn.timeline_origin[side]
                 row = "admin" if t.queue == 0 else f"queue {t.queue}"
                 marks.setdefault((side, row), []).append((t.t_ns - start, f"t{n}"))
     if not rows:

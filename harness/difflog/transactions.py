@@ -142,10 +142,13 @@ class TransactionResult:
     not_compared: set[str] = field(default_factory=set)
     #: Each side's pre-OS phase, cut from the comparison (phases.py); None: not looked for.
     pre_os: tuple[PreOs, PreOs] | None = None
-    #: Per side, ``(t_ns relative to the log's start, row, op)`` samples for the timeline.
+    #: Per side, ``(t_ns since the side's first transaction, row, op)`` samples for the
+    #: timeline (each side from its own first command: boots take different times).
     timeline: dict[str, list[tuple[int, str, str]]] = field(
         default_factory=lambda: {"A": [], "B": []}
     )
+    #: Per side, the ``t_ns`` of its first transaction (the timeline's origin).
+    timeline_origin: dict[str, int] = field(default_factory=lambda: {"A": 0, "B": 0})
 
     @property
     def equivalent(self) -> bool:
@@ -168,10 +171,10 @@ TIMELINE_LIMIT = 20_000  # samples per side kept for the picture
 class _Side:
     """Per-block state of one log (Rule 2) and its register end state (Rule 3)."""
 
-    def __init__(self, name: str, rules: Rules, start_t_ns: int) -> None:
+    def __init__(self, name: str, rules: Rules) -> None:
         self.name = name
         self.rules = rules
-        self.start = start_t_ns
+        self.start: int | None = None  # t_ns of the first transaction
         self.content: dict[int, str] = {}
         self.history: dict[int, int] = {}
         self.writes: dict[int, int] = {}
@@ -232,6 +235,8 @@ class _Side:
     def sample(self, txn: Transaction) -> None:
         """Keep a bounded, evenly thinned sample of transactions for the timeline."""
         self.seen += 1
+        if self.start is None:
+            self.start = txn.t_ns
         if self.seen % self.stride:
             return
         if len(self.timeline) >= TIMELINE_LIMIT:
@@ -286,8 +291,7 @@ def diff_transactions(
     streams are consumed."""
     rules = rules or Rules()
     result = TransactionResult(info_a, info_b, str(info_a.header.get("model", "?")))
-    side_a = _Side("A", rules, int(info_a.header.get("start_t_ns", 0)))
-    side_b = _Side("B", rules, int(info_b.header.get("start_t_ns", 0)))
+    side_a, side_b = _Side("A", rules), _Side("B", rules)
     iter_a, iter_b = iter(txns_a), iter(txns_b)
     done_a = done_b = False
     while not (done_a and done_b):
@@ -307,6 +311,7 @@ def diff_transactions(
         _compare_registers(registers, result)
     result.ops_a, result.ops_b = side_a.ops, side_b.ops
     result.timeline = {"A": side_a.timeline, "B": side_b.timeline}
+    result.timeline_origin = {"A": side_a.start or 0, "B": side_b.start or 0}
     result.divergences.sort(key=_order)
     return result
 
