@@ -93,7 +93,9 @@ class TxnDivergence:
     def command(self) -> str:
         """The command it is about, as a person names it (op, LBA, length)."""
         txn = self.a or self.b
-        return txn.describe() if txn else f"LBA {self.lba}+{self.blocks}"
+        if txn is not None:
+            return txn.describe()
+        return f"LBA {self.lba}+{self.blocks}" if self.lba is not None else "end state"
 
     def to_json(self) -> dict[str, Any]:
         return {
