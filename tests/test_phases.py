@@ -3,6 +3,7 @@ what firmware did before apart (harness/difflog/phases.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from harness import workloads
 from harness.difflog.engine import diff_logs
 from harness.difflog.phases import find_pre_os, find_pre_os_in, split_phases
+from harness.difflog.reports import summary, write_json
 from harness.difflog.transactions import diff_transaction_logs
 from harness.guest import LinuxGuest
 from harness.run import attachments
@@ -103,3 +105,8 @@ def test_seabios_direct_log_against_a_qboot_one(linux_image, qemu, tmp_path: Pat
         assert divergence.a is not None and divergence.a.op == "get_log_page"
         assert divergence.a.param("lid") == 0x02
     assert raw.total_divergences <= 1 and txn.paired > 4000
+    report = tmp_path / "diff.json"
+    write_json(raw, report, qboot, seabios, txn, "transaction")
+    pre_os = json.loads(report.read_text())["pre_os"]
+    assert pre_os["b"]["takeover"] == pre_seabios.takeover and pre_os["b"]["resets"] >= 1
+    assert "pre-OS phase (reported apart, not compared)" in summary(raw, qboot, seabios)

@@ -189,6 +189,11 @@ def write_json(
     }
     if txn is not None:
         data["transaction"] = txn_json(txn)
+    if result.pre_os is not None and phase_line(result.pre_os):
+        data["pre_os"] = {
+            side: {"takeover": pre.takeover, "resets": pre.sessions, "events": dict(pre.kinds)}
+            for side, pre in zip(("a", "b"), result.pre_os, strict=True)
+        }
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
