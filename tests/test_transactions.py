@@ -465,3 +465,54 @@ def test_a_state_register_ending_differently_diverges(tmp_path: Path) -> None:
     )
     [hit] = result.divergences
     assert hit.kind == "register" and "register cc" in hit.detail
+
+
+# --- the NVMe decoder on a log recorded through the real server ---------------------------
+
+
+def test_nvme_decoder_on_errors_outstanding_commands_and_queues_without_interrupts(
+    sockdir: Path, tmp_path: Path
+) -> None:
+    import os
+
+    from tests.nvme_host import SQE, ClientPort, NvmeHost, Queue
+    from vfio_bridge.client import VfioUserClient
+
+    server = ThreadedServer("nvme", sockdir, tmp_path / "nvme.jsonl")
+    payload = os.urandom(4096)
+    try:
+        with VfioUserClient(server.socket_path) as client:
+            client.negotiate()
+            memory = client.map_memory(0, 1 << 22, shared=True)
+            host = NvmeHost(ClientPort(client, memory))
+            host.enable()
+            assert host.create_io_queue(1, 8, vector=1).status == 0
+            cq, sq = host.page(), host.page()  # queue 2: interrupts off (IEN clear)
+            assert host.submit(0, 0x05, prp1=cq, cdw=(7 << 16 | 2, 2 << 16 | 0x1)).status == 0
+            assert host.submit(0, 0x01, prp1=sq, cdw=(7 << 16 | 2, 2 << 16 | 0x1)).status == 0
+            host.queues[2] = Queue(2, sq, cq, 8)
+            buf = host.page()
+            memory.write(buf, payload)
+            assert host.submit(1, 0x01, nsid=1, prp1=buf, cdw=(16, 0, 7)).status == 0
+            assert host.submit(2, 0x02, nsid=1, prp1=buf, cdw=(16, 0, 7)).status == 0
+            assert host.submit(1, 0x7F, nsid=1).status == NvmeStatus.INVALID_OPCODE
+            admin = host.queues[0]  # an async event request: never completes
+            memory.write(
+                admin.sq_base + admin.sq_tail * 64, SQE.pack(0x0C, 0, 99, 0, 0, 0, *[0] * 6)
+            )
+            admin.sq_tail += 1
+            client.write32(0, 0x1000, admin.sq_tail)
+            client.read32(0, 0x1C)
+    finally:
+        server.stop()
+    txns = decode(tmp_path / "nvme.jsonl")
+    write = next(t for t in txns if t.op == "write")
+    assert write.written == (Extent(16, 8, split_block_digests(block_digests(payload, 512))),)
+    assert write.signalled and write.irq_expected == 1 and write.queue == 1
+    read = next(t for t in txns if t.op == "read")
+    assert read.read[0].digests == write.written[0].digests and read.queue == 2
+    assert read.irq_expected is None and read.signalled  # no interrupt was due
+    bad = next(t for t in txns if t.op == "io_0x7f")
+    assert bad.status == NvmeStatus.INVALID_OPCODE and bad.signalled
+    aer = next(t for t in txns if t.op == "async_event")
+    assert aer.status is None and aer.cid == 99 and aer.queue == 0

@@ -306,9 +306,12 @@ class NvmeDecoder:
         for cqid in list(self.awaiting_irq):
             cq = self.cqs.get(cqid)
             if intx or (cq is not None and cq.vector == vector):
+                expected = cq.vector if cq else None
+                # INTx is one line for every queue: it signals each queue's completions.
+                raised = expected if intx else vector
                 for pending in self.awaiting_irq.pop(cqid):
                     pending.seqs.append(event["seq"])
-                    done.append(self._transaction(pending, vector, cq.vector if cq else None))
+                    done.append(self._transaction(pending, raised, expected))
         return done
 
     def _mmio_write(self, event: Mapping[str, Any]) -> list[Transaction]:
