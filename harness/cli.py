@@ -148,10 +148,10 @@ def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .difflog import LogError
-    from .run import report_run
+    from .run import report_all
 
     try:
-        verdict = report_run(
+        verdict = report_all(
             Path(args.run_dir), Path(args.rules) if args.rules else None, args.level
         )
     except LogError as exc:

@@ -219,13 +219,41 @@ def _finish(
         started = time.monotonic()
         result.verdict = report_run(out, level=level)
         result.timings["diff"] = time.monotonic() - started
-    ran = {r.path: r for r in result.results}
-    if "reference" in ran and ({"direct", "window"} & set(ran)):
-        model_log = (ran.get("direct") or ran["window"]).log
-        progress.step(f"diffing the model's log ({model_log.parent.name}) against the reference")
-        equivalent, text = report_reference(model_log, ran["reference"].log, out / "report")
-        result.reference = Verdict(equivalent, text)
+    if "reference" in {r.path for r in result.results}:
+        progress.step("diffing the model's log against the reference")
+        result.reference = report_reference_run(out)
     return result
+
+
+def report_reference_run(out: Path, rules_path: Path | None = None) -> Verdict | None:
+    """Diff the model's log (direct, else window) of a run directory against its reference
+    trace, into ``out/report``; None when the run has no reference or no model log."""
+    summary = json.loads((out / "summary.json").read_text())
+    paths = summary.get("paths", {})
+    model = paths.get("direct") or paths.get("window")
+    if "reference" not in paths or model is None:
+        return None
+    trace = Path(paths["reference"]["log"])
+    equivalent, text = report_reference(
+        Path(model["log"]), trace, out / "report", Rules.load(rules_path)
+    )
+    return Verdict(equivalent, text)
+
+
+def report_all(out: Path, rules_path: Path | None = None, level: str = "transaction") -> Verdict:
+    """``xvpci report``: every diff a run directory holds (direct against window, the
+    model against the reference), re-rendered; one verdict for all."""
+    summary_file = out / "summary.json"
+    if not summary_file.is_file():
+        raise LogError(f"{out}: no summary.json, not an `xvpci run` output directory")
+    paths = json.loads(summary_file.read_text()).get("paths", {})
+    verdicts = []
+    if "reference" not in paths or {"direct", "window"} <= set(paths):
+        verdicts.append(report_run(out, rules_path, level))
+    reference = report_reference_run(out, rules_path)
+    if reference is not None:
+        verdicts.append(reference)
+    return Verdict(all(v.equivalent for v in verdicts), "\n".join(v.text for v in verdicts))
 
 
 def run_macos(

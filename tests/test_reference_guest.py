@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.reference import diff_reference
-from harness.run import run
+from harness.run import report_all, run
 
 pytestmark = pytest.mark.qemu
 
@@ -37,6 +37,10 @@ def test_model_against_qemus_nvme_on_fs_verify(linux_image, tmp_path: Path) -> N
         assert divergence["command"] and divergence["kind"] in ("status", "result", "unmatched")
     assert result.reference.equivalent == (data["total_divergences"] == 0)
     assert "compared: " in result.reference.text and "not compared" in result.reference.text
+    # `xvpci report` re-renders it from the run directory.
+    again = report_all(tmp_path)
+    assert again.equivalent == result.reference.equivalent
+    assert again.text.startswith("reference: the model's log")
 
     # The comparison can fail at a command: QEMU's trace, edited so that one read
     # completes with Unrecovered Read Error (0x281), is judged DIVERGED at that read.
