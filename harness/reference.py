@@ -60,8 +60,9 @@ class ReferenceRun:
     workload_seconds: float
 
 
-def reference_args(model: str, options: Sequence[str], disk: Path, trace: Path) -> list[str]:
-    """QEMU arguments attaching QEMU's own device for ``model`` on ``disk``, traced."""
+def reference_namespace(model: str, options: Sequence[str]) -> tuple[str, int, int, str]:
+    """QEMU's device for ``model`` and the namespace the model's ``options`` describe:
+    ``(device, size in bytes, block size, serial)``."""
     device = REFERENCE_DEVICES.get(model)
     if device is None:
         known = ", ".join(sorted(REFERENCE_DEVICES))
@@ -71,13 +72,15 @@ def reference_args(model: str, options: Sequence[str], disk: Path, trace: Path) 
     try:
         opts = parse_options(get_model(model), options)
     except (KeyError, ValueError) as exc:
-        raise HarnessError(str(exc.args[0] if exc.args else exc)) from None
+        raise HarnessError(f"reference path: {exc.args[0] if exc.args else exc}") from None
     defaults = {opt.name: opt.default for opt in get_model(model).options}
     size = int(opts.get("size", defaults["size"]))
     block = int(opts.get("block_size", defaults["block_size"]))
-    serial = str(opts.get("serial", defaults["serial"]))
-    with open(disk, "wb") as handle:
-        handle.truncate(size)
+    return device, size, block, str(opts.get("serial", defaults["serial"]))
+
+
+def reference_args(device: str, block: int, serial: str, disk: Path, trace: Path) -> list[str]:
+    """QEMU arguments attaching QEMU's ``device`` on the raw ``disk``, traced to ``trace``."""
     return [
         "-drive", f"file={disk},if=none,id=reference,format=raw",
         "-device", f"{device},drive=reference,serial={serial},"
@@ -101,7 +104,11 @@ def run_reference(
     """Run ``workload`` on QEMU's own device for ``model``; its trace lands in ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
     trace = workdir / TRACE_NAME
-    args = reference_args(model, options, workdir / "reference.img", trace)
+    device, size, block, serial = reference_namespace(model, options)
+    disk = workdir / "reference.img"
+    with open(disk, "wb") as handle:
+        handle.truncate(size)  # sparse, like the model's memory-backed namespace: zeroes
+    args = reference_args(device, block, serial, disk, trace)
     with LinuxGuest(
         qemu, image, workdir, (), accel=accel, extra_args=args, progress=progress
     ) as guest:
@@ -116,7 +123,7 @@ def run_reference(
         seconds = time.monotonic() - start
         boot = guest.boot_seconds
     (workdir / f"{workload}.out").write_text(outcome.stdout + outcome.stderr)
-    (workdir / "reference.img").unlink(missing_ok=True)
+    disk.unlink(missing_ok=True)
     return ReferenceRun(outcome.status == 0, outcome.status, trace, outcome.stdout, boot, seconds)
 
 
@@ -220,6 +227,7 @@ __all__ = [
     "ReferenceRun",
     "diff_reference",
     "reference_args",
+    "reference_namespace",
     "report_reference",
     "run_reference",
 ]

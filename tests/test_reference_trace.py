@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.errors import HarnessError
+from harness.reference import reference_args, reference_namespace
 from vfio_bridge.models.nvme import IDENTIFY, READ, SET_FEATURES, WRITE, WRITE_ZEROES
 from vfio_bridge.models.nvme_qemu_trace import (
     TRACED_PARAMS,
@@ -199,3 +201,20 @@ def test_projection_blinds_write_data_but_not_zeroes() -> None:
     assert blind.payload_in is None and "data" in blind.unknown
     zeroes = project(Transaction("write_zeroes", (("opcode", 8),), (Extent(0, 1, (ZERO_BLOCK,)),)))
     assert zeroes.written == (Extent(0, 1, (ZERO_BLOCK,)),)
+
+
+def test_the_reference_device_takes_the_models_namespace(tmp_path) -> None:
+    assert reference_namespace("nvme", []) == ("nvme", 64 << 20, 512, "XVPCI0001")
+    device, size, block, serial = reference_namespace(
+        "nvme", ["size=1m", "block_size=4096", "serial=REF1"]
+    )
+    assert (device, size, block, serial) == ("nvme", 1 << 20, 4096, "REF1")
+    args = reference_args(device, block, serial, tmp_path / "d.img", tmp_path / "t")
+    assert (
+        "nvme,drive=reference,serial=REF1,logical_block_size=4096,physical_block_size=4096" in args
+    )
+    assert args[args.index("-trace") + 1] == "pci_nvme_*" and "-D" in args
+    with pytest.raises(HarnessError, match="no reference device in QEMU"):
+        reference_namespace("edu", [])
+    with pytest.raises(HarnessError, match="block_size"):
+        reference_namespace("nvme", ["block_size=nope"])
