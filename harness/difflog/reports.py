@@ -15,7 +15,7 @@ from .engine import DiffResult, Divergence
 from .phases import phase_line
 from .profile import DeviceProfile
 from .reader import LogReader
-from .transactions import TransactionResult
+from .transactions import TransactionResult, timeline_row
 
 CONTEXT = 4
 
@@ -331,7 +331,7 @@ def timeline_svg(txn: TransactionResult) -> str:
         for side, t in (("A", d.a), ("B", d.b)):
             if t is not None:
                 start = txn.timeline_origin[side]
-                row = "admin" if t.queue == 0 else f"queue {t.queue}"
+                row = timeline_row(t)
                 marks.setdefault((side, row), []).append((t.t_ns - start, f"t{n}"))
     if not rows:
         return "<p><em>no transactions</em></p>"

@@ -244,8 +244,15 @@ class _Side:
         if len(self.timeline) >= TIMELINE_LIMIT:
             del self.timeline[1::2]
             self.stride *= 2
-        row = "admin" if txn.queue == 0 else f"queue {txn.queue}"
+        row = timeline_row(txn)
         self.timeline.append((txn.t_ns - self.start, row, txn.op))
+
+
+def timeline_row(txn: Transaction) -> str:
+    """The timeline row of a transaction: its queue, or one row for a device without queues."""
+    if txn.queue is None:
+        return "operations"
+    return "admin" if txn.queue == 0 else f"queue {txn.queue}"
 
 
 def _seqs(txn: Transaction | None) -> str:
@@ -661,4 +668,5 @@ __all__ = [
     "diff_transaction_logs",
     "diff_transactions",
     "has_decoder",
+    "timeline_row",
 ]
