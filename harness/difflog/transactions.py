@@ -667,6 +667,7 @@ __all__ = [
     "decoder_for",
     "diff_transaction_logs",
     "diff_transactions",
+    "explain_histories",
     "has_decoder",
     "timeline_row",
 ]
