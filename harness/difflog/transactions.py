@@ -194,45 +194,51 @@ class _Side:
 
     def apply(self, txn: Transaction, result: TransactionResult) -> None:
         """Reads checked against this side's blocks, then writes applied."""
+        ignores = self.rules.txn_ignore_blocks
+        content = self.content
         for extent in txn.read:
-            if not extent.digests:
-                continue
-            for i, digest in enumerate(extent.digests):
-                lba = extent.lba + i
-                if self.ignored(lba):
+            lba = extent.lba
+            for digest in extent.digests:
+                if ignores and self.ignored(lba):
+                    lba += 1
                     continue
                 result.blocks_read_checked += 1
-                known = self.content.get(lba)
+                known = content.get(lba)
                 if known is None:
                     self.initial.setdefault(lba, (digest, txn))
                 elif known != digest:
-                    writer = self.last_writer.get(lba)
-                    where = f" (written by {_seqs(writer)})" if writer else ""
-                    result.add(
-                        TxnDivergence(
-                            "data",
-                            self.name,
-                            txn if self.name == "A" else None,
-                            txn if self.name == "B" else None,
-                            f"{txn.describe()} on {self.name} returned for LBA {lba} content "
-                            f"{digest[:12]}, not what {self.name} last wrote there "
-                            f"({known[:12]}{where})",
-                            lba,
-                            1,
-                        )
-                    )
+                    self._stale_read(txn, lba, digest, known, result)
+                lba += 1
         if txn.status not in (SUCCESS, None):
             return  # a failed write stored nothing
+        history, writes, last_writer = self.history, self.writes, self.last_writer
         for extent in txn.written:
-            if not extent.digests:
-                continue
-            for i, digest in enumerate(extent.digests):
-                lba = extent.lba + i
-                if self.content.get(lba) != digest:
-                    self.content[lba] = digest
-                    self.history[lba] = hash((self.history.get(lba, 0), digest))
-                self.writes[lba] = self.writes.get(lba, 0) + 1
-                self.last_writer[lba] = txn
+            lba = extent.lba
+            for digest in extent.digests:
+                if content.get(lba) != digest:
+                    content[lba] = digest
+                    history[lba] = hash((history.get(lba, 0), digest))
+                writes[lba] = writes.get(lba, 0) + 1
+                last_writer[lba] = txn
+                lba += 1
+
+    def _stale_read(
+        self, txn: Transaction, lba: int, digest: str, known: str, result: TransactionResult
+    ) -> None:
+        writer = self.last_writer.get(lba)
+        where = f" (written by {_seqs(writer)})" if writer else ""
+        result.add(
+            TxnDivergence(
+                "data",
+                self.name,
+                txn if self.name == "A" else None,
+                txn if self.name == "B" else None,
+                f"{txn.describe()} on {self.name} returned for LBA {lba} content "
+                f"{digest[:12]}, not what {self.name} last wrote there ({known[:12]}{where})",
+                lba,
+                1,
+            )
+        )
 
     def sample(self, txn: Transaction) -> None:
         """Keep a bounded, evenly thinned sample of transactions for the timeline."""
