@@ -37,7 +37,8 @@ pin_clock() { date -u -s "@$epoch" >/dev/null || fail "cannot set the guest cloc
 # times a second, for as long as the filesystem is mounted; each file is written
 # by one write(2) right after the clock is set; the stamps are checked afterwards.
 hold_clock() {
-    (while :; do date -u -s "@$epoch" >/dev/null 2>&1; sleep 0.2; done) &
+    # Its output goes nowhere: it must not hold the SSH session's stdout open.
+    (while :; do date -u -s "@$epoch"; sleep 0.2; done) </dev/null >/dev/null 2>&1 &
     clock_holder=$!
 }
 release_clock() {
