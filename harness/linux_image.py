@@ -53,6 +53,7 @@ PROGRAMS = (
     ("usr/bin/setpci", "usr/bin/setpci"),
     ("usr/sbin/mke2fs", "usr/bin/mke2fs"),
     ("usr/sbin/e2fsck", "usr/bin/e2fsck"),
+    ("usr/bin/chattr", "usr/bin/chattr"),  # busybox's has no -v (fs-verify pins generations)
 )
 PROGRAM_ALIASES = {"usr/bin/mkfs.ext4": "mke2fs", "usr/bin/fsck.ext4": "e2fsck"}
 DATA_FILES = (("usr/share/misc/pci.ids", "usr/share/misc/pci.ids"),)
