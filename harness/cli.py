@@ -156,6 +156,36 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kext_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .kext import KEXT_DIR, KextCheckFailed, run_check, sdk_path
+
+    progress = Progress("kext check", quiet=args.quiet)
+    try:
+        result = run_check(
+            sdk=sdk_path(args.sdk),
+            update=args.update,
+            xnu=Path(args.xnu) if args.xnu else None,
+            iopcifamily=Path(args.iopcifamily) if args.iopcifamily else None,
+            kext_dir=Path(args.kext_dir) if args.kext_dir else KEXT_DIR,
+            progress=progress,
+        )
+    except KextCheckFailed as exc:
+        print(f"xvpci kext check: {exc}", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{bundle} {count}" for bundle, count in sorted(result.by_bundle.items()))
+    print(f"{len(result.imports)} imports, all exported ({counts}) [{result.source}]")
+    if result.defined_only:
+        print(
+            f"{len(result.defined_only)} of them only defined in IOPCIFamily's sources, "
+            "not in its config/IOPCIFamily.exports (see README 'macOS kext')"
+        )
+    if result.link:
+        print(f"link: {result.link}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xvpci",
@@ -309,6 +339,40 @@ def build_parser() -> argparse.ArgumentParser:
     reportp.add_argument("run_dir", help="output directory of `xvpci run`")
     reportp.add_argument("--rules", help="TOML rules for the diff")
     reportp.set_defaults(func=_report)
+
+    kext = sub.add_parser(
+        "kext",
+        help="build and check the macOS kext",
+        description="The macOS window kext (kext/): build and symbol check.",
+    )
+    kext_sub = kext.add_subparsers(dest="kext_command", required=True, metavar="ACTION")
+    kcheck = kext_sub.add_parser(
+        "check",
+        help="compile the kext for macOS and check every import is exported",
+        description="With MacKernelSDK (--sdk or $XVPCI_MACKERNELSDK): compile kext/ for "
+        "x86_64-apple-macos12 with its kmod info, try ld64.lld, and compare the undefined "
+        "symbols with kext/symbols/imports.txt. Without it: check that record still matches "
+        "the sources. Then every import must be exported (kext/symbols/exports.txt) by a "
+        "bundle in OSBundleLibraries.",
+        epilog="examples:\n  xvpci kext check\n"
+        "  xvpci kext check --sdk ~/src/MacKernelSDK --update\n"
+        "  xvpci kext check --sdk SDK --xnu ~/src/xnu --iopcifamily ~/src/IOPCIFamily\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    kcheck.add_argument("--sdk", help="MacKernelSDK checkout (default $XVPCI_MACKERNELSDK)")
+    kcheck.add_argument(
+        "--update", action="store_true", help="rewrite kext/symbols/imports.txt from the build"
+    )
+    kcheck.add_argument(
+        "--xnu", help="git checkout of apple-oss-distributions/xnu: regenerate exports"
+    )
+    kcheck.add_argument(
+        "--iopcifamily", help="git checkout of apple-oss-distributions/IOPCIFamily (with --xnu)"
+    )
+    kcheck.add_argument("--kext-dir", help=argparse.SUPPRESS)
+    kcheck.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    kcheck.set_defaults(func=_kext_check)
 
     models = sub.add_parser(
         "models",
