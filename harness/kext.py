@@ -492,13 +492,13 @@ def run_check(
 ) -> CheckResult:  # fmt: skip
     """Build (with an SDK) or verify the record (without), then check the imports."""
     progress = progress or Progress("kext check", quiet=True)
-    tools = Tools.find()
     info = BundleInfo.read(kext_dir / "Info.plist")
     record_path = kext_dir / "symbols" / "imports.txt"
     exports_path = kext_dir / "symbols" / "exports.txt"
     digest = source_digest(kext_dir)
     link = ""
     if sdk is not None:
+        tools = Tools.find()
         progress.step(f"compiling for {TARGET} against {sdk} ({tools.version()})")
         with tempfile.TemporaryDirectory(prefix="xvpci-kext-") as tmp:
             build = compile_kext(tools, sdk, Path(tmp), kext_dir, extra_sources)
@@ -536,7 +536,7 @@ def run_check(
     if xnu is not None or iopcifamily is not None:
         if xnu is None or iopcifamily is None:
             raise HarnessError("--xnu and --iopcifamily go together")
-        lines = regenerate_exports(tools, imports, xnu, iopcifamily)
+        lines = regenerate_exports(Tools.find(), imports, xnu, iopcifamily)
         exports_path.write_text("\n".join(lines) + "\n")
         progress.step(f"regenerated {exports_path} from {xnu} and {iopcifamily}")
     by_bundle, defined_only = check_imports(imports, read_exports(exports_path), info.libraries)
