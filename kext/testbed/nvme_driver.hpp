@@ -1,0 +1,28 @@
+/* The test driver's results (see nvme_driver.cpp). */
+#ifndef XVPCI_TB_NVME_DRIVER_HPP
+#define XVPCI_TB_NVME_DRIVER_HPP
+
+#include "testbed.hpp"
+
+namespace tbnvme {
+struct Result {
+    IOPCIDevice *nub;
+    char where[64];
+    bool ok;
+    char error[160];
+    uint64_t bar0Phys, cap;
+    uint32_t vs;
+    char model[41], serial[21];
+    uint64_t blocks;
+    uint32_t blockSize;
+    bool dataMatches;
+    unsigned bytesVerified;
+    unsigned interrupts, completionsByInterrupt;
+    bool timedOut;
+    bool postedWhileDisabled, interruptAfterEnable;
+    unsigned handledWhileDisabled;
+};
+std::vector<Result> &results();
+}
+
+#endif
