@@ -160,7 +160,7 @@ bool XvpciWindow::mapWindow()
 /*
  * The window's MSI-X is enabled by registering one of its interrupts
  * (IOPCIMessagedInterruptController::registerInterrupt -> enableDeviceMSI,
- * 484:~100-130, 726:98-134). Exactly one: with one registration the
+ * 484:80-114, 726:98-134). Exactly one: with one registration the
  * controller runs that handler for any message of the window's system vector;
  * with more it runs only sub-vectors whose PBA bit is set (726:834-842,
  * 484:798-806), and QEMU sets a PBA bit only while the entry is masked, so the
@@ -345,7 +345,7 @@ XvpciWindow::Route *XvpciWindow::routeFor(IOPCIAddressSpace space)
  *    only while the entry is masked, so those handlers would never run.
  *  - "pci-msi-flags" with kIOPCIMSIFlagRespect and "pci-msi-limit" L on the
  *    nub give it L consecutive system vectors of its own, one per entry, not
- *    shared (484:446-453, 726:466-473; the non-shared branch 726:560-566), and
+ *    shared (484:446-453, 726:466-473; the non-shared branch 726:556-563), and
  *    entry i carries data + i (484:603, 726:626). No PBA is ever read.
  *  - The message comes from the bridge's GetMessagedInterruptAddress hook
  *    (484:475, 726:497). childMessage() keeps the system's message and hands
@@ -444,7 +444,7 @@ void XvpciWindow::syncChildMsix(Route &route)
         return; /* BAR not assigned inside MEMBAR1 (yet) */
     }
     UInt32 at = static_cast<UInt32>(address - fMem1Phys);
-    /* The table is reachable only with memory decode on (so does initDevice, 726:614-617). */
+    /* The table is reachable only with memory decode on (so does initDevice, 726:619-620). */
     UInt16 command = static_cast<UInt16>(cfgRead(space, kIOPCIConfigCommand, 2));
     if (!(command & kIOPCICommandMemorySpace)) {
         cfgWrite(space, kIOPCIConfigCommand, 2, command | kIOPCICommandMemorySpace);
@@ -482,7 +482,7 @@ void XvpciWindow::programWindowEntry(unsigned vector, const WindowEntry &entry)
 }
 
 /* IOPCIFamily rewrites all of the window's entries with its own message when it
-   restores the window (initDevice, 726:619-631), which happens before the
+   restores the window (initDevice, 726:625-631), which happens before the
    children are restored. A child message arriving in between reaches this
    handler: put the routes back so the next one goes where it belongs. */
 void XvpciWindow::resyncWindowEntries()
@@ -556,7 +556,7 @@ IOReturn XvpciHostBridge::callPlatformFunction(const OSSymbol *functionName, boo
                                                void *param2, void *param3, void *param4)
 {
     /* gIOPlatformGetMessagedInterruptAddressKey is private to IOPCIFamily
-       (IOPCIBridge.cpp 726:798-834): compare by name. param1 = the child nub,
+       (IOPCIBridge.cpp 726:98, 833): compare by name. param1 = the child nub,
        param3 = the system vector, param4 = UInt32[3] address lo, hi, data. */
     IOReturn result = IOPCIHostBridge::callPlatformFunction(functionName, waitForFunction, param1, param2,
                                                             param3, param4);

@@ -84,7 +84,7 @@ inline UInt32 hideInterruptPin(UInt32 reg, unsigned width, UInt32 value)
 
 /* Window vectors a child with `entries` MSI-X entries gets when `available`
    are free: a power of two (IOPCIFamily allocates aligned blocks of system
-   vectors, IOPCIMessagedInterruptController.cpp 726.0.5:745-747), at least 1
+   vectors, IOPCIMessagedInterruptController.cpp 726.0.5:742-748), at least 1
    if any is free. */
 inline unsigned windowVectorsFor(unsigned entries, unsigned available)
 {
@@ -171,7 +171,7 @@ private:
 /*
  * The host bridge on the window's nub. IOPCIHostBridge is private to
  * IOPCIFamily and its fields grew after macOS 12 (IOPCIPrivate.h 484.40.6:616-628
- * has bridgeData only; 664.0.3 adds _publishNotifier; 726.0.5:857-880 adds
+ * has bridgeData only; 664.0.3 adds _publishNotifier; 726.0.5:857-879 adds
  * _domainId): an instance is allocated with sizeof(XvpciHostBridge) as compiled
  * against the macOS 12 declaration, so the first bytes after the base are
  * padding that newer base classes may use, and this class keeps no state of
