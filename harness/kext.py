@@ -460,8 +460,9 @@ def check_imports(
         export = exports.get(symbol)
         if export is None:
             raise KextCheckFailed(
-                f"unresolved symbol {symbol}: no bundle exports it on macOS 12 and later "
-                "(kext/symbols/exports.txt)"
+                f"unresolved symbol {symbol}: not exported on macOS 12 and later by any bundle "
+                "kext/symbols/exports.txt knows (regenerate it with --xnu/--iopcifamily if the "
+                "kext's imports changed)"
             )
         if export.bundle not in libraries:
             raise KextCheckFailed(
