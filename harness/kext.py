@@ -41,6 +41,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.parsers.expat import ExpatError
 
 from .errors import HarnessError
 from .progress import Progress
@@ -99,12 +100,15 @@ class BundleInfo:
     def read(cls, plist: Path) -> BundleInfo:
         try:
             data = plistlib.loads(plist.read_bytes())
-        except (OSError, plistlib.InvalidFileException, ValueError) as exc:
+        except (OSError, ValueError, ExpatError) as exc:  # InvalidFileException is a ValueError
             raise HarnessError(f"cannot read {plist}: {exc}") from None
-        libraries = data.get("OSBundleLibraries")
+        libraries = data.get("OSBundleLibraries") if isinstance(data, dict) else None
         if not isinstance(libraries, dict):
             raise KextCheckFailed(f"{plist}: no OSBundleLibraries")
-        return cls(str(data["CFBundleIdentifier"]), str(data["CFBundleVersion"]), dict(libraries))
+        try:
+            return cls(str(data["CFBundleIdentifier"]), str(data["CFBundleVersion"]), libraries)
+        except KeyError as exc:
+            raise KextCheckFailed(f"{plist}: no {exc.args[0]}") from None
 
 
 @dataclass(frozen=True)
@@ -306,11 +310,13 @@ def read_exports(path: Path) -> dict[str, Export]:
         lines = path.read_text().splitlines()
     except OSError as exc:
         raise HarnessError(f"cannot read {path}: {exc}") from None
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         if line.startswith("#") or not line.strip():
             continue
-        bundle, symbol, provenance = line.split(maxsplit=2)
-        exports[symbol] = Export(bundle, provenance)
+        fields = line.split(maxsplit=2)
+        if len(fields) != 3:
+            raise HarnessError(f"{path}:{number}: expected 'bundle symbol provenance'")
+        exports[fields[1]] = Export(fields[0], fields[2])
     return exports
 
 
