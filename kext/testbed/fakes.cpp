@@ -1319,3 +1319,16 @@ IOReturn IOPlatformExpert::callPlatformFunction(const OSSymbol *functionName, bo
     return tb::platformFunction(functionName->getCStringNoCopy(), p1, p2, p3, p4);
 }
 IOPlatformExpert *IOService::getPlatform() { return tb::platform(); }
+
+/* ---- libkmod (c_start.c, c_stop.c in xnu libkern/kmod): _start/_stop call the
+   kext's _realmain/_antimain when set. Weak: a kext without kmod info still links. */
+extern kmod_start_func_t *_realmain __attribute__((weak));
+extern kmod_stop_func_t *_antimain __attribute__((weak));
+__attribute__((weak)) kern_return_t _start(kmod_info_t *ki, void *data)
+{
+    return (&_realmain && _realmain) ? _realmain(ki, data) : KERN_SUCCESS;
+}
+__attribute__((weak)) kern_return_t _stop(kmod_info_t *ki, void *data)
+{
+    return (&_antimain && _antimain) ? _antimain(ki, data) : KERN_SUCCESS;
+}

@@ -184,7 +184,7 @@ std::vector<unsigned> doorbellTake()
     for (unsigned v = 0; v < kDoorbellSlots; v++) {
         if (slots[v]) {
             uint32_t token = __atomic_exchange_n(&slots[v], 0u, __ATOMIC_SEQ_CST);
-            if (token) taken.push_back(v);
+            if ((token & 0xFF000000u) == 0x5a000000u) taken.push_back(token & 0xFFFFFFu);
         }
     }
     return taken;

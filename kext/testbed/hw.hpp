@@ -10,10 +10,15 @@
  *  - DMA memory: anonymous pages, mlocked and touched, their physical
  *    addresses read from /proc/self/pagemap (a guest without an IOMMU hands
  *    devices physical addresses, as a macOS guest in QEMU does);
- *  - interrupts: a pinned "doorbell" page; the fake platform gives each
- *    system vector the message (page + 4 * vector, token), so QEMU's MSI-X
- *    emulation writes the token into the page when it delivers an unmasked,
- *    pending vector. Polling that page is the CPU taking the interrupt.
+ *  - interrupts: a pinned "doorbell" page; the fake platform gives the first
+ *    system vector of a function the message (page + 4 * vector, token(vector)),
+ *    and IOPCIFamily gives the function's further entries data + k, as on x86
+ *    where the address names the CPU and the data the vector. QEMU's MSI-X
+ *    emulation writes the data into the page when it delivers an unmasked,
+ *    pending vector; polling the page is the CPU taking the interrupt, the data
+ *    says which vector. Two different vectors of one function arriving between
+ *    two polls overwrite each other (an x86 APIC would keep both): the test
+ *    driver uses one vector.
  */
 #ifndef XVPCI_TB_HW_HPP
 #define XVPCI_TB_HW_HPP
@@ -57,7 +62,7 @@ uint64_t physOf(const void *virt);
 bool doorbellInit();
 uint64_t doorbellAddress(unsigned vector);
 uint32_t doorbellToken(unsigned vector);
-/* Vectors whose message arrived since the last call, each once. */
+/* Vectors (from the data written) whose message arrived since the last call. */
 std::vector<unsigned> doorbellTake();
 
 extern bool trace;

@@ -16,6 +16,8 @@ class XvpciTestNVMe : public IOService {
 public:
     bool start(IOService *provider) override;
     void stop(IOService *provider) override;
+    bool ping();
+    void shutdown();
 
 private:
     struct Queue {
@@ -53,6 +55,32 @@ std::vector<Result> &results()
     static std::vector<Result> v;
     return v;
 }
+bool ping(Result &r) { return r.driver && static_cast<XvpciTestNVMe *>(r.driver)->ping(); }
+void shutdown(Result &r)
+{
+    if (r.driver) static_cast<XvpciTestNVMe *>(r.driver)->shutdown();
+}
+}
+
+/* One admin command (Get Features, number of queues), its completion by interrupt. */
+bool XvpciTestNVMe::ping()
+{
+    uint32_t cmd[16] = {};
+    uint16_t cid = fNextCid++, status = 0;
+    cmd[0] = 0x0A | (cid << 16);
+    cmd[10] = 7;
+    submit(fAsq, 0, cmd);
+    bool ok = waitCompletion(fAcq, 0, cid, &status) && status == 0;
+    printf("  nvme[%s]: Get Features %s\n", fResult->where, ok ? "completed by interrupt" : "did not complete by interrupt");
+    return ok;
+}
+
+/* Normal shutdown (CC.SHN = 01b), as the driver does on stop. */
+void XvpciTestNVMe::shutdown()
+{
+    if (!fRegs) return;
+    wr(0x14, (rd(0x14) & ~(3u << 14)) | (1u << 14));
+    for (int i = 0; i < 2000 && ((rd(0x1C) >> 2) & 3) != 2; i++) IODelay(500);
 }
 
 #define FAIL(...)                                                                                \
@@ -70,6 +98,7 @@ bool XvpciTestNVMe::start(IOService *provider)
     tbnvme::results().push_back(tbnvme::Result{});
     fResult = &tbnvme::results().back();
     fResult->nub = fNub;
+    fResult->driver = this;
     snprintf(fResult->where, sizeof(fResult->where), "%s@%s", fNub->getName(), fNub->getLocation());
     fResult->ok = run();
     return true;
@@ -347,9 +376,6 @@ bool XvpciTestNVMe::run()
     fResult->interruptAfterEnable = fInterrupts != before;
     if (!waitCompletion(fAcq, 0, cid, &status, false) || status) FAIL("Get Features: status %#x", status);
 
-    /* Normal shutdown (CC.SHN = 01b), as the driver does on stop. */
-    wr(0x14, (rd(0x14) & ~(3u << 14)) | (1u << 14));
-    for (int i = 0; i < 2000 && ((rd(0x1C) >> 2) & 3) != 2; i++) IODelay(500);
     fResult->interrupts = fInterrupts;
     printf("  nvme[%s]: %u interrupt(s), %u completion(s) taken by interrupt\n", fResult->where, fInterrupts, fResult->completionsByInterrupt);
     return true;

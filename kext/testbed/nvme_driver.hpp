@@ -7,6 +7,7 @@
 namespace tbnvme {
 struct Result {
     IOPCIDevice *nub;
+    void *driver;
     char where[64];
     bool ok;
     char error[160];
@@ -23,6 +24,9 @@ struct Result {
     unsigned handledWhileDisabled;
 };
 std::vector<Result> &results();
+/* After the run: one more command completed by interrupt; controller shutdown. */
+bool ping(Result &r);
+void shutdown(Result &r);
 }
 
 #endif

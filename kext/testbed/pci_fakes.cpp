@@ -67,10 +67,8 @@ IOReturn IOPCIDevice::getResources()
    passes unknown functions to its provider (IOPCIBridge.cpp:2858). */
 IOReturn IOPCIDevice::callPlatformFunction(const OSSymbol *functionName, bool wait, void *p1, void *p2, void *p3, void *p4)
 {
-    if (parent) {
-        tb::recordPlatformCall(parent, functionName->getCStringNoCopy());
-        return parent->callPlatformFunction(functionName, wait, p1, p2, p3, p4);
-    }
+    /* IOPCIDevice.cpp:1571: super (IOService: the provider, i.e. the parent bridge);
+       the ASPM special case is not modelled. */
     return IOService::callPlatformFunction(functionName, wait, p1, p2, p3, p4);
 }
 
@@ -647,10 +645,31 @@ IOReturn IOPCIMessagedInterruptController::allocateDeviceInterrupts(IOService *e
     if (OSData *data = OSDynamicCast(OSData, entry->getProperty(kIOPCIMSIFlagsKey))) {
         if (data->getLength() >= 4) msiFlags = *static_cast<const uint32_t *>(data->getBytesNoCopy());
     }
-    if (!(kIOPCIMSIFlagRespect & msiFlags)) numVectors = 1;
-    if (_nextFree + numVectors > _vectorCount) return kIOReturnNoSpace;
-    uint32_t firstVector = _nextFree;
-    _nextFree += numVectors;
+    if (!(kIOPCIMSIFlagRespect & msiFlags)) {
+        numVectors = 1; /* max per function is one (466-469) */
+    } else if (OSData *limit = OSDynamicCast(OSData, entry->getProperty(kIOPCIMSILimitKey))) {
+        if (limit->getLength() >= 4) { /* 470-473 */
+            uint32_t l = *static_cast<const uint32_t *>(limit->getBytesNoCopy());
+            numVectors = msiPhysVectors = l < msiPhysVectors ? l : msiPhysVectors;
+        }
+    }
+    /* allocateInterruptVectors (742-752): a block of numVectors aligned to numVectors;
+       MSI-X retries with one fewer until it fits (478-487). */
+    uint32_t firstVector = 0;
+    bool allocated = false;
+    while (!allocated && numVectors > 0) {
+        uint32_t at = (_nextFree + numVectors - 1) / numVectors * numVectors;
+        if (at + numVectors <= _vectorCount) {
+            firstVector = at;
+            _nextFree = at + numVectors;
+            allocated = true;
+        } else if (kMSIX & device->reserved->msiMode) {
+            numVectors--;
+        } else {
+            numVectors >>= 1;
+        }
+    }
+    if (!allocated) return kIOReturnNoSpace;
     uint32_t message[3] = {0, 0, 0};
     IOReturn ret = entry->callPlatformFunction(gIOPlatformGetMessagedInterruptAddressKey, false, entry, (void *)0,
                                                (void *)(uintptr_t)(firstVector + _vectorBase), (void *)&message[0]);
