@@ -195,6 +195,10 @@ def compile_kext(
     kmod_o = out_dir / "kmod_info.o"
     _compile([tools.clang, "-x", "c", "-target", TARGET, *CFLAGS, *include], kmod_c, kmod_o)
     objects.append(kmod_o)
+    payload = kmod_o.read_bytes()
+    for field_value in (info.identifier, info.version):  # kmod_info_t name[64], version[64]
+        if field_value.encode() + b"\0" not in payload:
+            raise KextCheckFailed(f"kmod_info.o does not carry {field_value!r} from Info.plist")
     libkmod = sdk / "Library" / "x86_64" / "libkmod.a"
     if not libkmod.is_file():
         raise HarnessError(f"{libkmod} missing from the SDK")
