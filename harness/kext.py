@@ -212,6 +212,7 @@ def compile_kext(
 
 
 def _compile(command: list[str], source: Path, obj: Path) -> None:
+    log.debug("compiling: %s", " ".join([*command, "-c", str(source)]))
     proc = subprocess.run(
         [*command, "-c", str(source), "-o", str(obj)], capture_output=True, text=True
     )
@@ -249,7 +250,7 @@ def try_link(tools: Tools, objects: Sequence[Path], output: Path) -> str:
         capture_output=True, text=True,
     )  # fmt: skip
     if proc.returncode == 0 and _mach_filetype(output) == 0xB:
-        return f"linked kext bundle executable {output}"
+        return f"{Path(tools.ld64).name} linked an MH_KEXT_BUNDLE executable"
     said = " ".join(
         line.split(": ", 1)[-1] for line in proc.stderr.splitlines()[:2] if line.strip()
     )
