@@ -186,6 +186,38 @@ def _kext_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kext_testbed(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .kext_testbed import POINTS, run_testbed
+
+    progress = Progress("kext testbed", quiet=args.quiet)
+    run = run_testbed(
+        Path(args.out),
+        accel=args.accel,
+        kext_source=Path(args.kext_source) if args.kext_source else None,
+        progress=progress,
+    )
+    for path, fields in sorted(run.drivers.items()):
+        state = "ok" if fields.get("ok") == "1" else f"FAILED ({fields.get('error') or 'no run'})"
+        print(
+            f"{path}: test driver {state}: VS {fields.get('vs', '?')}, "
+            f"{fields.get('verified', '0')} bytes verified, "
+            f"{fields.get('by_interrupt', '0')} completions by interrupt"
+        )
+    for point in POINTS:
+        check = run.checks.get(point)
+        if check is None:
+            print(f"point {point:2}: NOT RUN")
+        else:
+            print(f"point {point:2}: {'pass' if check.passed else 'FAIL'}  {check.text}")
+    if run.equivalent is not None:
+        print(f"diff direct vs window: {'EQUIVALENT' if run.equivalent else 'DIVERGENT'}")
+        print(run.diff_summary)
+    print(f"output: {run.out}")
+    return 0 if run.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xvpci",
@@ -373,6 +405,27 @@ def build_parser() -> argparse.ArgumentParser:
     kcheck.add_argument("--kext-dir", help=argparse.SUPPRESS)
     kcheck.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     kcheck.set_defaults(func=_kext_check)
+    ktest = kext_sub.add_parser(
+        "testbed",
+        help="run the kext's own source against the real window device in the Linux guest",
+        description="Compile kext/XvpciWindow.cpp unchanged for Linux against the IOKit and "
+        "IOPCIFamily fakes of kext/testbed/, boot the Linux guest with the NVMe model attached "
+        "directly and behind the window, run the kext, the configurator and a small NVMe "
+        "driver in the guest, check issue 17's points 1-10, and diff the two server logs.",
+        epilog="examples:\n  xvpci kext testbed\n  xvpci kext testbed --out /tmp/tb\n"
+        "  xvpci kext testbed --kext-source old/XvpciWindow.cpp   # expect failed points\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ktest.add_argument(
+        "--out", default="xvpci-testbed", help="output directory (default %(default)s)"
+    )
+    ktest.add_argument(
+        "--accel", default="tcg", choices=("tcg", "kvm", "auto"), help="accelerator (default tcg)"
+    )
+    ktest.add_argument("--kext-source", help="another XvpciWindow.cpp to run instead of kext/'s")
+    ktest.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    ktest.set_defaults(func=_kext_testbed)
 
     models = sub.add_parser(
         "models",

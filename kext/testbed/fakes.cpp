@@ -132,6 +132,8 @@ const OSMetaClass OSObject::gMetaClass("OSObject", nullptr, nullptr);
 const OSMetaClass *const OSObject::metaClass = &OSObject::gMetaClass;
 const OSMetaClass *OSObject::getMetaClass() const { return &gMetaClass; }
 OSObject::OSObject() : fRetain(1) {}
+void *OSObject::operator new(size_t size) { return calloc(1, size); }
+void OSObject::operator delete(void *mem, size_t) { ::free(mem); }
 OSObject::~OSObject() {}
 bool OSObject::init() { return true; }
 /* OSObject::free (OSObject.cpp): deletes the object. */

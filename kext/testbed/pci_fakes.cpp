@@ -456,6 +456,7 @@ IOReturn IOPCIBridge::resolveLegacyInterrupts(IOService *provider, IOPCIDevice *
     uint32_t pin = nub->configRead8(kIOPCIConfigInterruptPin);
     if (pin == 0 || pin > 4) return kIOReturnUnsupported;
     pin--;
+    tb::recordIntxRequest(nub);
     uint32_t irq = 0;
     if (kIOReturnSuccess == provider->callPlatformFunction(gIOPlatformResolvePCIInterruptKey, false, provider,
                                                             (void *)(uintptr_t)nub->space.s.deviceNum,

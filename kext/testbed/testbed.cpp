@@ -48,6 +48,9 @@ IOPCIMessagedInterruptController *messagedController() { return gMessaged; }
 bool atInterruptLevel() { return gAtInterrupt; }
 void recordPlatformCall(IOService *, const char *name) { gPlatformCalls[name]++; }
 unsigned platformCalls(const char *name) { return gPlatformCalls[name]; }
+static std::map<IOPCIDevice *, unsigned> gIntx;
+void recordIntxRequest(IOPCIDevice *nub) { gIntx[nub]++; }
+unsigned intxRequests(IOPCIDevice *nub) { return gIntx[nub]; }
 bool interruptsResolved(IOPCIDevice *nub) { return gResolved.count(nub) != 0; }
 void setInterruptsResolved(IOPCIDevice *nub) { gResolved.insert(nub); }
 /* x86 builds of IOPCIFamily (ACPI_SUPPORT) share one IOPCIHostBridgeData

@@ -28,6 +28,8 @@ IOPlatformExpert *platform();
 IOReturn platformFunction(const char *name, void *p1, void *p2, void *p3, void *p4);
 void recordPlatformCall(IOService *to, const char *name);
 unsigned platformCalls(const char *name);
+void recordIntxRequest(IOPCIDevice *nub);
+unsigned intxRequests(IOPCIDevice *nub);
 bool atInterruptLevel();
 IOPCIMessagedInterruptController *messagedController();
 int addDeviceInterruptProperties(IOPCIMessagedInterruptController *c, IOService *device, UInt32 vector, UInt32 flags);

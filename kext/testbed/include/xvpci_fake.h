@@ -279,6 +279,10 @@ public:
     static const OSMetaClass *const metaClass;
     const OSMetaClass *getMetaClass() const override;
     OSObject();
+    /* OSObject::operator new (xnu libkern/c++/OSObject.cpp): zero-filled memory, so
+       members a kext never sets start as 0. */
+    static void *operator new(size_t size);
+    static void operator delete(void *mem, size_t size);
     virtual bool init();
     virtual void free();
     void retain() const override;
