@@ -593,8 +593,10 @@ bool IOService::attach(IOService *provider)
 }
 void IOService::detach(IOService *provider)
 {
+    retain(); /* the link may hold the last reference */
     detachFromParent(provider, gIOServicePlane);
     if (fProvider == provider) fProvider = OSDynamicCast(IOService, getParentEntry(gIOServicePlane));
+    release();
 }
 IOService *IOService::getProvider() const { return OSDynamicCast(IOService, getParentEntry(gIOServicePlane)); }
 IOService *IOService::getClient() const { return OSDynamicCast(IOService, getChildEntry(gIOServicePlane)); }
@@ -627,6 +629,7 @@ bool IOService::terminate(IOOptionBits options)
 {
     if (fInactive) return true;
     fInactive = true;
+    retain(); /* kept alive until its own detach has run (xnu: the termination thread holds it) */
     OSArray *clients = childrenIn(gIOServicePlane);
     for (unsigned i = 0; i < clients->getCount(); i++) {
         if (IOService *c = OSDynamicCast(IOService, clients->getObject(i))) c->terminate(options);
@@ -638,6 +641,7 @@ bool IOService::terminate(IOOptionBits options)
         fStarted = false;
     }
     if (provider) detach(provider);
+    release();
     return true;
 }
 bool IOService::finalize(IOOptionBits) { return true; }
