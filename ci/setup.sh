@@ -15,6 +15,9 @@ python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 compgen -c clang | grep -x 'clang\(-[0-9]*\)\?' >/dev/null || missing+=(clang)
 compgen -c llvm-nm | grep -x 'llvm-nm\(-[0-9]*\)\?' >/dev/null || missing+=(llvm)
 compgen -c ld64.lld | grep -x 'ld64.lld\(-[0-9]*\)\?' >/dev/null || missing+=(lld)
+# `xvpci kext testbed` builds the kext's Linux test bed: g++ with static libstdc++/libc, make
+command -v g++ >/dev/null || missing+=(g++)
+command -v make >/dev/null || missing+=(make)
 if ((${#missing[@]})); then
     if [[ $(id -u) != 0 ]]; then
         echo "ci/setup.sh: need root to install ${missing[*]}" >&2
