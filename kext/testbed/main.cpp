@@ -248,8 +248,10 @@ int main(int argc, char **argv)
                       : "no driver ran on a child");
     /* 8: getNubResources fills in the base: deviceMemoryRead32 works; tags are spaces. */
     if (child && childResult) {
-        UInt32 vs = 0;
+        UInt32 vs = 0, directVs = 0;
         IOReturn r = child->deviceMemoryRead32(0, 0x08, &vs);
+        /* The same read on the direct device, so both logs carry it. */
+        if (directNub) directNub->deviceMemoryRead32(0, 0x08, &directVs);
         IODeviceMemory *bar0 = child->getDeviceMemoryWithRegister(kIOPCIConfigBaseAddress0);
         IOPCIAddressSpace tag;
         tag.bits = bar0 ? bar0->getTag() : 0;
