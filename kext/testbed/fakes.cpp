@@ -1090,6 +1090,7 @@ IOReturn IOInterruptController::registerInterrupt(IOService *nub, int source, vo
     vector->interruptDisabledHard = 1;
     vector->interruptDisabledSoft = 1;
     vector->interruptRegistered = 1;
+    tb::recordRegistration(nub, source, true);
     return kIOReturnSuccess;
 }
 /* unregisterInterrupt (IOInterruptController.cpp:196): soft disable, hard disable, clear. */
@@ -1098,7 +1099,9 @@ IOReturn IOInterruptController::unregisterInterrupt(IOService *nub, int source)
     int number;
     IOInterruptVector *vector = vectorFor(vectors, nub, source, &number);
     if (!vector) return kIOReturnNoInterrupt;
+    tb::recordUnregistration(nub, source, vector->interruptRegistered != 0);
     if (!vector->interruptRegistered) return kIOReturnSuccess;
+    tb::recordRegistration(nub, source, false);
     disableInterrupt(nub, source);
     disableVectorHard(number, vector);
     vector->interruptActive = 0;

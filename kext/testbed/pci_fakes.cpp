@@ -465,8 +465,10 @@ IOReturn IOPCIBridge::resolveLegacyInterrupts(IOService *provider, IOPCIDevice *
     } else {
         irq = nub->configRead8(kIOPCIConfigInterruptLine);
         if (0 == irq || 0xff == irq) return kIOReturnUnsupported;
+        irq &= 0xf;
     }
-    return kIOReturnUnsupported; /* SetDeviceInterrupts: no legacy interrupts in the test bed */
+    /* IOPCIBridge.cpp:6254: the platform adds the INTx vector to the nub's interrupts. */
+    return provider->callPlatformFunction(gIOPlatformSetDeviceInterruptsKey, false, nub, (void *)&irq, (void *)1, (void *)false);
 }
 /* probeBus (IOPCIBridge.cpp:4146 -> probeBusGated 3772): take the nubs the
    configurator hung in the provider's device-tree plane, initializeNub, find

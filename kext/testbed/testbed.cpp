@@ -35,6 +35,23 @@ class TestbedPlatform : public IOPlatformExpert {
 };
 OSDefineMetaClassAndStructors(TestbedPlatform, IOPlatformExpert)
 
+/* The I/O APIC's controller, for INTx vectors: registration only (no INTx is
+   observed in the test bed: the window and the test driver use MSI-X). */
+class TestbedIOAPIC : public IOInterruptController {
+    OSDeclareDefaultStructors(TestbedIOAPIC)
+public:
+    bool initWithVectors(unsigned count)
+    {
+        if (!IOInterruptController::init()) return false;
+        vectors = IONewZero(IOInterruptVector, count);
+        return vectors != nullptr;
+    }
+    int getVectorType(IOInterruptVectorNumber, IOInterruptVector *) override { return kIOInterruptTypeLevel; }
+};
+OSDefineMetaClassAndStructors(TestbedIOAPIC, IOInterruptController)
+
+static int addInterruptProperty(IOInterruptController *c, IOService *device, UInt32 vector, UInt32 flags);
+static TestbedIOAPIC *gIOAPIC;
 static TestbedPlatform *gPlatform;
 static IOPCIMessagedInterruptController *gMessaged;
 static std::map<std::string, unsigned> gPlatformCalls;
@@ -77,6 +94,23 @@ IOReturn platformFunction(const char *name, void *p1, void *p2, void *p3, void *
         *static_cast<IOPCIMessagedInterruptController **>(p2) = gMessaged;
         return kIOReturnSuccess;
     }
+    /* AppleACPIPlatformExpert resolves INTx from ACPI _PRT, which describes the
+       root bus only (QEMU q35: hw/i386/acpi-build.c, links LNKE-LNKH, GSI 16-23,
+       by (slot + pin) & 3). p1 is the asking bridge's provider: only the root
+       bridge's (the platform) is in ACPI. */
+    if (!strcmp(name, "ResolvePCIInterrupt")) {
+        if (p1 != gPlatform) return kIOReturnUnsupported;
+        unsigned slot = (unsigned)(uintptr_t)p2, pin = (unsigned)(uintptr_t)p3;
+        *static_cast<uint32_t *>(p4) = 16 + ((slot + pin) & 3);
+        return kIOReturnSuccess;
+    }
+    /* SetDeviceInterrupts: the nub's next interrupt is that GSI on the I/O APIC. */
+    if (!strcmp(name, "SetDeviceInterrupts")) {
+        IOService *nub = static_cast<IOService *>(p1);
+        uint32_t irq = *static_cast<uint32_t *>(p2);
+        addInterruptProperty(gIOAPIC, nub, irq, kIOInterruptTypeLevel);
+        return kIOReturnSuccess;
+    }
     if (!strcmp(name, "GetMessagedInterruptAddress")) {
         (void)p1;
         (void)p2;
@@ -95,6 +129,10 @@ IOReturn platformFunction(const char *name, void *p1, void *p2, void *p3, void *
    the controller's name and an 8-byte specifier (vector, flags); returns the
    device index of the new entry. */
 int addDeviceInterruptProperties(IOPCIMessagedInterruptController *c, IOService *device, UInt32 vector, UInt32 flags)
+{
+    return addInterruptProperty(c, device, vector, flags);
+}
+static int addInterruptProperty(IOInterruptController *c, IOService *device, UInt32 vector, UInt32 flags)
 {
     OSArray *liveCtrls = OSDynamicCast(OSArray, device->IORegistryEntry::getProperty(gIOInterruptControllersKey));
     OSArray *liveSpecs = OSDynamicCast(OSArray, device->IORegistryEntry::getProperty(gIOInterruptSpecifiersKey));
@@ -363,6 +401,10 @@ bool start()
     gMessaged = new IOPCIMessagedInterruptController;
     gMessaged->init(kVectorCount, kVectorBase);
     gPlatform->registerInterruptController(const_cast<OSSymbol *>(gMessaged->copyName()), gMessaged);
+    gIOAPIC = new TestbedIOAPIC;
+    gIOAPIC->initWithVectors(24);
+    gIOAPIC->setName("io-apic-0");
+    gPlatform->registerInterruptController(const_cast<OSSymbol *>(gIOAPIC->copyName()), gIOAPIC);
     gRoot = new TestbedRootBridge;
     gRoot->init();
     gRoot->setName("PCI0");
