@@ -123,8 +123,10 @@ def build_binary(out_dir: Path, kext_source: Path | None = None) -> Path:
     include path, and without kmod info unless a ``kmod_info.c.in`` sits beside it.
     """
     compiler = shutil.which("g++")
-    if compiler is None:
-        raise HarnessError("g++ not found: install it (Debian: g++), ci/setup.sh does")
+    if compiler is None or shutil.which("make") is None:
+        raise HarnessError(
+            "g++ or make not found: install them (Debian: g++ make), ci/setup.sh does"
+        )
     source = (kext_source or KEXT_DIR / "XvpciWindow.cpp").resolve()
     if not source.is_file():
         raise HarnessError(f"no kext source at {source}")
@@ -137,16 +139,23 @@ def build_binary(out_dir: Path, kext_source: Path | None = None) -> Path:
     template = source.parent / "kmod_info.c.in"
     plist = source.parent / "Info.plist"
     if template.is_file() and plist.is_file():
-        data = plistlib.loads(plist.read_bytes())
+        try:
+            data = plistlib.loads(plist.read_bytes())
+            identifier, version = str(data["CFBundleIdentifier"]), str(data["CFBundleVersion"])
+        except (OSError, plistlib.InvalidFileException, ValueError, KeyError) as exc:
+            raise HarnessError(
+                f"cannot read the bundle id and version from {plist}: {exc}"
+            ) from None
         kmod = out_dir / "kmod_info.c"
         kmod.write_text(
-            template.read_text()
-            .replace("@ID@", str(data["CFBundleIdentifier"]))
-            .replace("@VERSION@", str(data["CFBundleVersion"]))
+            template.read_text().replace("@ID@", identifier).replace("@VERSION@", version)
         )
         command.append(f"KMOD_SRC={kmod}")
     binary.unlink(missing_ok=True)
-    made = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        made = subprocess.run(command, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise HarnessError(f"cannot run make for the test bed: {exc}") from None
     if made.returncode != 0 or not binary.is_file():
         errors = [line for line in made.stderr.splitlines() if "error" in line][:5]
         detail = "; ".join(errors) or made.stderr.strip()[-400:] or "no output"
@@ -215,7 +224,11 @@ def run_testbed(
         progress=progress,
     ) as guest:  # fmt: skip
         progress.step("copying the test bed into the guest")
-        guest.ssh.put(binary.read_bytes(), GUEST_BINARY, 0o755)
+        try:
+            payload = binary.read_bytes()
+        except OSError as exc:
+            raise HarnessError(f"cannot read the test bed binary: {exc}") from None
+        guest.ssh.put(payload, GUEST_BINARY, 0o755)
         guest.ssh.put(table.encode(), GUEST_PERSONALITIES)
         progress.step("running the kext in the test bed (window path, then direct)")
         begun = time.monotonic()

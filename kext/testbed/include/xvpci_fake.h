@@ -263,15 +263,24 @@ public:
 #define OSCheckTypeInst(typeinst, inst) ((inst) && (typeinst) && (inst)->getMetaClass() == (typeinst)->getMetaClass())
 #define OSSafeReleaseNULL(inst) do { if (inst) { (inst)->release(); } (inst) = nullptr; } while (0)
 #define OSSafeRelease(inst) do { if (inst) { (inst)->release(); } } while (0)
-template <typename Func> union OSMemberCastUnion {
-    Func member;
-    void *pointers[2];
-};
-/* xnu OSMetaClass.h: OSMemberFunctionCast turns a pointer to member into a plain
-   function taking the object first (Itanium ABI: non-virtual members only, which
-   is what the kext passes). */
-#define OSMemberFunctionCast(cptrtype, self, func)                                               \
-    (reinterpret_cast<cptrtype>(OSMemberCastUnion<decltype(func)>{func}.pointers[0]))
+/* xnu libkern/c++/OSMetaClass.h, _ptmf2ptf: OSMemberFunctionCast turns a pointer
+   to member into a plain function taking the object first. Itanium ABI: an odd
+   value is 1 + the offset of a virtual function's slot in self's vtable. */
+template <typename Func> inline void *OSMemberFunctionAddress(const void *self, Func func)
+{
+    union {
+        Func member;
+        uintptr_t words[2];
+    } u;
+    u.member = func;
+    if (u.words[0] & 1) {
+        const char *object = static_cast<const char *>(self) + u.words[1];
+        const char *vtable = *reinterpret_cast<const char *const *>(object);
+        return *reinterpret_cast<void *const *>(vtable + u.words[0] - 1);
+    }
+    return reinterpret_cast<void *>(u.words[0]);
+}
+#define OSMemberFunctionCast(cptrtype, self, func) (reinterpret_cast<cptrtype>(OSMemberFunctionAddress((self), (func))))
 
 class OSObject : public OSMetaClassBase {
 public:
