@@ -241,11 +241,24 @@ int main(int argc, char **argv)
         check(5, false, "no bridge to read config through");
         check(6, false, "no bridge to read config through");
     }
-    /* 7: an interrupt raised while the source is disabled is not lost. */
-    check(7, childResult && childResult->postedWhileDisabled && (childResult->interruptAfterEnable || childResult->handledWhileDisabled),
-          childResult ? std::string("completion posted while disabled: ") + (childResult->postedWhileDisabled ? "yes" : "no") +
-                            ", interrupt seen: " + ((childResult->interruptAfterEnable || childResult->handledWhileDisabled) ? "yes" : "no")
-                      : "no driver ran on a child");
+    /* 7: an interrupt raised while the source is disabled is not lost; one raised while
+       the entry is masked in hardware is latched and replayed on unmask. */
+    {
+        const tbnvme::Result *r = childResult;
+        bool soft = r && r->postedWhileDisabled && (r->interruptAfterEnable || r->handledWhileDisabled);
+        bool hard = r && r->maskedPosted && r->maskedDelivered == 0 && r->replayedOnUnmask;
+        char text[240];
+        if (r) {
+            snprintf(text, sizeof(text),
+                     "source disabled: completion posted %s, interrupt seen %s; entry masked: posted %s, "
+                     "delivered while masked %u, replayed on unmask %s",
+                     r->postedWhileDisabled ? "yes" : "no", (r->interruptAfterEnable || r->handledWhileDisabled) ? "yes" : "no",
+                     r->maskedPosted ? "yes" : "no", r->maskedDelivered, r->replayedOnUnmask ? "yes" : "no");
+        } else {
+            snprintf(text, sizeof(text), "no driver ran on a child");
+        }
+        check(7, soft && hard, text);
+    }
     /* 8: getNubResources fills in the base: deviceMemoryRead32 works; tags are spaces. */
     if (child && childResult) {
         UInt32 vs = 0, directVs = 0;

@@ -376,6 +376,43 @@ bool XvpciTestNVMe::run()
     fResult->interruptAfterEnable = fInterrupts != before;
     if (!waitCompletion(fAcq, 0, cid, &status, false) || status) FAIL("Get Features: status %#x", status);
 
+    /* The same with MSI-X entry 0 masked in hardware (what disableVectorHard does for a
+       function's shared vector): the message must be latched (no interrupt, completion
+       posted) and sent on unmask. Through the window, the window model latches it in the
+       child's PBA and the kext's routing carries the replay. */
+    if (fNub->reserved && fNub->reserved->msiTable) {
+        volatile uint32_t *entry0 = reinterpret_cast<volatile uint32_t *>(fNub->reserved->msiTable);
+        entry0[3] = 1;
+        before = fInterrupts;
+        memset(cmd, 0, sizeof(cmd));
+        cid = fNextCid++;
+        cmd[0] = 0x0A | (cid << 16);
+        cmd[10] = 7;
+        submit(fAsq, 0, cmd);
+        until = mach_absolute_time() + 300ULL * 1000000ULL;
+        while (mach_absolute_time() < until && !completionPosted(fAcq)) {
+            tb::poll();
+            IODelay(500);
+        }
+        for (int i = 0; i < 50; i++) {
+            tb::poll();
+            IODelay(500);
+        }
+        fResult->maskedPosted = completionPosted(fAcq);
+        fResult->maskedDelivered = fInterrupts - before;
+        entry0[3] = 0;
+        deadline = mach_absolute_time() + 10ULL * 1000000000ULL;
+        while (fInterrupts == before && mach_absolute_time() < deadline) {
+            tb::poll();
+            IODelay(200);
+        }
+        fResult->replayedOnUnmask = fInterrupts != before;
+        if (!waitCompletion(fAcq, 0, cid, &status, false) || status) FAIL("Get Features (masked): status %#x", status);
+        printf("  nvme[%s]: entry 0 masked: completion posted %s, interrupts while masked %u, replayed on unmask %s\n",
+               fResult->where, fResult->maskedPosted ? "yes" : "no", fResult->maskedDelivered,
+               fResult->replayedOnUnmask ? "yes" : "no");
+    }
+
     fResult->interrupts = fInterrupts;
     printf("  nvme[%s]: %u interrupt(s), %u completion(s) taken by interrupt\n", fResult->where, fInterrupts, fResult->completionsByInterrupt);
     return true;

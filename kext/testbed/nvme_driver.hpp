@@ -22,6 +22,8 @@ struct Result {
     bool timedOut;
     bool postedWhileDisabled, interruptAfterEnable;
     unsigned handledWhileDisabled;
+    bool maskedPosted, replayedOnUnmask;
+    unsigned maskedDelivered;
 };
 std::vector<Result> &results();
 /* After the run: one more command completed by interrupt; controller shutdown. */
