@@ -132,6 +132,10 @@ def test_the_new_kext_passes_every_point_and_the_paths_agree(linux_image, tmp_pa
     assert "IOLog: xvpci-window: bus 0xe0" in output
     assert "matching: XvpciHostBridge started on xvpci-window-bus" in output
     assert "configurator: e0:00.0 1b36:00ee class 010802" in output
+    # the control for point 4: on the direct function (one shared vector, IOPCIFamily's
+    # default) a second registration makes the PBA rule drop the completion, so the
+    # rule the window path survives is live in the fakes
+    assert "CONTROL direct two_sources_delivered=0" in output
     # both server logs hold the test driver's I/O
     for label in ("direct", "window"):
         log = (tmp_path / "guest" / f"{label}.jsonl").read_text()

@@ -208,11 +208,26 @@ int main(int argc, char **argv)
     check(3, bridge && bridge->hostBridgeDataForTest(),
           bridge ? std::string(bridge->getMetaClass()->getClassName()) + (bridge->hostBridgeDataForTest() ? " has hostBridgeData" : " has NULL hostBridgeData")
                  : "no IOPCIBridge below the window");
-    /* 4: completions arrive by interrupt through the window under the dispatch rules. */
-    check(4, childResult && childResult->ok && childResult->completionsByInterrupt >= 6 && !childResult->timedOut,
-          childResult ? "completions by interrupt: " + std::to_string(childResult->completionsByInterrupt) +
-                            ", sub-vectors skipped by the PBA rule: " + std::to_string(tb::dispatchSkipped())
-                      : "no driver ran on a child");
+    /* 4: completions arrive by interrupt through the window under the dispatch rules,
+       also with a second source registered. The direct device, whose function has one
+       shared vector as IOPCIFamily gives by default, is the control: there the PBA
+       rule must drop the completion, or the fake's rule is not live. */
+    for (IOPCIDevice *nub : {child, directNub}) {
+        if (tbnvme::Result *r = nub ? const_cast<tbnvme::Result *>(resultFor(nub)) : nullptr) {
+            if (r->ok) tbnvme::twoSources(*r);
+        }
+    }
+    {
+        const tbnvme::Result *d = directNub ? resultFor(directNub) : nullptr;
+        if (d && d->twoSourcesRan) {
+            printf("CONTROL direct two_sources_delivered=%d skipped_by_pba_rule=%u\n", d->twoSourcesDelivered, tb::dispatchSkipped());
+        }
+        bool ok = childResult && childResult->ok && childResult->completionsByInterrupt >= 6 && !childResult->timedOut &&
+                  childResult->twoSourcesRan && childResult->twoSourcesDelivered;
+        check(4, ok, childResult ? "completions by interrupt: " + std::to_string(childResult->completionsByInterrupt) +
+                                       ", with two sources registered: " + (childResult->twoSourcesDelivered ? "delivered" : "NOT delivered")
+                                 : "no driver ran on a child");
+    }
     /* 5 and 6: the bridge's config accessors for the child function. */
     if (bridge) {
         IOPCIAddressSpace space;

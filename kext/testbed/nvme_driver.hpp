@@ -4,6 +4,8 @@
 
 #include "testbed.hpp"
 
+#include <deque>
+
 namespace tbnvme {
 struct Result {
     IOPCIDevice *nub;
@@ -24,11 +26,13 @@ struct Result {
     unsigned handledWhileDisabled;
     bool maskedPosted, replayedOnUnmask;
     unsigned maskedDelivered;
+    bool twoSourcesRan, twoSourcesDelivered;
 };
-std::vector<Result> &results();
+std::deque<Result> &results();
 /* After the run: one more command completed by interrupt; controller shutdown. */
 bool ping(Result &r);
 void shutdown(Result &r);
+void twoSources(Result &r);
 }
 
 #endif
