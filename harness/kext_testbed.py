@@ -32,6 +32,7 @@ from .accel import choose_accel
 from .difflog import LogError, Rules, diff_logs, reports
 from .errors import HarnessError
 from .guest import LinuxGuest, ModelAttachment
+from .kext import KMOD_INFO_TEMPLATE, BundleInfo
 from .linux_image import build
 from .progress import Progress
 from .qemu_install import find_qemu
@@ -136,19 +137,13 @@ def build_binary(out_dir: Path, kext_source: Path | None = None) -> Path:
         "make", "-s", "-C", str(TESTBED_DIR), f"OUT={binary}", f"KEXT_SRC={source}",
         f"CXX={compiler}",
     ]  # fmt: skip
-    template = source.parent / "kmod_info.c.in"
+    template = source.parent / KMOD_INFO_TEMPLATE
     plist = source.parent / "Info.plist"
     if template.is_file() and plist.is_file():
-        try:
-            data = plistlib.loads(plist.read_bytes())
-            identifier, version = str(data["CFBundleIdentifier"]), str(data["CFBundleVersion"])
-        except (OSError, plistlib.InvalidFileException, ValueError, KeyError) as exc:
-            raise HarnessError(
-                f"cannot read the bundle id and version from {plist}: {exc}"
-            ) from None
+        info = BundleInfo.read(plist)  # the same kmod info `xvpci kext check` compiles
         kmod = out_dir / "kmod_info.c"
         kmod.write_text(
-            template.read_text().replace("@ID@", identifier).replace("@VERSION@", version)
+            template.read_text().replace("@ID@", info.identifier).replace("@VERSION@", info.version)
         )
         command.append(f"KMOD_SRC={kmod}")
     binary.unlink(missing_ok=True)

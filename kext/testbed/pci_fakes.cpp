@@ -549,10 +549,12 @@ bool IOPCIMessagedInterruptController::init(UInt32 numVectors, UInt32 baseVector
     setName("IOPCIMessagedInterruptController");
     return true;
 }
-/* API_ENTRY (this file, top): the vector is the first word of the nub's specifier;
-   device->reserved->msiVectors when the function's entries share one vector. */
+/* API_ENTRY (66-76): the vector is the first word of the nub's specifier, rebased to
+   the MSI-X entry index only when the function's entries share one vector (sub-vectors);
+   for non-shared vectors vectorNumber stays the controller-wide number, which
+   disableVectorHard/enableVector then use as the table index (as in IOPCIFamily). */
 #define API_ENTRY()                                                                           \
-    IOPCIDevice *device_ = OSDynamicCast(IOPCIDevice, nub);                                  \
+    [[maybe_unused]] IOPCIDevice *device_ = OSDynamicCast(IOPCIDevice, nub);                                  \
     OSArray *specs_ = OSDynamicCast(OSArray, nub->IORegistryEntry::getProperty(gIOInterruptSpecifiersKey)); \
     OSData *spec_ = specs_ ? OSDynamicCast(OSData, specs_->getObject(source)) : nullptr;    \
     if (!spec_) return kIOReturnNoInterrupt;                                                  \
@@ -628,6 +630,7 @@ IOReturn IOPCIMessagedInterruptController::disableInterrupt(IOService *nub, int 
 {
     API_ENTRY();
     (void)vectorNumber;
+    (void)device_;
     vector->interruptDisabledSoft = 1;
     return kIOReturnSuccess;
 }

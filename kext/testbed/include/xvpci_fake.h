@@ -37,7 +37,7 @@
 typedef uint8_t UInt8;
 typedef uint16_t UInt16;
 typedef uint32_t UInt32;
-typedef uint64_t UInt64;
+typedef unsigned long long UInt64; /* as on macOS (libkern/OSTypes.h), so signatures mangle alike */
 typedef int8_t SInt8;
 typedef int16_t SInt16;
 typedef int32_t SInt32;
@@ -45,18 +45,18 @@ typedef int64_t SInt64;
 typedef bool Boolean;
 typedef int IOReturn;
 typedef uint32_t IOOptionBits;
-typedef uint64_t IOByteCount;
-typedef uint64_t IOVirtualAddress;
-typedef uint64_t IOPhysicalAddress;
-typedef uint64_t IOPhysicalLength;
-typedef uint64_t IOPhysicalAddress64;
-typedef uint64_t IOPhysicalLength64;
-typedef uint64_t addr64_t;
-typedef uint64_t vm_size_t;
-typedef uint64_t vm_address_t;
-typedef uint64_t mach_vm_address_t;
-typedef uint64_t mach_vm_size_t;
-typedef uint64_t IOItemCount;
+typedef UInt64 IOByteCount;
+typedef UInt64 IOVirtualAddress;
+typedef UInt64 IOPhysicalAddress;
+typedef UInt64 IOPhysicalLength;
+typedef UInt64 IOPhysicalAddress64;
+typedef UInt64 IOPhysicalLength64;
+typedef UInt64 addr64_t;
+typedef unsigned long vm_size_t;
+typedef unsigned long vm_address_t;
+typedef UInt64 mach_vm_address_t;
+typedef UInt64 mach_vm_size_t;
+typedef UInt32 IOItemCount;
 typedef int kern_return_t;
 typedef int IOInterruptVectorNumber;
 typedef void *task_t;
@@ -125,7 +125,7 @@ typedef struct kmod_info {
 #define panic(...) xvpci_tb_panic(__VA_ARGS__)
 
 /* ---- IOLib (xnu iokit/IOKit/IOLib.h) ---- */
-void IOLog(const char *format, ...) __attribute__((format(printf, 1, 2)));
+extern "C" void IOLog(const char *format, ...) __attribute__((format(printf, 1, 2)));
 void *IOMalloc(size_t size);
 void *IOMallocZero(size_t size);
 void IOFree(void *address, size_t size);
