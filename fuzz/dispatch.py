@@ -27,6 +27,7 @@ import os
 import struct
 from collections.abc import Iterator
 
+from vfio_bridge.client import sealed_memfd
 from vfio_bridge.device import DeviceModel
 from vfio_bridge.models import create_model
 from vfio_bridge.protocol import (
@@ -118,8 +119,7 @@ class Harness:
     """Holds the shared memory (a memfd) that every input may map for DMA."""
 
     def __init__(self) -> None:
-        self.memfd = os.memfd_create("xvpci-fuzz")
-        os.ftruncate(self.memfd, SHARED_SIZE)
+        self.memfd = sealed_memfd("xvpci-fuzz", SHARED_SIZE)
 
     def run(self, data: bytes) -> None:
         """Execute one input; raises on anything but the defined outcomes."""

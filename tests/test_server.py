@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from tests.conftest import ThreadedServer, has, read_log
-from vfio_bridge.client import ClientError, VfioUserClient
+from vfio_bridge.client import ClientError, VfioUserClient, sealed_memfd
 from vfio_bridge.protocol import (
     DeviceFlags,
     DmaMap,
@@ -194,8 +194,7 @@ def test_pipelined_requests_with_a_descriptor_between_them(
 ) -> None:
     """Requests sent without waiting reach the server as one chunk of the stream;
     the memfd must go to the DMA_MAP it was sent with, and every reply comes in order."""
-    memory = os.memfd_create("pipelined")
-    os.ftruncate(memory, 0x1000)
+    memory = sealed_memfd("pipelined", 0x1000)
     try:
         channel = client.channel
         bus_master = RegionAccess(0x04, CONFIG, 2, (0x6).to_bytes(2, "little")).pack()

@@ -8,6 +8,7 @@ which case the client answers the server's DMA_READ/DMA_WRITE from it.
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 import socket
@@ -44,6 +45,19 @@ class ClientError(Exception):
         self.errno = err
 
 
+def sealed_memfd(name: str, size: int) -> int:
+    """A memfd of ``size`` bytes sealed against shrinking and growing, as QEMU's
+    ``memory-backend-memfd`` makes guest RAM: the only kind a server maps for DMA."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, size)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 @dataclass
 class GuestMemory:
     """A range of guest memory the client owns; ``shared`` ones are memfds."""
@@ -57,8 +71,7 @@ class GuestMemory:
     def create(cls, iova: int, size: int, shared: bool) -> GuestMemory:
         if not shared:
             return cls(iova, size, -1, bytearray(size))
-        fd = os.memfd_create(f"xvpci-guest-{iova:x}", os.MFD_CLOEXEC)
-        os.ftruncate(fd, size)
+        fd = sealed_memfd(f"xvpci-guest-{iova:x}", size)
         return cls(iova, size, fd, mmap.mmap(fd, size))
 
     def read(self, addr: int, length: int) -> bytes:

@@ -491,7 +491,7 @@ class Session:
             raise ProtocolError(f"DMA_MAP flags {request.flags:#x} unknown")
         fd = message.fds.pop() if message.fds else -1
         try:
-            self.dma.add(
+            mapping = self.dma.add(
                 request.iova,
                 request.size,
                 bool(request.flags & DmaMapFlags.WRITE),
@@ -500,8 +500,14 @@ class Session:
             )
         except DmaError as exc:
             raise ProtocolError(f"DMA_MAP: {exc}") from None
+        extra = {"reason": mapping.unshared_reason} if mapping.unshared_reason else {}
         self.recorder.event(
-            "dma_map", addr=request.iova, len=request.size, flags=request.flags, shared=fd >= 0
+            "dma_map",
+            addr=request.iova,
+            len=request.size,
+            flags=request.flags,
+            shared=mapping.memory is not None,
+            **extra,
         )
         return b""
 
