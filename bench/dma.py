@@ -17,7 +17,7 @@ from vfio_bridge.client import VfioUserClient
 from vfio_bridge.models.edu import Edu
 from vfio_bridge.recorder import Recorder
 from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Session
-from vfio_bridge.transport import Channel
+from vfio_bridge.transport import SocketChannel
 
 from .common import print_table, save
 
@@ -52,19 +52,20 @@ def main() -> None:
         server_end.close()
         _client(client_end)
     client_end.close()
-    session = Session(Edu(), Channel(server_end, MAX_MESSAGE_SIZE, MAX_MSG_FDS), Recorder(None))
-    while len(session.dma) < 2:  # VERSION, then the two DMA_MAPs
-        session.dispatch(session.channel.receive())
+    channel = SocketChannel(server_end, MAX_MESSAGE_SIZE, MAX_MSG_FDS)
+    session = Session(Edu(), channel, Recorder(None))
+    while len(session.bus.dma) < 2:  # VERSION, then the two DMA_MAPs
+        session.dispatch(channel.receive())
     payload = os.urandom(max(SIZES))
     rows, data = [], {}
     for size in SIZES:
         figures = {}
         for name, base in (("shared", SHARED), ("messages", PRIVATE)):
             figures[f"{name}_read"] = _rate(
-                lambda n, b=base: session.dma_read(b, n), size, args.seconds
+                lambda n, b=base: session.bus.dma_read(b, n), size, args.seconds
             )
             figures[f"{name}_write"] = _rate(
-                lambda n, b=base: session.dma_write(b, payload[:n]), size, args.seconds
+                lambda n, b=base: session.bus.dma_write(b, payload[:n]), size, args.seconds
             )
         data[str(size)] = figures
         mib = 1 << 20
@@ -74,7 +75,7 @@ def main() -> None:
             figures["shared_write"] / mib, figures["messages_write"] / mib,
             figures["shared_write"] / figures["messages_write"],
         ])  # fmt: skip
-    session.channel.close()
+    channel.close()
     os.waitpid(child, 0)
     print_table(
         "model-initiated DMA, MiB/s",

@@ -23,7 +23,7 @@ from .polling import DEFAULT_POLL_MAX_US
 from .protocol import ProtocolError
 from .recorder import Recorder
 from .session import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Session
-from .transport import Channel, PeerClosed
+from .transport import PeerClosed, SocketChannel
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class VfioUserServer:
         return bool(readable)
 
     def _serve_connection(self, conn: socket.socket) -> None:
-        channel = Channel(conn, MAX_MESSAGE_SIZE, MAX_MSG_FDS)
+        channel = SocketChannel(conn, MAX_MESSAGE_SIZE, MAX_MSG_FDS)
         session = Session(
             self.model,
             channel,
