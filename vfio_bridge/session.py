@@ -62,6 +62,7 @@ class Session:
         by_message = MessageDma(self._message_dma_read, self._message_dma_write)
         self.bus = HostBus(model, recorder, self.interrupts, by_message)
         self.dispatcher = Dispatcher(model, recorder, self.bus, self.interrupts)
+        self._handle = self.dispatcher.handle
         self._next_id = 0
         model.attach(self.bus)
 
@@ -79,6 +80,8 @@ class Session:
         clock = time.perf_counter
         budget = self.poll_budget
         interrupts = self.interrupts
+        dispatch = self.dispatch
+        run_deferred = self.bus.deferred.run
         while True:
             ready = False
             if budget.budget:
@@ -96,8 +99,8 @@ class Session:
             interrupts.in_burst = True
             try:
                 while (message := next_message()) is not None:
-                    self.dispatch(message)
-                    self.run_deferred()
+                    dispatch(message)
+                    run_deferred()
             finally:
                 interrupts.in_burst = False
             if interrupts.pending:
@@ -117,7 +120,7 @@ class Session:
 
     def dispatch(self, message: Message) -> None:
         """Handle one request and send its reply, if it has one."""
-        reply = self.dispatcher.handle(message)
+        reply = self._handle(message)
         if reply is not None:
             self._send(*reply)
 

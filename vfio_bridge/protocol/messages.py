@@ -298,7 +298,9 @@ class IrqSet:
 _REGION_ACCESS = struct.Struct("<QII")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, unlike the other bodies: one is parsed for every MMIO, and a frozen
+# dataclass costs three times as much to build (0.6 us more, measured).
+@dataclass(slots=True)
 class RegionAccess:
     """REGION_READ/WRITE: read requests and write replies carry no data."""
 
