@@ -11,10 +11,17 @@ Rules:
 1. VERSION comes first; any other request before it is refused (EINVAL).
 2. A refused request gets an error reply carrying the errno of the
    :class:`ProtocolError`, is logged as a ``device_error`` event, and the
-   connection stays up.
-3. A request with NO_REPLY gets no reply when it succeeds.
-4. Replies the client sends unasked are dropped with a warning.
-5. Descriptors that came with a request are closed once it is handled,
+   connection stays up. Errnos follow libvfio-user where the specification
+   names none: EINVAL for an access outside a region and for the migration
+   commands (we do not support migration), ENOSYS for unknown commands.
+3. A request with NO_REPLY gets no reply, whether it succeeds or fails
+   (QEMU posts BAR writes that way and reports any reply as unexpected).
+4. Each side's ``max_data_xfer_size`` bounds what the *other* side sends:
+   region accesses from the client are held to ours
+   (:data:`MAX_DATA_XFER`, advertised in the VERSION reply), our
+   DMA_READ/DMA_WRITE requests to the client's (:attr:`client_max_data_xfer`).
+5. Replies the client sends unasked are dropped with a warning.
+6. Descriptors that came with a request are closed once it is handled,
    except those a handler took ownership of (DMA_MAP's, SET_IRQS' eventfds).
 """
 
@@ -60,8 +67,10 @@ from .regions import Regions
 log = logging.getLogger(__name__)
 
 MAX_MSG_FDS = 16
+#: The largest region access we accept, whatever the client accepts.
+MAX_DATA_XFER = DEFAULT_MAX_DATA_XFER
 #: Room for a REGION_WRITE of the largest transfer plus headers.
-MAX_MESSAGE_SIZE = DEFAULT_MAX_DATA_XFER + 4 * PAGE_SIZE
+MAX_MESSAGE_SIZE = MAX_DATA_XFER + 4 * PAGE_SIZE
 
 #: A framed reply and the descriptors to pass with it.
 Reply = tuple[bytes, list[int]]
@@ -83,8 +92,8 @@ class Dispatcher:
         self.interrupts = interrupts
         self.regions = Regions(model, recorder)
         self.negotiated = False
-        #: Largest data transfer the client accepts in one message.
-        self.max_data_xfer = DEFAULT_MAX_DATA_XFER
+        #: Largest data transfer the client accepts in one of our DMA requests (rule 4).
+        self.client_max_data_xfer = DEFAULT_MAX_DATA_XFER
         self._handlers: dict[int, _Handler] = {
             VfioCommand.VERSION: self._version,
             VfioCommand.DMA_MAP: self._dma_map,
@@ -96,6 +105,10 @@ class Dispatcher:
             VfioCommand.REGION_READ: self._region_read,
             VfioCommand.REGION_WRITE: self._region_write,
             VfioCommand.DEVICE_RESET: self._device_reset,
+            VfioCommand.DIRTY_PAGES: _no_migration,
+            VfioCommand.DEVICE_FEATURE: _no_migration,
+            VfioCommand.MIG_DATA_READ: _no_migration,
+            VfioCommand.MIG_DATA_WRITE: _no_migration,
         }
 
     def handle(self, message: Message) -> Reply | None:
@@ -117,6 +130,8 @@ class Dispatcher:
         except ProtocolError as exc:
             log.warning("command %d id %d refused: %s", header.command, header.msg_id, exc)
             self.recorder.device_error("refused", f"command {header.command}: {exc}")
+            if header.no_reply:
+                return None
             return frame(header.msg_id, header.command, b"", _ERROR_REPLY, exc.errno), []
         finally:
             message.close_fds()
@@ -139,9 +154,9 @@ class Dispatcher:
         if not isinstance(caps, dict):
             raise ProtocolError("capabilities member is not an object")
         client_xfer = caps.get("max_data_xfer_size", DEFAULT_MAX_DATA_XFER)
-        if not isinstance(client_xfer, int) or client_xfer <= 0:
+        if isinstance(client_xfer, bool) or not isinstance(client_xfer, int) or client_xfer <= 0:
             raise ProtocolError("max_data_xfer_size is not a positive integer")
-        self.max_data_xfer = min(client_xfer, DEFAULT_MAX_DATA_XFER)
+        self.client_max_data_xfer = client_xfer
         self.negotiated = True
         reply = Version(
             MAJOR_VERSION,
@@ -149,7 +164,7 @@ class Dispatcher:
             {
                 "capabilities": {
                     "max_msg_fds": MAX_MSG_FDS,
-                    "max_data_xfer_size": self.max_data_xfer,
+                    "max_data_xfer_size": MAX_DATA_XFER,
                     "pgsizes": PAGE_SIZE,
                     "max_dma_maps": self.bus.dma.max_mappings,
                 }
@@ -188,7 +203,7 @@ class Dispatcher:
     def _region_read(self, message: Message) -> bytes:
         body = message.body
         access = RegionAccess.unpack(body, with_data=False)
-        self.regions.check(access.region, access.offset, access.count, self.max_data_xfer)
+        self.regions.check(access.region, access.offset, access.count, MAX_DATA_XFER)
         return body[:_ACCESS_SIZE] + self.regions.read(access.region, access.offset, access.count)
 
     def _region_write(self, message: Message) -> bytes:
@@ -199,7 +214,7 @@ class Dispatcher:
             raise ProtocolError(
                 f"REGION_WRITE announces {access.count} bytes but carries {len(data)}"
             )
-        self.regions.check(access.region, access.offset, access.count, self.max_data_xfer)
+        self.regions.check(access.region, access.offset, access.count, MAX_DATA_XFER)
         self.regions.write(access.region, access.offset, data)
         return body[:_ACCESS_SIZE]
 
@@ -247,3 +262,7 @@ def _check_query(what: str, argsz: int, fixed: int, index: int, count: int) -> N
         raise ProtocolError(f"{what} argsz {argsz} too small")
     if not 0 <= index < count:
         raise ProtocolError(f"{what} index {index} does not exist")
+
+
+def _no_migration(message: Message) -> bytes:
+    raise ProtocolError("migration is not supported", errno.EINVAL)

@@ -44,7 +44,8 @@ class Regions:
             self._record_mmio = recorder.mmio
 
     def check(self, region: int, offset: int, count: int, limit: int) -> None:
-        """Refuse an access outside the region or over ``limit`` bytes."""
+        """Refuse an access outside the region (EINVAL, as libvfio-user) or over ``limit``
+        bytes (E2BIG)."""
         if not 0 <= region < NUM_REGIONS:
             raise ProtocolError(f"region {region} does not exist")
         if count > limit:
@@ -52,8 +53,7 @@ class Regions:
         size = self.sizes[region]
         if count == 0 or offset + count > size:
             raise ProtocolError(
-                f"access {offset:#x}+{count} outside region {region} of {size:#x} bytes",
-                errno.EFAULT,
+                f"access {offset:#x}+{count} outside region {region} of {size:#x} bytes"
             )
 
     def read(self, region: int, offset: int, count: int) -> bytes:

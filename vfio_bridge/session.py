@@ -138,7 +138,7 @@ class Session:
 
     def _message_dma_read(self, addr: int, length: int) -> bytes:
         out = bytearray()
-        limit = self.dispatcher.max_data_xfer
+        limit = self.dispatcher.client_max_data_xfer
         for pos in range(0, length, limit):
             count = min(limit, length - pos)
             reply = self._request(VfioCommand.DMA_READ, DmaAccess(addr + pos, count).pack())
@@ -149,7 +149,7 @@ class Session:
         return bytes(out)
 
     def _message_dma_write(self, addr: int, data: bytes) -> None:
-        limit = self.dispatcher.max_data_xfer
+        limit = self.dispatcher.client_max_data_xfer
         for pos in range(0, len(data), limit):
             chunk = data[pos : pos + limit]
             self._request(VfioCommand.DMA_WRITE, DmaAccess(addr + pos, len(chunk), chunk).pack())
