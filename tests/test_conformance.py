@@ -99,17 +99,20 @@ def test_server_advertises_its_own_transfer_size(raw: Raw) -> None:
     assert body[16:20] == EDU_IDS
 
 
+class CountingClient(VfioUserClient):
+    """Our client, noting the count (u64 @8) of every DMA_READ the server sends it."""
+
+    counts: list[int]
+
+    def _serve(self, message: Message) -> None:
+        if message.header.command == DMA_READ:
+            self.counts.append(struct.unpack_from("<Q", message.body, 8)[0])
+        super()._serve(message)
+
+
 def test_dma_requests_respect_the_client_transfer_size(edu_server: ThreadedServer) -> None:
-    counts: list[int] = []
-    with VfioUserClient(edu_server.socket_path) as client:
-        serve = client._serve
-
-        def watching(message: Message) -> None:
-            if message.header.command == DMA_READ:
-                counts.append(struct.unpack_from("<Q", message.body, 8)[0])
-            serve(message)
-
-        client._serve = watching  # type: ignore[method-assign]
+    with CountingClient(edu_server.socket_path) as client:
+        client.counts = []
         client.negotiate({"capabilities": {"max_data_xfer_size": 1024}})
         client.region_write(CONFIG, 0x04, (0x6).to_bytes(2, "little"))  # bus master
         memory = client.map_memory(0x200000, 0x2000, shared=False)
@@ -123,6 +126,7 @@ def test_dma_requests_respect_the_client_transfer_size(edu_server: ThreadedServe
             if not client.read64(BAR0, 0x98) & 1:
                 break
         assert client.region_read(BAR0, 0x40000, len(payload)) == payload
+        counts = client.counts
     assert counts and max(counts) <= 1024 and sum(counts) == len(payload)
 
 
