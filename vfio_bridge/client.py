@@ -34,7 +34,7 @@ from .protocol import (
     frame,
 )
 from .protocol.constants import MAJOR_VERSION, MINOR_VERSION
-from .transport import Channel, PeerClosed
+from .transport import PeerClosed, SocketChannel
 
 
 class ClientError(Exception):
@@ -114,7 +114,7 @@ class VfioUserClient:
         return client
 
     def _setup(self, sock: socket.socket) -> None:
-        self.channel = Channel(sock, max_message_size=64 << 20, max_fds=16)
+        self.channel = SocketChannel(sock, max_message_size=64 << 20, max_fds=16)
         self.memory: list[GuestMemory] = []
         self.server_capabilities: dict[str, Any] = {}
         self.dma_requests_served = 0
