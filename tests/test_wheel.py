@@ -60,6 +60,7 @@ def package_files(top: str) -> set[str]:
         str(path.relative_to(root))
         for path in root.rglob("*")
         if path.is_file()
+        and not path.name.startswith(".")  # repository metadata (.gitignore), not payload
         and not BUILD_DIRS & set(path.relative_to(root).parts[:-1])
         and path.suffix not in BUILD_SUFFIXES
     }
