@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .normalize import CFG_WRITE, MMIO_READ, MMIO_WRITE, Item, Normalizer
-from .reader import EVENT_PREFIX, LogError, LogInfo, LogReader
+from .reader import EVENT_LINE, LogError, LogInfo, LogReader
 from .rules import Rules
 
 BATCH = 500
@@ -358,27 +358,26 @@ def _normalised(
 
 
 def _bodies(lines: list[bytes]) -> list[bytes | None]:
-    """Each line without its ``seq`` and ``t_ns``; None for a line not shaped like an event."""
-    bodies: list[bytes | None] = []
-    for line in lines:
-        match = EVENT_PREFIX.match(line)
-        bodies.append(line[match.end() :] if match else None)
+    """What follows ``seq`` and ``t_ns`` on each line; None for a line not shaped like
+    an event (:data:`EVENT_LINE`)."""
+    block = b"".join(lines)
+    bodies: list[bytes | None] = EVENT_LINE.findall(block)
+    if len(bodies) != len(lines):
+        bodies = []
+        for line in lines:
+            match = EVENT_LINE.match(line)
+            bodies.append(match[1] if match else None)
     return bodies
 
 
-def _agreeing(lines_a: list[bytes], lines_b: list[bytes]) -> tuple[int, list[bytes | None]]:
-    """How many leading lines of the two logs are the same event but for seq and t_ns,
-    and A's lines without their seq and t_ns."""
-    count = len(lines_a)
-    joined_a, seen_a = EVENT_PREFIX.subn(b"", b"".join(lines_a))
-    joined_b, seen_b = EVENT_PREFIX.subn(b"", b"".join(lines_b))
-    if seen_a == seen_b == count and joined_a == joined_b:
-        return count, joined_a.split(b"\n")  # type: ignore[return-value]
-    bodies_a = _bodies(lines_a)
-    for index, (body_a, body_b) in enumerate(zip(bodies_a, _bodies(lines_b), strict=True)):
+def _agreeing(bodies_a: list[bytes | None], bodies_b: list[bytes | None]) -> int:
+    """How many leading lines of the two logs are the same event but for seq and t_ns."""
+    if bodies_a == bodies_b and None not in bodies_a:
+        return len(bodies_a)
+    for index, (body_a, body_b) in enumerate(zip(bodies_a, bodies_b, strict=True)):
         if body_a is None or body_a != body_b:
-            return index, bodies_a
-    return count, bodies_a
+            return index
+    return len(bodies_a)
 
 
 class _Diff:
@@ -441,7 +440,8 @@ class _Diff:
         count = min(len(lines_a), len(lines_b))
         if count and not all(lines[count - 1].endswith(b"\n") for lines in (lines_a, lines_b)):
             count -= 1  # a last line cut short is the reader's to judge
-        agreeing, bodies = _agreeing(lines_a[:count], lines_b[:count])
+        bodies = _bodies(lines_a[:count])
+        agreeing = _agreeing(bodies, _bodies(lines_b[:count]))
         if agreeing < count:
             agreeing = max(0, agreeing - FAST_CONTEXT)
         if agreeing and not self.shared and not self.norm_a.same_state(self.norm_b):
@@ -471,43 +471,42 @@ class _Diff:
         reader, norm, memo = self.reader_a, self.norm_a, self.memo
         parse, push, stateless = reader.parse, norm.push, norm.stateless
         mmio_item, poll = norm.mmio_item, norm.poll
-        kinds: list[str] = []
-        streams: list[str] = []
+        # One (kind, stream or None) per event, counted at the end.
+        outcomes: list[tuple[str, str | None]] = []
+        parsed = 0
         used = 0
         for used in range(count):
-            body = bodies[used]
-            known = memo.get(body)
+            known = memo.get(bodies[used])
             if known is None:
                 event = parse(lines[used], first_line + used)
-                assert event is not None  # an event line: EVENT_PREFIX matched it
+                assert event is not None  # an event line: EVENT_LINE matched it
                 kind = event["kind"]
                 if kind == CFG_WRITE:
                     reader.info.events -= 1
                     break
+                parsed += 1
                 mmio = kind in (MMIO_READ, MMIO_WRITE)
                 item = mmio_item(event, kind) if mmio else push(event)
+                known = (item, mmio, (kind, item.stream if item else None), (kind, None))
                 if stateless(event):
                     if len(memo) >= MEMO_KEPT:
                         memo.clear()
-                    memo[body] = (kind, item, mmio)
-                if mmio and item is not None:
-                    item = poll(item)
+                    memo[bodies[used]] = known
+            item, mmio, emitted, silent = known
+            if mmio and item is not None and poll(item) is None:
+                outcomes.append(silent)
             else:
-                kind, item, mmio = known
-                reader.info.events += 1
-                if mmio and item is not None:
-                    item = poll(item)
-            kinds.append(kind)
-            if item is not None:
-                streams.append(item.stream)
+                outcomes.append(emitted)
         else:
             used = count
+        reader.info.events += used - parsed
         self.reader_b.info.events += used
-        counted = collections.Counter(kinds)
-        self.result.events_a.update(counted)
-        self.result.events_b.update(counted)
-        for name, matched in collections.Counter(streams).items():
-            self.aligner.stream(name).matched += matched
+        events = self.result.events_a, self.result.events_b
+        for (kind, stream), number in collections.Counter(outcomes).items():
+            for counts in events:
+                counts[kind] += number
+            if stream is not None:
+                self.aligner.stream(stream).matched += number
         return used
 
 

@@ -32,9 +32,9 @@ from vfio_bridge.logformat import (
 
 from ..errors import HarnessError
 
-#: The start of an event line as the recorder writes it (``logformat.*_line``):
-#: removing it leaves what two paths' events must share to be the same event.
-EVENT_PREFIX = re.compile(rb'^\{"seq":\d+,"t_ns":\d+,', re.MULTILINE)
+#: An event line as the recorder writes it (``logformat.*_line``), its ``seq`` and
+#: ``t_ns`` apart from the rest: what two paths' events must share to be the same event.
+EVENT_LINE = re.compile(rb'^\{"seq":\d+,"t_ns":\d+,(.*)$', re.MULTILINE)
 
 
 class LogError(HarnessError):
@@ -115,13 +115,15 @@ class LogReader:
     def take(self, count: int) -> list[bytes]:
         """Up to ``count`` raw lines (fewer at the end of the file)."""
         unread = self._unread
-        while len(unread) < count and self._fill(count - len(unread)):
-            pass
-        if len(unread) <= count:
-            lines = list(unread)
+        lines = list(unread)
+        unread.clear()
+        while len(lines) < count and self._fill(count - len(lines)):
+            lines += unread
             unread.clear()
-            return lines
-        return [unread.popleft() for _ in range(count)]
+        if len(lines) > count:
+            unread.extend(lines[count:])
+            del lines[count:]
+        return lines
 
     def unread(self, lines: list[bytes]) -> None:
         """Give back lines taken but not used; the next :meth:`take` returns them first."""
