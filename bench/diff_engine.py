@@ -1,7 +1,13 @@
 """Diff engine throughput and peak memory on generated logs of 1M and 10M events.
 
-Each size runs in a fresh process so its peak RSS is its own. The ratio of
-peak memory between sizes shows whether memory stays bounded.
+For each size, side by side in one run: the events per second of merely reading
+and parsing both logs (every line through the reader: the limit a diff that
+looks at every event can approach), of diffing two logs that agree (their
+clocks differ, as two paths' do), and, at the smallest size, of diffing a pair
+where B lacks an early interrupt, which sends the rest down the item-by-item path
+(the speed for logs that diverge). Events are counted over both logs.
+Each measurement runs in a fresh process so its peak RSS is its own; the ratio
+of peak memory between sizes shows whether memory stays bounded.
 Usage: python -m bench.diff_engine [--sizes 1000000,10000000]
 """
 
@@ -9,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -19,30 +26,52 @@ from pathlib import Path
 from .common import print_table, save
 
 
-def _child(a: str, b: str) -> None:
+def _child(mode: str, a: str, b: str) -> None:
     from harness.difflog import diff_logs
+    from harness.difflog.reader import LogReader
 
     start = time.perf_counter()
-    result = diff_logs(Path(a), Path(b))
+    cpu = time.process_time()
+    if mode == "parse":
+        events = 0
+        for path in (a, b):
+            for _ in LogReader(Path(path)):
+                events += 1
+        equivalent = None
+    else:
+        result = diff_logs(Path(a), Path(b))
+        events = result.a.events + result.b.events
+        equivalent = result.equivalent
     seconds = time.perf_counter() - start
-    events = result.a.events + result.b.events
+    cpu_seconds = time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(
         json.dumps(
             {
                 "events": events,
                 "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "peak_bytes": peak,
-                "equivalent": result.equivalent,
+                "equivalent": equivalent,
             }
         )
     )
 
 
+def _measure(mode: str, a: Path, b: Path) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.diff_engine", "--child", mode, str(a), str(b)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    figures = json.loads(done.stdout)
+    figures["events_per_second"] = figures["events"] / figures["seconds"]
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000000,10000000")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(*args.child)
@@ -51,32 +80,50 @@ def main() -> None:
     from tests.loggen import stream_log
 
     rows, data = [], {}
+    sizes = [int(s) for s in args.sizes.split(",")]
+    data["load_average_before"] = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="xvpci-diffbench-") as tmp:
-        for size in (int(s) for s in args.sizes.split(",")):
+        for size in sizes:
             a, b = Path(tmp) / f"a{size}.jsonl", Path(tmp) / f"b{size}.jsonl"
             stream_log(a, size)
-            stream_log(b, size)
-            done = subprocess.run(
-                [sys.executable, "-m", "bench.diff_engine", "--child", str(a), str(b)],
-                capture_output=True, text=True, check=True,
+            stream_log(b, size, t0=7_000_000_000)  # another clock, as on another path
+            parse = _measure("parse", a, b)
+            diff = _measure("diff", a, b)
+            entry: dict[str, object] = {"parse": parse, "diff": diff}
+            ratio = diff["events_per_second"] / parse["events_per_second"]  # type: ignore[operator]
+            entry["diff_to_parse"] = ratio
+            rows.append(
+                [size, "agree", diff["seconds"], diff["events_per_second"],
+                 parse["events_per_second"], ratio, diff["peak_bytes"] / 2**20]  # type: ignore[operator]
             )  # fmt: skip
-            figures = json.loads(done.stdout)
-            rate = figures["events"] / figures["seconds"]
-            rows.append([size, figures["seconds"], rate, figures["peak_bytes"] / 2**20])
-            data[str(size)] = {**figures, "events_per_second": rate}
+            if size == sizes[0]:
+                stream_log(b, size, t0=7_000_000_000, skip=11)
+                diverged = _measure("diff", a, b)
+                entry["diff_one_missing"] = diverged
+                rows.append(
+                    [size, "B lacks #11", diverged["seconds"], diverged["events_per_second"],
+                     parse["events_per_second"],
+                     diverged["events_per_second"] / parse["events_per_second"],  # type: ignore[operator]
+                     diverged["peak_bytes"] / 2**20]  # type: ignore[operator]
+                )  # fmt: skip
+            data[str(size)] = entry
             a.unlink()
             b.unlink()
-    if len(rows) > 1:
-        growth = rows[-1][3] / rows[0][3]
+    data["load_average_after"] = os.getloadavg()
+    agreeing = [row for row in rows if row[1] == "agree"]
+    if len(agreeing) > 1:
+        growth = agreeing[-1][6] / agreeing[0][6]
         data["peak_memory_ratio_largest_to_smallest"] = growth
     print_table(
         "xvpci diff on generated log pairs (events counted over both logs)",
-        ["events per log", "seconds", "events/s", "peak MiB"],
+        ["events per log", "pair", "seconds", "diff events/s", "read+parse events/s",
+         "diff / parse", "peak MiB"],
         rows,
-    )
-    if len(rows) > 1:
-        size_ratio = rows[-1][0] / rows[0][0]
+    )  # fmt: skip
+    if len(agreeing) > 1:
+        size_ratio = agreeing[-1][0] / agreeing[0][0]
         print(f"\npeak memory, largest / smallest: {growth:.2f} (log size ratio {size_ratio:.0f})")
+    print(f"load average before / after: {data['load_average_before']} / {os.getloadavg()}")
     print(f"result: {save('diff_engine', data)}")
 
 

@@ -25,7 +25,7 @@ if [[ ! -x .venv/bin/python ]]; then
     echo "[setup] creating .venv" >&2
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import vfio_bridge, harness, pytest, xdist, hypothesis, atheris, qemu.qmp, paramiko, xxhash" 2>/dev/null; then
+if ! .venv/bin/python -c "import vfio_bridge, harness, pytest, xdist, hypothesis, atheris, qemu.qmp, paramiko, xxhash, orjson" 2>/dev/null; then
     echo "[setup] installing the project and its test dependencies into .venv" >&2
     .venv/bin/pip install -q --upgrade pip >/dev/null
     .venv/bin/pip install -q -e '.[test]'

@@ -104,16 +104,43 @@ def _set(key: str, value: Any) -> Callable[[list, int], None]:
     return lambda ev, i: ev.__setitem__(i, {**ev[i], key: value})
 
 
-def _twins(transactions: int, vector: int = 0) -> list[dict[str, Any]]:
-    """Commands whose interrupts and doorbell values are all alike: only their
-    neighbours in other streams tell them apart."""
+def twins(transactions: int) -> list[dict[str, Any]]:
+    """Commands whose doorbell writes, completion writes and interrupts are all alike:
+    only their neighbours in other streams tell one command's from another's."""
     events: list[dict[str, Any]] = []
     for n in range(transactions):
         events.append(mmio("mmio_write", 0, 0x1000, 1))  # the same doorbell value each time
         events.append(dma("dma_read", 0x200000 + 64 * n, bytes([n & 0xFF]) * 64))
-        events.append(irq(vector))
+        events.append(dma("dma_write", 0x300000, bytes(16)))  # the same completion each time
+        events.append(irq(0))
         events.append(mmio("mmio_read", 2, 0x10, n))
     return events
+
+
+#: Per twin stream: the kind of its events, and what to insert as an extra one.
+TWIN_KINDS = {
+    "irq": ("irq", irq(0)),
+    "doorbell": ("mmio_write", mmio("mmio_write", 0, 0x1000, 1)),
+    "completion": ("dma_write", dma("dma_write", 0x300000, bytes(16))),
+}
+#: The command whose twin goes missing, or after whose last event an extra one comes.
+TWIN_COMMAND = 20
+TWIN_COMMANDS = 60
+
+
+def twin_edit(name: str, edit: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """Logs A and B where B lacks (edit "missing") or has an extra (edit "extra") twin,
+    and its index: in A for a missing one, in B for an extra one."""
+    a = twins(TWIN_COMMANDS)
+    kind, extra = TWIN_KINDS[name]
+    b = list(a)
+    if edit == "missing":
+        index = [n for n, e in enumerate(a) if e["kind"] == kind][TWIN_COMMAND]
+        b.pop(index)
+    else:
+        index = 5 * (TWIN_COMMAND + 1)  # between two commands
+        b.insert(index, extra)
+    return a, b, index
 
 
 def pairs(tmp: Path) -> Iterator[Case]:
@@ -185,17 +212,11 @@ def pairs(tmp: Path) -> Iterator[Case]:
     yield case("every_7th_irq_dropped", big, _drop_nth(big, "irq", 7))
     yield case("every_5th_dma_dropped", big, _drop_nth(big, "dma_read", 5))
     yield case("truncated_b", big, big[: len(big) // 2], allow_truncated=True)
-    # Identical twins: a missing / an extra interrupt among alike interrupts.
-    twins = _twins(60)
-    yield case("twins_missing_irq", twins, _edit(twins, "irq", 20, lambda ev, i: ev.pop(i)))
-    yield case(
-        "twins_extra_irq", twins, _edit(twins, "irq", 20, lambda ev, i: ev.insert(i, irq(0)))
-    )
-    yield case(
-        "twins_missing_doorbell",
-        twins,
-        _edit(twins, "mmio_write", 33, lambda ev, i: ev.pop(i)),
-    )
+    # Identical twins: a missing / an extra one among alike events, in three streams.
+    for name in TWIN_KINDS:
+        for edit in ("missing", "extra"):
+            a, b, _ = twin_edit(name, edit)
+            yield case(f"twins_{edit}_{name}", a, b)
     for name in REAL:
         header_a, direct = _events(FIXTURES / f"{name}.direct.jsonl.xz")
         header_b, window = _events(FIXTURES / f"{name}.window.jsonl.xz")

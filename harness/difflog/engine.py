@@ -44,7 +44,7 @@ FAST_LINES = 4096  # lines of each log compared as bytes at once
 FAST_CONTEXT = 16  # lines before a difference left to the item path, for placement
 NEIGHBOURS = 3  # items of other streams on each side of a twin that place it
 NEAR = 32  # how far (in seq) to look for those neighbours
-RECENT = 1 << 14  # items of each log kept by seq for placement (bounds memory)
+RECENT = 1 << 12  # items of each log kept by seq for placement (bounds memory)
 MEMO_KEPT = 1 << 16  # event bodies whose items the fast lane keeps
 
 
@@ -135,8 +135,8 @@ class Aligner:
         getattr(self.stream(item.stream), side).append(item)
         recent = self.recent[side]
         recent[item.seq] = item
-        if len(recent) > RECENT:
-            del recent[next(iter(recent))]
+        if len(recent) > RECENT:  # keep the newer half
+            self.recent[side] = dict(itertools.islice(recent.items(), RECENT // 2, None))
 
     def empty(self) -> bool:
         return not any(s.a or s.b for s in self.streams.values())
@@ -222,27 +222,30 @@ class Aligner:
                     break
         return found
 
-    def _fit(self, a: Item, b: Item) -> int:
-        """How many of their neighbours in other streams two items share, place by place."""
-        fit = 0
+    def _misfits(self, a: Item, b: Item) -> tuple[int, int]:
+        """How many of their neighbours in other streams two items do not share, place
+        by place, before them and after them (-1 for a side where neither has any)."""
+        misfits = []
         for step in (-1, 1):
             around_a, around_b = self._neighbours(a, "a", step), self._neighbours(b, "b", step)
-            for x, y in zip(around_a, around_b, strict=False):
-                if x.stream == y.stream and x.same(y):
-                    fit += 1
-        return fit
+            pairs = list(zip(around_a, around_b, strict=False))
+            misfits.append(
+                sum(1 for x, y in pairs if x.stream != y.stream or not x.same(y)) if pairs else -1
+            )
+        return misfits[0], misfits[1]
 
     def _place_twin(self, s: _Stream) -> str | None:
         """Whether the same heads of a run of twins are not each other's counterparts:
-        "missing" when A's next twin fits B's head better, "extra" when B's next twin
-        fits A's head better, None when matching them in order fits best."""
+        "missing" when A's head differs from B's in its neighbours on both sides and A's
+        next twin shares all of them, "extra" the other way round, None otherwise (a
+        swap of two neighbours, say, leaves one side alone)."""
         a, b = s.a[0], s.b[0]
-        in_order = self._fit(a, b)
-        missing = self._fit(s.a[1], b) if len(s.a) > 1 and s.a[1].same(a) else -1
-        extra = self._fit(a, s.b[1]) if len(s.b) > 1 and s.b[1].same(b) else -1
-        if missing > in_order and missing > extra:
+        before, after = self._misfits(a, b)
+        if before <= 0 or after <= 0:
+            return None
+        if len(s.a) > 1 and s.a[1].same(a) and self._misfits(s.a[1], b) == (0, 0):
             return "missing"
-        if extra > in_order and extra > missing:
+        if len(s.b) > 1 and s.b[1].same(b) and self._misfits(a, s.b[1]) == (0, 0):
             return "extra"
         return None
 
