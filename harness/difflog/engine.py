@@ -124,6 +124,7 @@ class Aligner:
         self.streams: dict[str, _Stream] = {}
         # The latest items of each log by seq: the neighbours that place twins.
         self.recent: dict[str, dict[int, Item]] = {"a": {}, "b": {}}
+        self.unplaced: list[tuple[Divergence, _Stream, Item, str]] = []
 
     def stream(self, name: str) -> _Stream:
         stream = self.streams.get(name)
@@ -144,6 +145,11 @@ class Aligner:
     def settle(self, a_done: bool, b_done: bool) -> None:
         for name, stream in self.streams.items():
             self._settle(name, stream, a_done, b_done)
+        # Where missing and extra events belong, once their neighbours had the chance
+        # to be matched in every stream.
+        for divergence, s, item, side in self.unplaced:
+            divergence.near = self._near(s, item, side)
+        self.unplaced.clear()
 
     def _settle(self, name: str, s: _Stream, a_done: bool, b_done: bool) -> None:
         window = self.window
@@ -277,21 +283,12 @@ class Aligner:
         result.total_divergences += 1
         result.by_kind[kind] += 1
         if len(result.divergences) < MAX_KEPT:
-            near = None
-            if a is None and b is not None:
-                near = self._near(s, b, "b")
-            elif b is None and a is not None:
-                near = self._near(s, a, "a")
-            result.divergences.append(
-                Divergence(
-                    kind,
-                    stream,
-                    a.event if a else None,
-                    b.event if b else None,
-                    _describe(kind, a, b),
-                    near,
-                )
+            divergence = Divergence(
+                kind, stream, a.event if a else None, b.event if b else None, _describe(kind, a, b)
             )
+            result.divergences.append(divergence)
+            if a is None or b is None:
+                self.unplaced.append((divergence, s, a or b, "b" if a is None else "a"))
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {
