@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .normalize import CFG_WRITE, MMIO_READ, MMIO_WRITE, Item, Normalizer
-from .reader import EVENT_LINE, LogError, LogInfo, LogReader
+from .normalize import CFG_WRITE, DMA_READ, DMA_WRITE, MMIO_READ, MMIO_WRITE, Item, Normalizer
+from .reader import ADDRESS_FIELD, EVENT_LINE, LogError, LogInfo, LogReader
 from .rules import Rules
 
 BATCH = 500
@@ -393,7 +393,9 @@ class _Diff:
         self.fast_open = self.norm_a.profile == self.norm_b.profile
         self.fast_backoff = 0  # item rounds before the fast lane is tried again
         self.fast_wait = 0
-        self.memo: dict[bytes | None, tuple[str, Item | None, bool]] = {}
+        # Event bodies: (item, whether it is an MMIO access, outcome, outcome if collapsed).
+        self.memo: dict[bytes | None, tuple[Any, bool, tuple, tuple]] = {}
+        self.addressed: dict[bytes, tuple[Any, bool, tuple, tuple]] = {}  # DMA bodies less addr
 
     def run(self) -> DiffResult:
         result, aligner = self.result, self.aligner
@@ -464,19 +466,31 @@ class _Diff:
         write stops the lane: the config state keeps each log's own events).
 
         An event whose item depends on nothing but itself (:meth:`Normalizer.stateless`)
-        is parsed once: its body's next appearances reuse the item (``memo``)."""
+        is parsed once: its body's next appearances reuse the item (``memo``). So is a
+        DMA whose item depends on nothing else but its address's number
+        (:meth:`Normalizer.addressed`): the next with the same body but for the address
+        only has its address numbered (``addressed``)."""
         if not self.shared:
             self.norm_b.share(self.norm_a)
             self.shared = True
-        reader, norm, memo = self.reader_a, self.norm_a, self.memo
+        reader, norm, memo, addressed = self.reader_a, self.norm_a, self.memo, self.addressed
         parse, push, stateless = reader.parse, norm.push, norm.stateless
-        mmio_item, poll = norm.mmio_item, norm.poll
+        mmio_item, poll, canonical = norm.mmio_item, norm.poll, norm.canonical
+        search = ADDRESS_FIELD.search
         # One (kind, stream or None) per event, counted at the end.
         outcomes: list[tuple[str, str | None]] = []
         parsed = 0
         used = 0
         for used in range(count):
-            known = memo.get(bodies[used])
+            body = bodies[used]
+            known = memo.get(body)
+            if known is None:
+                field = search(body)  # type: ignore[arg-type]
+                if field is not None:
+                    unaddressed = body[: field.start()] + body[field.end() :]  # type: ignore[index]
+                    known = addressed.get(unaddressed)
+                    if known is not None:
+                        canonical(int(field[1]))
             if known is None:
                 event = parse(lines[used], first_line + used)
                 assert event is not None  # an event line: EVENT_LINE matched it
@@ -487,13 +501,23 @@ class _Diff:
                 parsed += 1
                 mmio = kind in (MMIO_READ, MMIO_WRITE)
                 item = mmio_item(event, kind) if mmio else push(event)
-                known = (item, mmio, (kind, item.stream if item else None), (kind, None))
-                if stateless(event):
+                known = (
+                    item,
+                    mmio and item is not None,
+                    (kind, item and item.stream),
+                    (kind, None),
+                )
+                if kind in (DMA_READ, DMA_WRITE):
+                    if field is not None and norm.addressed(event):
+                        if len(addressed) >= MEMO_KEPT:
+                            addressed.clear()
+                        addressed[unaddressed] = known
+                elif stateless(event):
                     if len(memo) >= MEMO_KEPT:
                         memo.clear()
-                    memo[bodies[used]] = known
+                    memo[body] = known
             item, mmio, emitted, silent = known
-            if mmio and item is not None and poll(item) is None:
+            if mmio and poll(item) is None:
                 outcomes.append(silent)
             else:
                 outcomes.append(emitted)

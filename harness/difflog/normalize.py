@@ -227,6 +227,14 @@ class Normalizer:
                 value &= rule.mask
         return value
 
+    def addressed(self, event: dict[str, Any]) -> bool:
+        """Whether ``event`` is a DMA whose item depends on nothing but the event and the
+        number :meth:`canonical` gives its address (not a descriptor, whose addresses
+        inside the payload are numbered too)."""
+        return event["kind"] in (DMA_READ, DMA_WRITE) and (
+            self._descriptors.get(event.get("tag")) is None or "data" not in event
+        )
+
     # --- sharing state while two logs agree
 
     def share(self, other: Normalizer) -> None:

@@ -1,8 +1,9 @@
 """Streaming reader of xvpci transaction logs with precise errors.
 
 Lines are read as bytes and parsed with orjson (several times faster than the
-standard library's json here; a line orjson refuses, say an integer past 64
-bits, is tried again with json, so both read the same logs). Besides
+standard library's json here, and than msgspec decoding to dicts; a line orjson
+refuses, say an integer past 64 bits, is tried again with json, so both read
+the same logs). Besides
 iterating events, a reader hands out raw lines (:meth:`LogReader.take`) and
 takes back those it was not asked to parse (:meth:`LogReader.unread`): the
 diff compares the lines of two logs as bytes before it parses either, and
@@ -37,6 +38,10 @@ from ..errors import HarnessError
 EVENT_LINE = re.compile(rb'^\{"seq":\d+,"t_ns":\d+,(.*)$', re.MULTILINE)
 
 
+#: The address field of an event line (DMA), to tell events apart by all but it.
+ADDRESS_FIELD = re.compile(rb'"addr":(0|[1-9][0-9]*)(?=[,}])')
+
+
 class LogError(HarnessError):
     """A log that cannot be compared; the message names the file and line."""
 
@@ -52,14 +57,6 @@ class LogInfo:
     def digest_algorithm(self) -> str:
         """The algorithm of the payload digests, which only compare within one algorithm."""
         return logformat.digest_algorithm(self.header)
-
-
-def _loads(line: bytes) -> Any:
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        # What orjson refuses and json reads (big integers, NaN, bad UTF-8 replaced).
-        return json.loads(line.decode("utf-8", errors="replace"))
 
 
 class LogReader:
@@ -134,7 +131,10 @@ class LogReader:
     def parse(self, line: bytes, line_no: int) -> dict[str, Any] | None:
         """The event on ``line``, or None once the log has ended (end marker, cut line)."""
         try:
-            record = _loads(line)
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                record = json.loads(line.decode("utf-8", errors="replace"))
         except json.JSONDecodeError:
             if not line.endswith(b"\n"):
                 self.ended = True  # a last line cut in the middle: truncated
