@@ -6,7 +6,8 @@ looks at every event can approach), of diffing two logs that agree (their
 clocks differ, as two paths' do), and, at the smallest size, of diffing a pair
 where B lacks an early interrupt, which sends the rest down the item-by-item path
 (the speed for logs that diverge). Events are counted over both logs.
-Each measurement runs in a fresh process so its peak RSS is its own; the ratio
+Each measurement runs in a fresh process so its peak RSS is its own, and reports
+its CPU time beside its wall time (on a shared machine the two part); the ratio
 of peak memory between sizes shows whether memory stays bounded.
 Usage: python -m bench.diff_engine [--sizes 1000000,10000000]
 """
@@ -94,7 +95,8 @@ def main() -> None:
             entry["diff_to_parse"] = ratio
             rows.append(
                 [size, "agree", diff["seconds"], diff["events_per_second"],
-                 parse["events_per_second"], ratio, diff["peak_bytes"] / 2**20]  # type: ignore[operator]
+                 parse["events_per_second"], ratio, diff["peak_bytes"] / 2**20,  # type: ignore[operator]
+                 diff["events"] / diff["cpu_seconds"]]  # type: ignore[operator]
             )  # fmt: skip
             if size == sizes[0]:
                 stream_log(b, size, t0=7_000_000_000, skip=11)
@@ -104,7 +106,8 @@ def main() -> None:
                     [size, "B lacks #11", diverged["seconds"], diverged["events_per_second"],
                      parse["events_per_second"],
                      diverged["events_per_second"] / parse["events_per_second"],  # type: ignore[operator]
-                     diverged["peak_bytes"] / 2**20]  # type: ignore[operator]
+                     diverged["peak_bytes"] / 2**20,  # type: ignore[operator]
+                     diverged["events"] / diverged["cpu_seconds"]]  # type: ignore[operator]
                 )  # fmt: skip
             data[str(size)] = entry
             a.unlink()
@@ -117,7 +120,7 @@ def main() -> None:
     print_table(
         "xvpci diff on generated log pairs (events counted over both logs)",
         ["events per log", "pair", "seconds", "diff events/s", "read+parse events/s",
-         "diff / parse", "peak MiB"],
+         "diff / parse", "peak MiB", "diff events/CPU-s"],
         rows,
     )  # fmt: skip
     if len(agreeing) > 1:

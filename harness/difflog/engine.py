@@ -12,16 +12,22 @@ one side's next item is their twin (the same interrupt again, a doorbell
 write of a value that repeats), matching heads in order may pair an event
 with its twin's counterpart and report the odd one out at the end of the run.
 So such a pair is checked against the events around it in other streams, in
-log order on each side: if the next twin's neighbours agree better with the
-other head's, the head is missing (or the other head extra) here.
+log order on each side: if the heads' neighbours differ both before and after
+them, and the next twin's neighbours are all those of the other head, the
+head is missing (or the other head extra) here. A missing or extra event's
+divergence also says where it belongs in the other log (``near``): between the
+counterparts of its nearest matched neighbours.
 
 Fast lane: while both logs agree, neither needs aligning. When every stream's
 queue is empty and the two normalisers are in the same state, the next lines
 of both logs are compared as bytes without their ``seq`` and ``t_ns``; the
 lines that agree are parsed and normalised on one side only (the normalisers
-share their state meanwhile) and count as matched in their streams. The first
-line that differs, and a few before it as context for placement, go the item
-by item way above.
+share their state meanwhile) and count as matched in their streams; an event
+whose item depends on nothing but its line (a register access, an interrupt;
+a DMA but for its address) is parsed once. The first line that differs, and a
+few before it as context for placement, go the item by item way above, and the
+lane opens again when the queues are empty and the normalisers agree. Results
+are those of the item path alone (tests/test_diff_golden.py).
 """
 
 from __future__ import annotations
