@@ -485,12 +485,12 @@ class _Diff:
         search = ADDRESS_FIELD.search
         # One (kind, stream or None) per event, counted at the end.
         outcomes: list[tuple[str, str | None]] = []
+        append = outcomes.append
         parsed = 0
         used = 0
-        for used in range(count):
-            body = bodies[used]
-            known = memo.get(body)
+        for used, known in enumerate(list(map(memo.get, bodies[:count]))):
             if known is None:
+                body = bodies[used]
                 field = search(body)  # type: ignore[arg-type]
                 if field is not None:
                     unaddressed = body[: field.start()] + body[field.end() :]  # type: ignore[index]
@@ -522,11 +522,8 @@ class _Diff:
                     if len(memo) >= MEMO_KEPT:
                         memo.clear()
                     memo[body] = known
-            item, mmio, emitted, silent = known
-            if mmio and poll(item) is None:
-                outcomes.append(silent)
-            else:
-                outcomes.append(emitted)
+            # An MMIO access may repeat the last read of its stream (a status poll).
+            append(known[3] if known[1] and poll(known[0]) is None else known[2])
         else:
             used = count
         reader.info.events += used - parsed
