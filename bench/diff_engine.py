@@ -82,6 +82,10 @@ def main() -> None:
 
     rows, data = [], {}
     sizes = [int(s) for s in args.sizes.split(",")]
+    data["conditions"] = (
+        "the 2 CPUs are shared with other sessions (QEMU guests, test suites): wall-clock "
+        "rates depend on their load (load_average_*); cpu_seconds is each process's own time"
+    )
     data["load_average_before"] = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="xvpci-diffbench-") as tmp:
         for size in sizes:
