@@ -1,12 +1,19 @@
 """Diff engine throughput and peak memory on generated logs of 1M and 10M events.
 
-Each size runs in a fresh process so its peak RSS is its own. The ratio of
-peak memory between sizes shows whether memory stays bounded.
+For each size, side by side in one run: the events per second of merely reading
+and parsing both logs (every line through the reader: the limit a diff that
+looks at every event can approach), of diffing two logs that agree (their
+clocks differ, as two paths' do), and, at the smallest size, of diffing a pair
+where B lacks an early interrupt, which sends the rest down the item-by-item path
+(the speed for logs that diverge). Events are counted over both logs.
+Each measurement runs in a fresh process so its peak RSS is its own, and reports
+its CPU time beside its wall time (on a shared machine the two part); the ratio
+of peak memory between sizes shows whether memory stays bounded.
 
 The transaction level is measured beside it, on NVMe-shaped generated logs
 (4 KiB writes and reads with per-block digests, ``tests.loggen.stream_nvme_log``)
-of the same sizes: the raw diff and the transaction diff (decoding both logs
-and comparing their commands and blocks) of the same pair, side by side.
+of the same sizes: the raw diff and the transaction diff (decoding both logs and
+comparing their commands and blocks) of the same pair, side by side.
 Usage: python -m bench.diff_engine [--sizes 1000000,10000000] [--no-transactions]
 """
 
@@ -14,43 +21,68 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .common import print_table, save
 
 
-def _child(a: str, b: str, level: str = "raw") -> None:
+def _child(mode: str, a: str, b: str) -> None:
+    """One measurement: ``parse`` (read both logs), ``diff`` (raw) or ``transaction``."""
     from harness.difflog import diff_logs
+    from harness.difflog.reader import LogReader
     from harness.difflog.transactions import diff_transaction_logs
 
-    diff = diff_transaction_logs if level == "transaction" else diff_logs
     start = time.perf_counter()
-    result = diff(Path(a), Path(b))
+    cpu = time.process_time()
+    if mode == "parse":
+        events = 0
+        for path in (a, b):
+            for _ in LogReader(Path(path)):
+                events += 1
+        equivalent = None
+    else:
+        diff = diff_transaction_logs if mode == "transaction" else diff_logs
+        result = diff(Path(a), Path(b))
+        events = result.a.events + result.b.events
+        equivalent = result.equivalent
     seconds = time.perf_counter() - start
-    events = result.a.events + result.b.events
+    cpu_seconds = time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(
         json.dumps(
             {
                 "events": events,
                 "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "peak_bytes": peak,
-                "equivalent": result.equivalent,
+                "equivalent": equivalent,
             }
         )
     )
+
+
+def _measure(mode: str, a: Path, b: Path) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.diff_engine", "--child", mode, str(a), str(b)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    figures = json.loads(done.stdout)
+    figures["events_per_second"] = figures["events"] / figures["seconds"]
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--no-transactions", action="store_true")
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(*args.child)
@@ -59,58 +91,74 @@ def main() -> None:
     from tests.loggen import stream_log, stream_nvme_log
 
     rows, data = [], {}
+    sizes = [int(s) for s in args.sizes.split(",")]
+    data["conditions"] = (
+        "the 2 CPUs are shared with other sessions (QEMU guests, test suites): wall-clock "
+        "rates depend on their load (load_average_*); cpu_seconds is each process's own time"
+    )
+    data["load_average_before"] = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="xvpci-diffbench-") as tmp:
-        for size in (int(s) for s in args.sizes.split(",")):
+        for size in sizes:
             a, b = Path(tmp) / f"a{size}.jsonl", Path(tmp) / f"b{size}.jsonl"
             stream_log(a, size)
-            stream_log(b, size)
-            done = subprocess.run(
-                [sys.executable, "-m", "bench.diff_engine", "--child", str(a), str(b)],
-                capture_output=True, text=True, check=True,
+            stream_log(b, size, t0=7_000_000_000)  # another clock, as on another path
+            parse = _measure("parse", a, b)
+            diff = _measure("diff", a, b)
+            entry: dict[str, object] = {"parse": parse, "diff": diff}
+            ratio = diff["events_per_second"] / parse["events_per_second"]  # type: ignore[operator]
+            entry["diff_to_parse"] = ratio
+            rows.append(
+                [size, "agree", diff["seconds"], diff["events_per_second"],
+                 parse["events_per_second"], ratio, diff["peak_bytes"] / 2**20,  # type: ignore[operator]
+                 diff["events"] / diff["cpu_seconds"]]  # type: ignore[operator]
             )  # fmt: skip
-            figures = json.loads(done.stdout)
-            rate = figures["events"] / figures["seconds"]
-            rows.append([size, figures["seconds"], rate, figures["peak_bytes"] / 2**20])
-            data[str(size)] = {**figures, "events_per_second": rate}
+            if size == sizes[0]:
+                stream_log(b, size, t0=7_000_000_000, skip=11)
+                diverged = _measure("diff", a, b)
+                entry["diff_one_missing"] = diverged
+                rows.append(
+                    [size, "B lacks #11", diverged["seconds"], diverged["events_per_second"],
+                     parse["events_per_second"],
+                     diverged["events_per_second"] / parse["events_per_second"],  # type: ignore[operator]
+                     diverged["peak_bytes"] / 2**20,  # type: ignore[operator]
+                     diverged["events"] / diverged["cpu_seconds"]]  # type: ignore[operator]
+                )  # fmt: skip
+            data[str(size)] = entry
             a.unlink()
             b.unlink()
-    if len(rows) > 1:
-        growth = rows[-1][3] / rows[0][3]
+    data["load_average_after"] = os.getloadavg()
+    agreeing = [row for row in rows if row[1] == "agree"]
+    if len(agreeing) > 1:
+        growth = agreeing[-1][6] / agreeing[0][6]
         data["peak_memory_ratio_largest_to_smallest"] = growth
     print_table(
         "xvpci diff on generated log pairs (events counted over both logs)",
-        ["events per log", "seconds", "events/s", "peak MiB"],
+        ["events per log", "pair", "seconds", "diff events/s", "read+parse events/s",
+         "diff / parse", "peak MiB", "diff events/CPU-s"],
         rows,
-    )
-    if len(rows) > 1:
-        size_ratio = rows[-1][0] / rows[0][0]
+    )  # fmt: skip
+    if len(agreeing) > 1:
+        size_ratio = agreeing[-1][0] / agreeing[0][0]
         print(f"\npeak memory, largest / smallest: {growth:.2f} (log size ratio {size_ratio:.0f})")
     if not args.no_transactions:
-        data["transactions"] = _transaction_level(args.sizes, stream_nvme_log)
+        data["transactions"] = _transaction_level(sizes, stream_nvme_log)
+    print(f"load average before / after: {data['load_average_before']} / {os.getloadavg()}")
     print(f"result: {save('diff_engine', data)}")
 
 
-def _measure(a: Path, b: Path, level: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.diff_engine", "--child", str(a), str(b), level],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return json.loads(done.stdout)
-
-
-def _transaction_level(sizes: str, generate) -> dict:
+def _transaction_level(sizes: list[int], generate: Callable[[Path, int, str], None]) -> dict:
     """Raw and transaction diffs of the same NVMe-shaped log pairs."""
     rows, data = [], {}
     with tempfile.TemporaryDirectory(prefix="xvpci-txnbench-") as tmp:
-        for size in (int(s) for s in sizes.split(",")):
+        for size in sizes:
             a, b = Path(tmp) / f"a{size}.jsonl", Path(tmp) / f"b{size}.jsonl"
             generate(a, size, "direct")
             generate(b, size, "window")
-            figures = {level: _measure(a, b, level) for level in ("raw", "transaction")}
-            raw, txn = figures["raw"], figures["transaction"]
-            rows.append([size, raw["seconds"], txn["seconds"], txn["seconds"] / raw["seconds"],
-                         raw["peak_bytes"] / 2**20, txn["peak_bytes"] / 2**20])  # fmt: skip
-            data[str(size)] = figures
+            figures = {mode: _measure(mode, a, b) for mode in ("diff", "transaction")}
+            raw, txn = figures["diff"], figures["transaction"]
+            rows.append([size, raw["seconds"], txn["seconds"], txn["seconds"] / raw["seconds"],  # type: ignore[operator]
+                         raw["peak_bytes"] / 2**20, txn["peak_bytes"] / 2**20])  # type: ignore[operator]  # fmt: skip
+            data[str(size)] = {"raw": raw, "transaction": txn}
             a.unlink()
             b.unlink()
     print_table(

@@ -53,7 +53,7 @@ if [[ ! -x .venv/bin/python ]]; then
     echo "[setup] creating .venv" >&2
     quietly python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import vfio_bridge, harness.assets.guests, harness.assets.kext, pytest, xdist, hypothesis, atheris, build, qemu.qmp, paramiko, xxhash" 2>/dev/null; then
+if ! .venv/bin/python -c "import vfio_bridge, harness.assets.guests, harness.assets.kext, pytest, xdist, hypothesis, atheris, build, qemu.qmp, paramiko, xxhash, orjson" 2>/dev/null; then
     echo "[setup] installing the project and its test dependencies into .venv" >&2
     quietly .venv/bin/pip install --upgrade pip
     quietly .venv/bin/pip install -e '.[test]'

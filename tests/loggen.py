@@ -62,16 +62,20 @@ def write_log(
     return path
 
 
-def stream_log(path: Path, count: int) -> None:
-    """A big log written event by event (benchmarks), without holding it in memory."""
+def stream_log(path: Path, count: int, t0: int = 0, skip: int | None = None) -> None:
+    """A big log written event by event (benchmarks), without holding it in memory;
+    its clock starts at ``t0``, and generated event number ``skip`` (if any) is left out."""
     with open(path, "w") as out:
         out.write(logformat.dumps(HEADER))
         seq = 0
+        made = 0
         n = 0
         while seq < count:
             for event in _one(n):
-                out.write(logformat.dumps({"seq": seq, "t_ns": seq, **event}))
-                seq += 1
+                if made != skip:
+                    out.write(logformat.dumps({"seq": seq, "t_ns": t0 + seq, **event}))
+                    seq += 1
+                made += 1
             n += 1
         out.write(logformat.dumps(logformat.trailer(seq)))
 

@@ -6,6 +6,28 @@ the logs are. Heads that match are consumed; a head found a little further
 on the other side is matched there (reordering within the window is not a
 divergence); otherwise the pair is a changed value/width/payload when both
 heads touch the same thing, or a missing/extra event.
+
+Placement among identical twins: when the heads of a stream are the same but
+one side's next item is their twin (the same interrupt again, a doorbell
+write of a value that repeats), matching heads in order may pair an event
+with its twin's counterpart and report the odd one out at the end of the run.
+So such a pair is checked against the events around it in other streams, in
+log order on each side: if the heads' neighbours differ both before and after
+them, and the next twin's neighbours are all those of the other head, the
+head is missing (or the other head extra) here. A missing or extra event's
+divergence also says where it belongs in the other log (``near``): between the
+counterparts of its nearest matched neighbours.
+
+Fast lane: while both logs agree, neither needs aligning. When every stream's
+queue is empty and the two normalisers are in the same state, the next lines
+of both logs are compared as bytes without their ``seq`` and ``t_ns``; the
+lines that agree are parsed and normalised on one side only (the normalisers
+share their state meanwhile) and count as matched in their streams; an event
+whose item depends on nothing but its line (a register access, an interrupt;
+a DMA but for its address) is parsed once. The first line that differs, and a
+few before it as context for placement, go the item by item way above, and the
+lane opens again when the queues are empty and the normalisers agree. Results
+are those of the item path alone (tests/test_diff_golden.py).
 """
 
 from __future__ import annotations
@@ -17,14 +39,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .normalize import Item, Normalizer
+from .normalize import CFG_WRITE, DMA_READ, DMA_WRITE, MMIO_READ, MMIO_WRITE, Item, Normalizer
 from .phases import PreOs, split_phases
-from .reader import LogError, LogInfo, LogReader
+from .reader import ADDRESS_FIELD, EVENT_LINE, LogError, LogInfo, LogReader
 from .rules import Rules
 
 BATCH = 500
 LOOKAHEAD = 8  # events of context used to tell a missing event from a changed one
 MAX_KEPT = 10_000  # divergences kept in full; all are counted
+FAST_LINES = 4096  # lines of each log compared as bytes at once
+FAST_CONTEXT = 16  # lines before a difference left to the item path, for placement
+NEIGHBOURS = 3  # items of other streams on each side of a twin that place it
+NEAR = 32  # how far (in seq) to look for those neighbours
+RECENT = 1 << 12  # items of each log kept by seq for placement (bounds memory)
+MEMO_KEPT = 1 << 16  # event bodies whose items the fast lane keeps
 
 
 @dataclass
@@ -34,6 +62,9 @@ class Divergence:
     a: dict[str, Any] | None
     b: dict[str, Any] | None
     detail: str
+    #: Where a missing (extra) event belongs in the log without it: the seqs of B's (A's)
+    #: events just before and after that place, None where not known.
+    near: tuple[int | None, int | None] | None = None
 
     @property
     def seq_a(self) -> int | None:
@@ -52,6 +83,7 @@ class Divergence:
             "event_a": self.a,
             "event_b": self.b,
             "detail": self.detail,
+            "near": list(self.near) if self.near else None,
         }
 
 
@@ -80,31 +112,53 @@ class DiffResult:
 
 
 class _Stream:
-    __slots__ = ("a", "b", "diverged", "matched")
+    __slots__ = ("a", "b", "diverged", "last_a", "last_b", "matched")
 
     def __init__(self) -> None:
         self.a: collections.deque[Item] = collections.deque()
         self.b: collections.deque[Item] = collections.deque()
         self.matched = 0
         self.diverged = 0
+        self.last_a: int | None = None  # seqs of the last pair matched item by item
+        self.last_b: int | None = None
 
 
 class Aligner:
+    place_twins = True  # place missing and extra twins by their neighbours (issue 19)
+
     def __init__(self, result: DiffResult, window: int) -> None:
         self.result = result
         self.window = max(1, window)
         self.limit = 64 * self.window  # per stream and side: bounds memory
         self.streams: dict[str, _Stream] = {}
+        # The latest items of each log by seq: the neighbours that place twins.
+        self.recent: dict[str, dict[int, Item]] = {"a": {}, "b": {}}
+        self.unplaced: list[tuple[Divergence, _Stream, Item, str]] = []
+
+    def stream(self, name: str) -> _Stream:
+        stream = self.streams.get(name)
+        if stream is None:
+            stream = self.streams[name] = _Stream()
+        return stream
 
     def add(self, item: Item, side: str) -> None:
-        stream = self.streams.get(item.stream)
-        if stream is None:
-            stream = self.streams[item.stream] = _Stream()
-        getattr(stream, side).append(item)
+        getattr(self.stream(item.stream), side).append(item)
+        recent = self.recent[side]
+        recent[item.seq] = item
+        if len(recent) > RECENT:  # keep the newer half
+            self.recent[side] = dict(itertools.islice(recent.items(), RECENT // 2, None))
+
+    def empty(self) -> bool:
+        return not any(s.a or s.b for s in self.streams.values())
 
     def settle(self, a_done: bool, b_done: bool) -> None:
         for name, stream in self.streams.items():
             self._settle(name, stream, a_done, b_done)
+        # Where missing and extra events belong, once their neighbours had the chance
+        # to be matched in every stream.
+        for divergence, s, item, side in self.unplaced:
+            divergence.near = self._near(s, item, side)
+        self.unplaced.clear()
 
     def _settle(self, name: str, s: _Stream, a_done: bool, b_done: bool) -> None:
         window = self.window
@@ -112,9 +166,15 @@ class Aligner:
         while s.a and s.b:
             a, b = s.a[0], s.b[0]
             if a.same(b):
-                s.a.popleft()
-                s.b.popleft()
-                s.matched += 1
+                if self.place_twins and _twins_ahead(s, a, b):
+                    placed = self._place_twin(s)
+                    if placed == "missing":
+                        self._record(name, s, "missing", s.a.popleft(), None)
+                        continue
+                    if placed == "extra":
+                        self._record(name, s, "extra", None, s.b.popleft())
+                        continue
+                self._match(s, s.a.popleft(), s.b.popleft())
                 continue
             # Decide with some context: wait until both sides show enough of it.
             if (len(s.a) <= look and not a_done) or (len(s.b) <= look and not b_done):
@@ -129,15 +189,15 @@ class Aligner:
                 j = _find(s.b, a, window)
                 i = _find(s.a, b, window)
                 if j is not None and (i is None or j <= i):
+                    moved = s.b[j]
                     del s.b[j]
-                    s.a.popleft()
-                    s.matched += 1
+                    self._match(s, s.a.popleft(), moved)
                     self.result.reordered += 1
                     continue
                 if i is not None:
+                    moved = s.a[i]
                     del s.a[i]
-                    s.b.popleft()
-                    s.matched += 1
+                    self._match(s, moved, s.b.popleft())
                     self.result.reordered += 1
                     continue
                 if (len(s.b) < window and not b_done) or (len(s.a) < window and not a_done):
@@ -155,6 +215,55 @@ class Aligner:
         while s.b and (a_done or len(s.b) > self.limit):
             self._record(name, s, "extra", None, s.b.popleft())
 
+    @staticmethod
+    def _match(s: _Stream, a: Item, b: Item) -> None:
+        s.matched += 1
+        a.partner = b.seq
+        b.partner = a.seq
+        s.last_a = a.seq
+        s.last_b = b.seq
+
+    def _neighbours(self, item: Item, side: str, step: int) -> list[Item]:
+        """Up to :data:`NEIGHBOURS` items of other streams before (step -1) or after
+        (step 1) ``item`` in its log, nearest first."""
+        recent = self.recent[side]
+        found = []
+        seq = item.seq
+        for distance in range(1, NEAR + 1):
+            other = recent.get(seq + step * distance)
+            if other is not None and other.stream != item.stream:
+                found.append(other)
+                if len(found) == NEIGHBOURS:
+                    break
+        return found
+
+    def _misfits(self, a: Item, b: Item) -> tuple[int, int]:
+        """How many of their neighbours in other streams two items do not share, place
+        by place, before them and after them (-1 for a side where neither has any)."""
+        misfits = []
+        for step in (-1, 1):
+            around_a, around_b = self._neighbours(a, "a", step), self._neighbours(b, "b", step)
+            pairs = list(zip(around_a, around_b, strict=False))
+            misfits.append(
+                sum(1 for x, y in pairs if x.stream != y.stream or not x.same(y)) if pairs else -1
+            )
+        return misfits[0], misfits[1]
+
+    def _place_twin(self, s: _Stream) -> str | None:
+        """Whether the same heads of a run of twins are not each other's counterparts:
+        "missing" when A's head differs from B's in its neighbours on both sides and A's
+        next twin shares all of them, "extra" the other way round, None otherwise (a
+        swap of two neighbours, say, leaves one side alone)."""
+        a, b = s.a[0], s.b[0]
+        before, after = self._misfits(a, b)
+        if before <= 0 or after <= 0:
+            return None
+        if len(s.a) > 1 and s.a[1].same(a) and self._misfits(s.a[1], b) == (0, 0):
+            return "missing"
+        if len(s.b) > 1 and s.b[1].same(b) and self._misfits(a, s.b[1]) == (0, 0):
+            return "extra"
+        return None
+
     def waiting_on(self) -> tuple[bool, bool]:
         """Which log to read next: the one the most queued items are waiting for."""
         waiting_for_b = sum(len(s.a) for s in self.streams.values() if len(s.b) <= LOOKAHEAD)
@@ -163,27 +272,43 @@ class Aligner:
             return True, True
         return waiting_for_a > waiting_for_b, waiting_for_b > waiting_for_a
 
+    def _near(self, s: _Stream, item: Item, side: str) -> tuple[int | None, int | None]:
+        """Where ``item`` (of log ``side``) belongs in the other log: after the counterpart
+        of its nearest matched neighbour before it, before that of the one after it; in
+        the item's own stream when its neighbours have no counterparts (yet)."""
+        queue, last = (s.b, s.last_b) if side == "a" else (s.a, s.last_a)
+        before = next(
+            (n.partner for n in self._neighbours(item, side, -1) if n.partner is not None), last
+        )
+        after = next(
+            (n.partner for n in self._neighbours(item, side, 1) if n.partner is not None),
+            queue[0].seq if queue else None,
+        )
+        return before, after
+
     def _record(self, stream: str, s: _Stream, kind: str, a: Item | None, b: Item | None) -> None:
         s.diverged += 1
         result = self.result
         result.total_divergences += 1
         result.by_kind[kind] += 1
         if len(result.divergences) < MAX_KEPT:
-            result.divergences.append(
-                Divergence(
-                    kind,
-                    stream,
-                    a.event if a else None,
-                    b.event if b else None,
-                    _describe(kind, a, b),
-                )
+            divergence = Divergence(
+                kind, stream, a.event if a else None, b.event if b else None, _describe(kind, a, b)
             )
+            result.divergences.append(divergence)
+            if a is None or b is None:
+                self.unplaced.append((divergence, s, a or b, "b" if a is None else "a"))
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {
             name: {"matched": s.matched, "diverged": s.diverged}
             for name, s in sorted(self.streams.items())
         }
+
+
+def _twins_ahead(s: _Stream, a: Item, b: Item) -> bool:
+    """Whether the item after a head is its twin (``a`` and ``b`` are the same heads)."""
+    return (len(s.a) > 1 and s.a[1].same(a)) or (len(s.b) > 1 and s.b[1].same(b))
 
 
 def _find(queue: collections.deque[Item], item: Item, window: int) -> int | None:
@@ -243,6 +368,191 @@ def _normalised(
     yield from normalizer.finish()
 
 
+def _bodies(lines: list[bytes]) -> list[bytes | None]:
+    """What follows ``seq`` and ``t_ns`` on each line; None for a line not shaped like
+    an event (:data:`EVENT_LINE`)."""
+    block = b"".join(lines)
+    bodies: list[bytes | None] = EVENT_LINE.findall(block)
+    if len(bodies) != len(lines):
+        bodies = []
+        for line in lines:
+            match = EVENT_LINE.match(line)
+            bodies.append(match[1] if match else None)
+    return bodies
+
+
+def _agreeing(bodies_a: list[bytes | None], bodies_b: list[bytes | None]) -> int:
+    """How many leading lines of the two logs are the same event but for seq and t_ns."""
+    if bodies_a == bodies_b and None not in bodies_a:
+        return len(bodies_a)
+    for index, (body_a, body_b) in enumerate(zip(bodies_a, bodies_b, strict=True)):
+        if body_a is None or body_a != body_b:
+            return index
+    return len(bodies_a)
+
+
+class _Diff:
+    """Two logs read in lockstep: the fast lane while they agree, items otherwise."""
+
+    def __init__(
+        self,
+        reader_a: LogReader,
+        reader_b: LogReader,
+        rules: Rules,
+        pre_os: tuple[PreOs, PreOs] = (PreOs(), PreOs()),
+    ) -> None:
+        self.reader_a, self.reader_b = reader_a, reader_b
+        self.pre_os = pre_os
+        self.result = result = DiffResult(reader_a.info, reader_b.info, pre_os=pre_os)
+        self.aligner = Aligner(result, rules.reorder_window)
+        self.norm_a = Normalizer(reader_a.info.header, rules)
+        self.norm_b = Normalizer(reader_b.info.header, rules)
+        self.shared = False  # norm_b's state is norm_a's (fast lane)
+        # The fast lane reads lines as they come; a firmware phase to skip is the item
+        # path's (it filters by the takeover's seq).
+        no_phases = all(pre.takeover is None for pre in pre_os)
+        self.fast_open = no_phases and self.norm_a.profile == self.norm_b.profile
+        self.fast_backoff = 0  # item rounds before the fast lane is tried again
+        self.fast_wait = 0
+        # Event bodies: (item, whether it is an MMIO access, outcome, outcome if collapsed).
+        self.memo: dict[bytes | None, tuple[Any, bool, tuple, tuple]] = {}
+        self.addressed: dict[bytes, tuple[Any, bool, tuple, tuple]] = {}  # DMA bodies less addr
+
+    def run(self) -> DiffResult:
+        result, aligner = self.result, self.aligner
+        pre_a, pre_b = self.pre_os
+        items_a = _normalised(self.reader_a, self.norm_a, result.events_a, pre_a.takeover)
+        items_b = _normalised(self.reader_b, self.norm_b, result.events_b, pre_b.takeover)
+        a_done = b_done = False
+        while not (a_done and b_done):
+            if self.fast_open and not (a_done or b_done) and aligner.empty() and self._fast():
+                continue
+            if self.shared:
+                self.norm_b.unshare()
+                self.shared = False
+            # Read where a stream waits (one log may run ahead in some streams).
+            need_a, need_b = aligner.waiting_on()
+            if a_done or b_done:
+                need_a = need_b = True
+            if need_a and not a_done:
+                batch = list(itertools.islice(items_a, BATCH))
+                a_done = len(batch) < BATCH
+                for item in batch:
+                    aligner.add(item, "a")
+            if need_b and not b_done:
+                batch = list(itertools.islice(items_b, BATCH))
+                b_done = len(batch) < BATCH
+                for item in batch:
+                    aligner.add(item, "b")
+            aligner.settle(a_done, b_done)
+        result.streams = aligner.stats()
+        result.matched = sum(s["matched"] for s in result.streams.values())
+        # Streams settle independently; report in log order (A's, else B's position;
+        # at the same position A's event first).
+        result.divergences.sort(
+            key=lambda d: (d.seq_a if d.seq_a is not None else d.seq_b or 0, d.seq_a is None)
+        )
+        return result
+
+    def _fast(self) -> bool:
+        """Take the lines both logs agree on, if any; False when there were none."""
+        if self.fast_wait:
+            self.fast_wait -= 1
+            return False
+        reader_a, reader_b = self.reader_a, self.reader_b
+        lines_a, lines_b = reader_a.take(FAST_LINES), reader_b.take(FAST_LINES)
+        count = min(len(lines_a), len(lines_b))
+        if count and not all(lines[count - 1].endswith(b"\n") for lines in (lines_a, lines_b)):
+            count -= 1  # a last line cut short is the reader's to judge
+        bodies = _bodies(lines_a[:count])
+        agreeing = _agreeing(bodies, _bodies(lines_b[:count]))
+        if agreeing < count:
+            agreeing = max(0, agreeing - FAST_CONTEXT)
+        if agreeing and not self.shared and not self.norm_a.same_state(self.norm_b):
+            agreeing = 0
+        first_line = reader_a.line_no - len(lines_a) + 1
+        used = self._matched_lines(lines_a, bodies, agreeing, first_line) if agreeing else 0
+        reader_a.unread(lines_a[used:])
+        reader_b.unread(lines_b[used:])
+        if not used:
+            self.fast_backoff = min(64, 2 * self.fast_backoff or 1)
+            self.fast_wait = self.fast_backoff
+            return False
+        self.fast_backoff = 0
+        return True
+
+    def _matched_lines(
+        self, lines: list[bytes], bodies: list[bytes | None], count: int, first_line: int
+    ) -> int:
+        """Normalise A's first ``count`` lines for both logs; how many were used (a config
+        write stops the lane: the config state keeps each log's own events).
+
+        An event whose item depends on nothing but itself (:meth:`Normalizer.stateless`)
+        is parsed once: its body's next appearances reuse the item (``memo``). So is a
+        DMA whose item depends on nothing else but its address's number
+        (:meth:`Normalizer.addressed`): the next with the same body but for the address
+        only has its address numbered (``addressed``)."""
+        if not self.shared:
+            self.norm_b.share(self.norm_a)
+            self.shared = True
+        reader, norm, memo, addressed = self.reader_a, self.norm_a, self.memo, self.addressed
+        parse, push, stateless = reader.parse, norm.push, norm.stateless
+        mmio_item, poll, canonical = norm.mmio_item, norm.poll, norm.canonical
+        search = ADDRESS_FIELD.search
+        # One (kind, stream or None) per event, counted at the end.
+        outcomes: list[tuple[str, str | None]] = []
+        append = outcomes.append
+        parsed = 0
+        used = 0
+        for used, known in enumerate(list(map(memo.get, bodies[:count]))):
+            if known is None:
+                body = bodies[used]
+                field = search(body)  # type: ignore[arg-type]
+                if field is not None:
+                    unaddressed = body[: field.start()] + body[field.end() :]  # type: ignore[index]
+                    known = addressed.get(unaddressed)
+                    if known is not None:
+                        canonical(int(field[1]))
+            if known is None:
+                event = parse(lines[used], first_line + used)
+                assert event is not None  # an event line: EVENT_LINE matched it
+                kind = event["kind"]
+                if kind == CFG_WRITE:
+                    reader.info.events -= 1
+                    break
+                parsed += 1
+                mmio = kind in (MMIO_READ, MMIO_WRITE)
+                item = mmio_item(event, kind) if mmio else push(event)
+                known = (
+                    item,
+                    mmio and item is not None,
+                    (kind, item and item.stream),
+                    (kind, None),
+                )
+                if kind in (DMA_READ, DMA_WRITE):
+                    if field is not None and norm.addressed(event):
+                        if len(addressed) >= MEMO_KEPT:
+                            addressed.clear()
+                        addressed[unaddressed] = known
+                elif stateless(event):
+                    if len(memo) >= MEMO_KEPT:
+                        memo.clear()
+                    memo[body] = known
+            # An MMIO access may repeat the last read of its stream (a status poll).
+            append(known[3] if known[1] and poll(known[0]) is None else known[2])
+        else:
+            used = count
+        reader.info.events += used - parsed
+        self.reader_b.info.events += used
+        events = self.result.events_a, self.result.events_b
+        for (kind, stream), number in collections.Counter(outcomes).items():
+            for counts in events:
+                counts[kind] += number
+            if stream is not None:
+                self.aligner.stream(stream).matched += number
+        return used
+
+
 def diff_logs(
     path_a: Path,
     path_b: Path,
@@ -263,31 +573,4 @@ def diff_logs(
             f"{path_a} digests payloads with {digests[0]} and {path_b} with {digests[1]}: "
             "their payloads cannot be compared; record both with the same xvpci version"
         )
-    result = DiffResult(reader_a.info, reader_b.info, pre_os=(pre_a, pre_b))
-    aligner = Aligner(result, rules.reorder_window)
-    normalizer_a = Normalizer(reader_a.info.header, rules)
-    normalizer_b = Normalizer(reader_b.info.header, rules)
-    items_a = _normalised(reader_a, normalizer_a, result.events_a, pre_a.takeover)
-    items_b = _normalised(reader_b, normalizer_b, result.events_b, pre_b.takeover)
-    a_done = b_done = False
-    while not (a_done and b_done):
-        # Read where a stream waits (one log may run ahead in some streams).
-        need_a, need_b = aligner.waiting_on()
-        if a_done or b_done:
-            need_a = need_b = True
-        if need_a and not a_done:
-            batch = list(itertools.islice(items_a, BATCH))
-            a_done = len(batch) < BATCH
-            for item in batch:
-                aligner.add(item, "a")
-        if need_b and not b_done:
-            batch = list(itertools.islice(items_b, BATCH))
-            b_done = len(batch) < BATCH
-            for item in batch:
-                aligner.add(item, "b")
-        aligner.settle(a_done, b_done)
-    result.streams = aligner.stats()
-    result.matched = sum(s["matched"] for s in result.streams.values())
-    # Streams settle independently; report in log order (A's, else B's position).
-    result.divergences.sort(key=lambda d: d.seq_a if d.seq_a is not None else d.seq_b or 0)
-    return result
+    return _Diff(reader_a, reader_b, rules, (pre_a, pre_b)).run()

@@ -3,6 +3,12 @@
 Items carry a *stream* (aligned independently), a *key* (what was accessed),
 a *width* and a *value* (what was seen). Path-specific detail is dropped or
 mapped here, so alignment compares only what both paths must agree on.
+
+What the rules and the device profile decide for a register (dropped, masked,
+holding an address, which stream) depends only on where the access goes, so
+it is worked out once per register and kept (:meth:`Normalizer._mmio_place`);
+per event only what depends on the log so far is done: address numbering,
+status-poll collapsing, the config state.
 """
 
 from __future__ import annotations
@@ -15,6 +21,18 @@ from vfio_bridge.logformat import Kind, payload_digest
 from .profile import DeviceProfile
 from .rules import PATH_SPECIFIC_CONFIG, Rules
 
+MMIO_READ = Kind.MMIO_READ.value
+MMIO_WRITE = Kind.MMIO_WRITE.value
+DMA_READ = Kind.DMA_READ.value
+DMA_WRITE = Kind.DMA_WRITE.value
+IRQ = Kind.IRQ.value
+CFG_READ = Kind.CFG_READ.value
+CFG_WRITE = Kind.CFG_WRITE.value
+DEVICE_ERROR = Kind.DEVICE_ERROR.value
+
+#: Per-register decisions kept at most; a log touching more registers recomputes them.
+PLACES_KEPT = 1 << 16
+
 
 @dataclass(slots=True)
 class Item:
@@ -25,9 +43,20 @@ class Item:
     seq: int
     event: dict[str, Any]
     count: int = 1
+    partner: int | None = None  # the seq of the item it matched on the other side
 
     def same(self, other: Item) -> bool:
         return self.key == other.key and self.width == other.width and self.value == other.value
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """What normalisation does with accesses of one kind to one register."""
+
+    stream: str
+    key: tuple
+    mask: int | None  # the rules' masks, combined
+    address: bool  # the register holds a guest address
 
 
 class Normalizer:
@@ -38,12 +67,16 @@ class Normalizer:
         self._addresses: dict[int, int] = {}
         self._last_read: dict[str, Item] = {}  # the last read of each MMIO stream
         self._config: dict[tuple[int, int], Item] = {}
-        profile = DeviceProfile.from_header(header)
+        self.profile = profile = DeviceProfile.from_header(header)
         self._skip_mmio = profile.skip_mmio
         self._skip_config = PATH_SPECIFIC_CONFIG + profile.path_specific_config
         # Registers holding guest addresses: their low dword is mapped like a DMA address.
         self._address_regs = profile.address_registers
         self._descriptors = profile.descriptors
+        self._ignore_streams = rules.ignore_streams
+        self._ignore_kinds = rules.ignore_kinds
+        self._places: dict[tuple[str, int, int, int], _Place | None] = {}
+        self._irq_keys: dict[tuple[str, int], tuple] = {}
         self.dropped = 0
 
     def canonical(self, addr: int) -> int:
@@ -68,52 +101,82 @@ class Normalizer:
 
     def push(self, event: dict[str, Any]) -> Item | None:
         """The item for ``event``, or None when it is dropped, collapsed or deferred."""
-        rules = self.rules
-        if event.get("stream") in rules.ignore_streams or event["kind"] in rules.ignore_kinds:
+        kind = event["kind"]
+        if kind in self._ignore_kinds or event.get("stream") in self._ignore_streams:
             self.dropped += 1
             return None
-        kind = event["kind"]
-        if kind in (Kind.MMIO_READ, Kind.MMIO_WRITE):
-            return self._mmio(event, kind)
-        if kind in (Kind.DMA_READ, Kind.DMA_WRITE):
+        if kind in (MMIO_WRITE, MMIO_READ):
+            item = self.mmio_item(event, kind)
+            return None if item is None else self.poll(item)
+        if kind in (DMA_READ, DMA_WRITE):
             canonical = self.canonical(event["addr"])
             payload = self._payload(event)
             # Descriptors (queue entries, address lists) and data buffers align separately.
             stream = f"dma:{event['tag']}" if "tag" in event else "dma"
             return Item(stream, (kind, canonical), event["len"], payload, event["seq"], event)
-        if kind == Kind.IRQ:
-            key = (
-                ("irq", event["irq_type"], event["vector"])
-                if rules.compare_irq_type
-                else ("irq", event["vector"])
-            )
-            return Item("irq", key, 0, None, event["seq"], event)
-        if kind in (Kind.CFG_READ, Kind.CFG_WRITE):
+        if kind == IRQ:
+            return Item("irq", self._irq_key(event), 0, None, event["seq"], event)
+        if kind in (CFG_READ, CFG_WRITE):
             return self._config_event(event, kind)
-        if kind == Kind.DEVICE_ERROR:
+        if kind == DEVICE_ERROR:
             # The code is what must agree; the detail names path-specific addresses.
             return Item("other", (kind, event.get("error")), 0, None, event["seq"], event)
         return Item("other", (kind,), 0, None, event["seq"], event)
 
-    def _mmio(self, event: dict[str, Any], kind: str) -> Item | None:
-        bar, offset, size, value = event["bar"], event["offset"], event["size"], event["value"]
+    def _irq_key(self, event: dict[str, Any]) -> tuple:
+        irq_type, vector = event["irq_type"], event["vector"]
+        key = self._irq_keys.get((irq_type, vector))
+        if key is None:
+            key = ("irq", irq_type, vector) if self.rules.compare_irq_type else ("irq", vector)
+            if len(self._irq_keys) < PLACES_KEPT:
+                self._irq_keys[(irq_type, vector)] = key
+        return key
+
+    def _mmio_place(self, kind: str, bar: int, offset: int, size: int) -> _Place | None:
+        """Where accesses of ``kind`` to ``bar``+``offset`` of ``size`` go; None: dropped."""
         for skip_bar, start, end in self._skip_mmio:
             if bar == skip_bar and start <= offset < end:
-                self.dropped += 1
                 return None
-        value = self._apply_rules("mmio", bar, offset, size, value)
-        if value is None:
+        if any(rule.matches("mmio", bar, offset, size) for rule in self.rules.ignore):
             return None
-        if (bar, offset) in self._address_regs and value:
-            value = self.canonical(value)
+        mask = None
+        for rule in self.rules.masks:
+            if rule.mask is not None and rule.matches("mmio", bar, offset, size):
+                mask = rule.mask if mask is None else mask & rule.mask
         # Registers of one 4 KiB page form a group (e.g. NVMe registers vs doorbells).
         stream = f"mmio:bar{bar}:{offset >> 12:x}"
-        item = Item(stream, (kind, bar, offset), size, value, event["seq"], event)
-        # A run of reads returning the same value is a status poll: one item,
-        # whatever the count (how long the guest waited depends on timing).
-        # A read that saw "busy" at all, on one path only, stays a divergence.
-        last = self._last_read.get(stream)
-        if kind == Kind.MMIO_READ:
+        return _Place(stream, (kind, bar, offset), mask, (bar, offset) in self._address_regs)
+
+    def mmio_item(self, event: dict[str, Any], kind: str) -> Item | None:
+        """The item of an MMIO access before :meth:`poll`; None when it is dropped."""
+        bar, offset, size, value = event["bar"], event["offset"], event["size"], event["value"]
+        where = (kind, bar, offset, size)
+        try:
+            place = self._places[where]
+        except KeyError:
+            place = self._mmio_place(kind, bar, offset, size)
+            if len(self._places) >= PLACES_KEPT:
+                self._places.clear()
+            self._places[where] = place
+        if place is None:
+            self.dropped += 1
+            return None
+        if place.mask is not None:
+            value &= place.mask
+        if place.address and value:
+            value = self.canonical(value)
+        return Item(place.stream, place.key, size, value, event["seq"], event)
+
+    def poll(self, item: Item) -> Item | None:
+        """``item`` (an MMIO access), or None when it repeats the last read of its stream.
+
+        A run of reads returning the same value is a status poll: one item,
+        whatever the count (how long the guest waited depends on timing).
+        A read that saw "busy" at all, on one path only, stays a divergence.
+        """
+        stream = item.stream
+        if item.key[0] == MMIO_READ:
+            last = self._last_read.get(stream)
             if last is not None and last.same(item):
                 last.count += 1
                 return None
@@ -121,6 +184,16 @@ class Normalizer:
         else:
             self._last_read.pop(stream, None)
         return item
+
+    def stateless(self, event: dict[str, Any]) -> bool:
+        """Whether what :meth:`push` made of ``event`` (just now) depends on nothing but
+        the event, and changes nothing but the last read of an MMIO stream (:meth:`poll`):
+        then the same event again makes the same item, and is not worth parsing."""
+        kind = event["kind"]
+        if kind in (MMIO_READ, MMIO_WRITE):
+            place = self._places.get((kind, event["bar"], event["offset"], event["size"]))
+            return place is None or not place.address
+        return kind not in (DMA_READ, DMA_WRITE, CFG_WRITE)
 
     def _config_event(self, event: dict[str, Any], kind: str) -> Item | None:
         offset, size = event["offset"], event["size"]
@@ -130,7 +203,7 @@ class Normalizer:
         value = self._apply_rules("cfg", None, offset, size, event["value"])
         if value is None:
             return None
-        if kind == Kind.CFG_READ:
+        if kind == CFG_READ:
             if not self.rules.compare_config_reads:
                 self.dropped += 1
                 return None
@@ -153,6 +226,39 @@ class Normalizer:
             if rule.mask is not None and rule.matches(kind, bar, offset, size):
                 value &= rule.mask
         return value
+
+    def addressed(self, event: dict[str, Any]) -> bool:
+        """Whether ``event`` is a DMA whose item depends on nothing but the event and the
+        number :meth:`canonical` gives its address (not a descriptor, whose addresses
+        inside the payload are numbered too)."""
+        return event["kind"] in (DMA_READ, DMA_WRITE) and (
+            self._descriptors.get(event.get("tag")) is None or "data" not in event
+        )
+
+    # --- sharing state while two logs agree
+
+    def share(self, other: Normalizer) -> None:
+        """Take ``other``'s address map and last reads as this log's own, the same
+        objects: while both logs' events are the same, one normaliser does for both."""
+        self._addresses = other._addresses
+        self._last_read = other._last_read
+
+    def unshare(self) -> None:
+        """Own copies of the state :meth:`share` took, before the logs differ."""
+        self._addresses = dict(self._addresses)
+        self._last_read = dict(self._last_read)
+
+    def same_state(self, other: Normalizer) -> bool:
+        """Whether the same events would make the same items here and in ``other``
+        (the config state, compared at the end, does not count)."""
+        if self.profile != other.profile or len(self._addresses) != len(other._addresses):
+            return False
+        mine, theirs = self._last_read, other._last_read
+        if mine.keys() != theirs.keys():
+            return False
+        if any(not item.same(theirs[stream]) for stream, item in mine.items()):
+            return False
+        return self._addresses == other._addresses
 
     def finish(self) -> list[Item]:
         """Items only known at the end: the final config state."""

@@ -1,0 +1,109 @@
+"""The diff's fast lane (lines both logs agree on, compared as bytes) gives the
+results of the item path and the reader's errors, whatever the lines look like."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.difflog import LogError, diff_logs
+from harness.difflog.engine import FAST_CONTEXT, _Diff
+from tests.diff_cases import summarise
+from tests.loggen import HEADER, workload, write_log
+
+
+def _both_ways(log_a: Path, log_b: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    fast = summarise(diff_logs(log_a, log_b))
+    with monkeypatch.context() as patch:
+        patch.setattr(_Diff, "_fast", lambda self: False)
+        slow = summarise(diff_logs(log_a, log_b))
+    assert fast == slow
+    return fast
+
+
+def test_the_lane_takes_agreeing_lines_and_counts_them_as_matched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = workload(3000)
+    log_a = write_log(tmp_path / "a.jsonl", events)
+    lines = log_a.read_text().splitlines(keepends=True)
+    # B: another clock, and its events a little later than A's.
+    shifted = [lines[0]]
+    for line in lines[1:-1]:
+        record = json.loads(line)
+        shifted.append(
+            json.dumps({**record, "t_ns": record["t_ns"] * 3 + 7}, separators=(",", ":")) + "\n"
+        )
+    log_b = tmp_path / "b.jsonl"
+    log_b.write_text("".join([*shifted, lines[-1]]))
+    taken = []
+    original = _Diff._matched_lines
+
+    def spy(self, lines, bodies, count, first_line):  # type: ignore[no-untyped-def]
+        used = original(self, lines, bodies, count, first_line)
+        taken.append(used)
+        return used
+
+    monkeypatch.setattr(_Diff, "_matched_lines", spy)
+    result = _both_ways(log_a, log_b, monkeypatch)
+    assert result["equivalent"] and result["matched"] > 10_000
+    # Every line went the fast lane but the few left as context before the end marker.
+    assert len(events) - FAST_CONTEXT <= sum(taken) < len(events)
+
+
+def test_lines_not_written_by_the_recorder_go_the_item_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = workload(300)
+    log_a = write_log(tmp_path / "a.jsonl", events)
+    lines = log_a.read_text().splitlines(keepends=True)
+    # Spaces after separators, as json.dumps writes by default, in the middle of B.
+    middle = [json.dumps(json.loads(line)) + "\n" for line in lines[500:520]]
+    log_b = tmp_path / "b.jsonl"
+    log_b.write_text("".join([*lines[:500], *middle, *lines[520:]]))
+    assert _both_ways(log_a, log_b, monkeypatch)["equivalent"]
+
+
+def test_a_bad_line_both_logs_share_is_named_in_a(tmp_path: Path) -> None:
+    events = workload(300)
+    log_a = write_log(tmp_path / "a.jsonl", events)
+    lines = log_a.read_text().splitlines(keepends=True)
+    lines[700] = '{"seq":699,"t_ns":1,"kind":"irq","irq_type":"msix"}\n'  # no vector
+    log_a.write_text("".join(lines))
+    log_b = tmp_path / "b.jsonl"
+    log_b.write_text("".join(lines))
+    with pytest.raises(LogError, match=r'a\.jsonl:701: irq event without "vector"'):
+        diff_logs(log_a, log_b)
+
+
+def test_a_bad_line_in_b_only_is_named_in_b(tmp_path: Path) -> None:
+    events = workload(300)
+    log_a = write_log(tmp_path / "a.jsonl", events)
+    lines = log_a.read_text().splitlines(keepends=True)
+    lines[700] = '{"seq":699,"t_ns":1,"kind":"irq","irq_type":"msix"}\n'
+    log_b = tmp_path / "b.jsonl"
+    log_b.write_text("".join(lines))
+    with pytest.raises(LogError, match=r'b\.jsonl:701: irq event without "vector"'):
+        diff_logs(log_a, log_b)
+
+
+def test_a_log_cut_in_the_middle_of_a_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events = workload(300)
+    log_a = write_log(tmp_path / "a.jsonl", events)
+    text = log_a.read_text()
+    log_b = tmp_path / "b.jsonl"
+    log_b.write_text(text[: len(text) // 2])
+    with pytest.raises(LogError, match=r"b\.jsonl:\d+: log is truncated after \d+ events"):
+        diff_logs(log_a, log_b)
+    with monkeypatch.context():
+        result = diff_logs(log_a, log_b, allow_truncated=True)
+    assert result.b.events < result.a.events and not result.equivalent
+
+
+def test_different_headers_of_one_device_still_take_the_lane(tmp_path: Path) -> None:
+    events = workload(100)
+    log_a = write_log(tmp_path / "a.jsonl", events)
+    log_b = write_log(tmp_path / "b.jsonl", events, {**HEADER, "path": "window", "guest": "x"})
+    assert diff_logs(log_a, log_b).equivalent
