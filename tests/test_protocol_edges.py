@@ -11,6 +11,7 @@ import pytest
 
 from vfio_bridge.protocol import (
     DmaAccess,
+    DmaMap,
     Header,
     IrqSet,
     MessageReader,
@@ -27,6 +28,7 @@ from vfio_bridge.protocol import (
     ("parse", "name", "size"),
     [
         (Version.unpack, "VERSION", 4),
+        (DmaMap.unpack, "DmaMap", 32),  # the fixed-layout messages name their class
         (RegionInfo.unpack, "REGION_INFO", 32),
         (IrqSet.unpack, "SET_IRQS", 20),
         (lambda body: RegionAccess.unpack(body, with_data=False), "REGION_ACCESS", 16),
