@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.difflog import DiffResult, Rules, diff_logs
-from tests.loggen import HEADER, dma, irq, mmio, workload, write_log
+from tests.loggen import HEADER, dma, irq, mmio, random_edits, workload, write_log
 
 FIXTURES = Path(__file__).parent / "fixtures" / "difflog"
 GOLDEN = FIXTURES / "golden.json.gz"
@@ -193,18 +193,7 @@ def pairs(tmp: Path) -> Iterator[Case]:
     rng = random.Random(7)
     base = workload(80)
     for trial in range(20):
-        b = list(base)
-        for _ in range(rng.randint(1, 6)):
-            i = rng.randrange(len(b))
-            op = rng.choice(["drop", "dup", "swap", "poke"])
-            if op == "drop":
-                b.pop(i)
-            elif op == "dup":
-                b.insert(i, b[i])
-            elif op == "swap" and i + 1 < len(b):
-                b[i], b[i + 1] = b[i + 1], b[i]
-            elif "value" in b[i]:
-                b[i] = {**b[i], "value": rng.randrange(1 << 16)}
+        b = random_edits(base, rng)
         yield case(f"random_edits_{trial}", base, b)
     big = workload(2000, seed=3)
     for seed in range(6):

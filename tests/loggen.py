@@ -157,3 +157,21 @@ def nvme_completion(sq_head: int, sq_id: int, cid: int, phase: int) -> bytes:
     from vfio_bridge.models.nvme_spec import completion
 
     return completion(0, sq_head, sq_id, cid, phase, 0)
+
+
+def random_edits(base: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """``base`` with one to six random edits: an event dropped, doubled, swapped with
+    the next, or its value changed."""
+    b = list(base)
+    for _ in range(rng.randint(1, 6)):
+        i = rng.randrange(len(b))
+        op = rng.choice(["drop", "dup", "swap", "poke"])
+        if op == "drop":
+            b.pop(i)
+        elif op == "dup":
+            b.insert(i, b[i])
+        elif op == "swap" and i + 1 < len(b):
+            b[i], b[i + 1] = b[i + 1], b[i]
+        elif "value" in b[i]:
+            b[i] = {**b[i], "value": rng.randrange(1 << 16)}
+    return b

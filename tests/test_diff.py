@@ -15,7 +15,7 @@ import pytest
 
 from harness.difflog import LogError, Rules, diff_logs
 from harness.difflog.reports import summary, write_all
-from tests.loggen import HEADER, dma, irq, mmio, workload, write_log
+from tests.loggen import HEADER, dma, irq, mmio, random_edits, workload, write_log
 
 
 def pair(tmp_path: Path, a: list, b: list, header_b: dict | None = None):
@@ -273,18 +273,7 @@ def test_random_edits_never_crash_the_engine(tmp_path: Path) -> None:
     rng = random.Random(7)
     base = workload(80)
     for trial in range(20):
-        b = list(base)
-        for _ in range(rng.randint(1, 6)):
-            i = rng.randrange(len(b))
-            op = rng.choice(["drop", "dup", "swap", "poke"])
-            if op == "drop":
-                b.pop(i)
-            elif op == "dup":
-                b.insert(i, b[i])
-            elif op == "swap" and i + 1 < len(b):
-                b[i], b[i + 1] = b[i + 1], b[i]
-            elif "value" in b[i]:
-                b[i] = {**b[i], "value": rng.randrange(1 << 16)}
+        b = random_edits(base, rng)
         result, *_ = (
             pair(tmp_path / f"t{trial}", base, b)
             if (tmp_path / f"t{trial}").mkdir() is None
