@@ -73,6 +73,7 @@ class Device:
     slot: int
     bar: int
     posted: bool
+    server_pid: int | None  # None: QEMU's own device
 
 
 @dataclass
@@ -102,6 +103,12 @@ def pin(pid: int, cpus: set[int]) -> None:
             os.sched_setaffinity(int(task), cpus)
 
 
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds ``pid``'s main thread has run (the servers are single-threaded)."""
+    with open(f"/proc/{pid}/schedstat") as stat:
+        return int(stat.read().split()[0])
+
+
 def _timed(access: Callable[[], object], count: int, finish: Callable[[], object]) -> float:
     start = time.perf_counter()
     for _ in range(count):
@@ -127,14 +134,15 @@ class Bench:
             if libvfio_build is not None:
                 for posted in (True, False):
                     socket_path = work / f"lvu-{'p' if posted else 'np'}.sock"
-                    self.servers.append(libvfio_user.EduServer(libvfio_build, socket_path))
-                    specs.append(self._add(LIBVFIO_USER, posted, socket_path))
+                    server = libvfio_user.EduServer(libvfio_build, socket_path)
+                    self.servers.append(server)
+                    specs.append(self._add(LIBVFIO_USER, posted, socket_path, server.pid))
             for path, args in ((POLLING, []), (NO_POLLING, ["--poll-us", "0"])):
                 for posted in (True, False):
                     name = f"{'poll' if path == POLLING else 'quiet'}-{'p' if posted else 'np'}"
                     served = ServedModel("edu", work / "s", None, name=name, server_args=args)
                     self.servers.append(served)
-                    specs.append(self._add(path, posted, served.socket_path))
+                    specs.append(self._add(path, posted, served.socket_path, served.pid))
             self.machine = QtestMachine(find_qemu(), specs, work)
             for device in self.devices:
                 self._enable(device)
@@ -142,9 +150,11 @@ class Bench:
             self.close()
             raise
 
-    def _add(self, path: str, posted: bool, socket_or_builtin: Path | str) -> str:
+    def _add(
+        self, path: str, posted: bool, socket_or_builtin: Path | str, pid: int | None = None
+    ) -> str:
         slot = FIRST_SLOT + len(self.devices)
-        device = Device(path, slot, BAR_BASE + BAR_STRIDE * len(self.devices), posted)
+        device = Device(path, slot, BAR_BASE + BAR_STRIDE * len(self.devices), posted, pid)
         self.devices.append(device)
         if socket_or_builtin == "edu":
             return f"edu,addr={slot}.0"
@@ -172,8 +182,9 @@ class Bench:
         for server in self.servers:
             pin(server.pid, layout.servers)
 
-    def measure(self, path: str, op: str, count: int) -> float:
-        """Accesses per second of ``op`` on ``path``'s edu (after a short warm-up)."""
+    def measure(self, path: str, op: str, count: int) -> tuple[float, float | None]:
+        """Accesses per second of ``op`` on ``path``'s edu (after a short warm-up), and
+        the microseconds of CPU its server ran per access (None for QEMU's own edu)."""
         machine = self.machine
         assert machine is not None
         # Reads and posted writes go to the device whose writes QEMU posts; the
@@ -190,7 +201,12 @@ class Bench:
             # Posted writes are done when a read behind them returns.
             finish = (lambda: machine.readl(ident)) if op == POSTED else _nothing
         _timed(access, max(50, count // 10), finish)
-        return _timed(access, count, finish)
+        pid = device.server_pid
+        if pid is None:
+            return _timed(access, count, finish), None
+        ran = cpu_ns(pid)
+        rate = _timed(access, count, finish)
+        return rate, (cpu_ns(pid) - ran) / count / 1000
 
     def close(self) -> None:
         if self.machine is not None:
@@ -237,6 +253,9 @@ def main() -> None:
 
     # rates[layout][op][path] = one value per round
     rates = {lay.name: {op: {p: [] for p in paths} for op in OPS} for lay in chosen}
+    servers = [p for p in paths if p != BUILTIN]
+    # cpu_us[layout][op][path]: the server's CPU microseconds per access, one per round
+    cpu_us = {lay.name: {op: {p: [] for p in servers} for op in OPS} for lay in chosen}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="xvpci-mmio-") as tmp:
         bench = Bench(Path(tmp), built)
@@ -247,8 +266,10 @@ def main() -> None:
                     order = paths if round_no % 2 == 0 else paths[::-1]
                     for path in _rotate(list(order), round_no // 2):
                         for op in OPS:
-                            rate = bench.measure(path, op, args.accesses)
+                            rate, cpu = bench.measure(path, op, args.accesses)
                             rates[layout.name][op][path].append(rate)
+                            if cpu is not None:
+                                cpu_us[layout.name][op][path].append(cpu)
                 print(f"round {round_no + 1}/{args.rounds} done", flush=True)
         finally:
             bench.close()
@@ -259,6 +280,10 @@ def main() -> None:
     median = {
         lay: {op: {p: statistics.median(v) for p, v in by_p.items()} for op, by_p in by_op.items()}
         for lay, by_op in rates.items()
+    }
+    median_cpu = {
+        lay: {op: {p: statistics.median(v) for p, v in by_p.items()} for op, by_p in by_op.items()}
+        for lay, by_op in cpu_us.items()
     }
     versus: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for reference in (LIBVFIO_USER, BUILTIN):
@@ -284,6 +309,14 @@ def main() -> None:
             ["path", *names],
             rows,
         )
+    rows = [
+        [f"{op}, {p}", *(median_cpu[lay][op][p] for lay in names)] for op in OPS for p in servers
+    ]
+    print_table(
+        "server CPU microseconds per access (median; polling spends CPU by design)",
+        ["access, server", *names],
+        rows,
+    )
     for reference, table in versus.items():
         rows = [
             [f"{op}, {p}", *(table[lay][op][p] for lay in names)]
@@ -315,6 +348,7 @@ def main() -> None:
         "skipped_layout": skipped,
         "libvfio_user": libvfio_status,
         "median_per_s": median,
+        "server_cpu_us_per_access": median_cpu,
         "ratio_to_libvfio_user": versus.get(LIBVFIO_USER),
         "ratio_to_builtin": versus.get(BUILTIN),
         "reaches_libvfio_user": reached,
