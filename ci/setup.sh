@@ -1,10 +1,29 @@
 #!/usr/bin/env bash
-# Set up everything xvpci needs on a fresh Debian machine (run as root):
+# Set up everything xvpci needs on a fresh Debian machine, as root or with sudo:
 # Debian packages, a virtualenv holding the project, QEMU 11 and the Linux
-# guest image in the cache.
-# Idempotent: a second run only checks, so it is fast.
+# guest image in the cache. Under sudo the virtualenv and the cache belong to
+# the user who ran sudo, so their `.venv/bin/xvpci` finds everything after.
+# Prints its own progress lines; apt's and pip's output goes to a log that is
+# shown only if they fail. Idempotent: a second run only checks, so it is fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+log=$(mktemp -t xvpci-setup.XXXXXX.log)
+trap 'rm -f "$log"' EXIT
+quietly() {  # run "$@" with its output in the log; on failure show the log's end
+    if ! "$@" >>"$log" 2>&1; then
+        echo "ci/setup.sh: failed: $*" >&2
+        tail -n 30 "$log" >&2
+        exit 1
+    fi
+}
+
+owner=""
+if [[ $(id -u) == 0 && -n ${SUDO_USER:-} && $SUDO_USER != root ]]; then
+    owner=$SUDO_USER
+    owner_home=$(getent passwd "$owner" | cut -d: -f6)
+    export XVPCI_CACHE=${XVPCI_CACHE:-$owner_home/.cache/xvpci}
+fi
 
 missing=()
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
@@ -12,24 +31,32 @@ command -v chromium >/dev/null || missing+=(chromium)  # renders the HTML report
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
     if [[ $(id -u) != 0 ]]; then
-        echo "ci/setup.sh: need root to install ${missing[*]}" >&2
+        echo "ci/setup.sh: installing ${missing[*]} needs root: run \`sudo bash ci/setup.sh\`" \
+            "(or \`bash ci/setup.sh\` as root)" >&2
         exit 2
     fi
     echo "[setup] installing Debian packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q "${missing[@]}" >/dev/null
+    quietly apt-get update -q
+    quietly apt-get install -y -q "${missing[@]}"
 fi
 
 if [[ ! -x .venv/bin/python ]]; then
     echo "[setup] creating .venv" >&2
-    python3 -m venv .venv
+    quietly python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import vfio_bridge, harness, pytest, xdist, hypothesis, atheris, qemu.qmp, paramiko, xxhash" 2>/dev/null; then
+if ! .venv/bin/python -c "import vfio_bridge, harness.assets.guests, harness.assets.kext, pytest, xdist, hypothesis, atheris, build, qemu.qmp, paramiko, xxhash" 2>/dev/null; then
     echo "[setup] installing the project and its test dependencies into .venv" >&2
-    .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -e '.[test]'
+    quietly .venv/bin/pip install --upgrade pip
+    quietly .venv/bin/pip install -e '.[test]'
 fi
 
 .venv/bin/xvpci provision
 .venv/bin/xvpci guest build linux >/dev/null
+
+if [[ -n $owner ]]; then
+    echo "[setup] handing .venv and ${XVPCI_CACHE} to $owner" >&2
+    chown -R "$owner:" .venv "$XVPCI_CACHE"
+    chown "$owner:" "$owner_home/.cache" 2>/dev/null || true  # if setup created it
+    chown -R "$owner:" ./*.egg-info 2>/dev/null || true      # if the install left one
+fi

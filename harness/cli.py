@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from typing import TYPE_CHECKING
 
 from vfio_bridge import cli as bridge_cli
@@ -23,6 +24,12 @@ if TYPE_CHECKING:
     from .run import RunResult
 from .progress import Progress
 from .qemu_install import find_qemu, provision
+
+LEVEL_HELP = (
+    "which level's verdict sets the exit status: transaction (default: the commands the "
+    "device was given, matched by content, blocks compared per logical block; right for "
+    "real workloads) or raw (every event, aligned per stream); both are reported"
+)
 
 EXIT_CODES = """\
 exit status: 0 success, 1 divergence or failed check, 2 bad input or environment
@@ -91,7 +98,14 @@ def _run(args: argparse.Namespace) -> int:
         result = run_macos(args.model, paths, out, args.opt, progress)
         return _print_run(result, "raw-verify", out)
     result = run(
-        args.model, paths, args.workload, out, args.opt, accel=args.accel, progress=progress
+        args.model,
+        paths,
+        args.workload,
+        out,
+        args.opt,
+        accel=args.accel,
+        progress=progress,
+        level=args.level,
     )
     return _print_run(result, args.workload, out)
 
@@ -104,6 +118,8 @@ def _print_run(result: RunResult, workload: str, out: Path) -> int:
             print("  " + "\n  ".join(path_result.output.strip().splitlines()[-10:]))
     if result.verdict is not None:
         print(result.verdict.text)
+    if result.reference is not None:
+        print(result.reference.text)
     print(f"reports and logs in {out}")
     return 0 if result.passed else 1
 
@@ -111,35 +127,34 @@ def _print_run(result: RunResult, workload: str, out: Path) -> int:
 def _diff(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .difflog import LogError, Rules, diff_logs
-    from .difflog.reports import summary, write_all
+    from .difflog import LogError, Rules
+    from .run import diff_both_levels
 
     a, b = Path(args.a), Path(args.b)
+    wanted = {name: getattr(args, name) for name in ("html", "json", "junit", "trace")}
     try:
         rules = Rules.load(Path(args.rules) if args.rules else None)
-        result = diff_logs(a, b, rules, allow_truncated=args.allow_truncated)
-        print(summary(result, a, b))
-        write_all(
-            result, a, b,
-            html_path=Path(args.html) if args.html else None,
-            json_path=Path(args.json) if args.json else None,
-            junit_path=Path(args.junit) if args.junit else None,
-            trace_path=Path(args.trace) if args.trace else None,
+        equivalent, text = diff_both_levels(
+            a, b, rules, args.level, None, args.allow_truncated,
+            {name: Path(value) if value else None for name, value in wanted.items()},
         )  # fmt: skip
     except LogError as exc:
         print(f"xvpci diff: {exc}", file=sys.stderr)
         return 2
-    return 0 if result.equivalent else 1
+    print(text)
+    return 0 if equivalent else 1
 
 
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .difflog import LogError
-    from .run import report_run
+    from .run import report_all
 
     try:
-        verdict = report_run(Path(args.run_dir), Path(args.rules) if args.rules else None)
+        verdict = report_all(
+            Path(args.run_dir), Path(args.rules) if args.rules else None, args.level
+        )
     except LogError as exc:
         print(f"xvpci report: {exc}", file=sys.stderr)
         return 2
@@ -156,6 +171,14 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's ``version`` is the one source)."""
+    try:
+        return metadata.version("xvpci")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install the project)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xvpci",
@@ -164,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"xvpci {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     prov = sub.add_parser(
@@ -171,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="install QEMU 11 from Debian trixie-backports into the cache",
         description="Build (once) a Debian trixie root holding QEMU 11 in the cache "
         "directory ($XVPCI_CACHE, default ~/.cache/xvpci) and print the QEMU binary.",
-        epilog="examples:\n  sudo xvpci provision\n  xvpci provision --check && echo usable\n\n"
-        + EXIT_CODES,
+        epilog="examples:\n  xvpci provision            # as root: installs mmdebstrap if missing\n"
+        "  xvpci provision --check && echo usable\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     prov.add_argument("--check", action="store_true", help="only check: exit 0 if usable")
@@ -202,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         "build",
         help="build (or reuse) the cached guest image",
         description="Build the Linux guest image (Debian kernel + initramfs from Debian "
-        "packages) into the cache; rebuilt only when its inputs in this repository change.",
+        "packages) into the cache; rebuilt only when its inputs in this package change.",
         epilog="example:\n  xvpci guest build linux\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -256,7 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="nvme", choices=sorted(MODELS), help="device model (default nvme)"
     )
     runp.add_argument(
-        "--paths", default="direct,window", help="comma-separated: direct, window (default both)"
+        "--paths",
+        default="direct,window",
+        help="comma-separated: direct, window (default both), reference (QEMU's own "
+        "device of the model's kind, traced: the model's commands are diffed against it)",
     )
     runp.add_argument(
         "--workload",
@@ -275,17 +302,24 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument(
         "--accel", default="tcg", choices=["tcg", "kvm", "auto"], help="accelerator (default tcg)"
     )
+    runp.add_argument(
+        "--level", default="transaction", choices=["transaction", "raw"], help=LEVEL_HELP
+    )
     runp.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     runp.set_defaults(func=_run)
 
     diffp = sub.add_parser(
         "diff",
         help="compare two transaction logs",
-        description="Normalise two transaction logs (DMA addresses, status polls, "
-        "path-specific config and MSI-X, the window's own stream), align them per stream "
-        "with a bounded reorder window, and report the divergences.",
+        description="Compare two transaction logs at two levels. Transactions: the model's "
+        "decoder turns each log into the commands the device was given; commands are "
+        "paired by content, and what batching merged or split is compared per logical "
+        "block. Raw events: normalised (DMA addresses, status polls, path-specific config "
+        "and MSI-X, the window's own stream) and aligned per stream with a bounded "
+        "reorder window.",
         epilog="examples:\n  xvpci diff out/direct/nvme.jsonl out/window/nvme.jsonl\n"
-        "  xvpci diff A.jsonl B.jsonl --html diff.html --junit diff.xml --rules rules.toml\n\n"
+        "  xvpci diff A.jsonl B.jsonl --html diff.html --junit diff.xml --rules rules.toml\n"
+        "  xvpci diff A.jsonl B.jsonl --level raw      # today's event-by-event verdict\n\n"
         "exit status: 0 equivalent, 1 diverged, 2 bad input (unreadable, truncated, "
         "unknown version: the message names file and line)\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -298,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     diffp.add_argument("--trace", help="write a Chrome/Perfetto trace of both logs")
     diffp.add_argument("--rules", help="TOML rules: registers to ignore or mask, window size...")
     diffp.add_argument("--allow-truncated", action="store_true", help="compare cut-short logs")
+    diffp.add_argument(
+        "--level", default="transaction", choices=["transaction", "raw"], help=LEVEL_HELP
+    )
     diffp.set_defaults(func=_diff)
 
     reportp = sub.add_parser(
@@ -308,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reportp.add_argument("run_dir", help="output directory of `xvpci run`")
     reportp.add_argument("--rules", help="TOML rules for the diff")
+    reportp.add_argument(
+        "--level", default="transaction", choices=["transaction", "raw"], help=LEVEL_HELP
+    )
     reportp.set_defaults(func=_report)
 
     models = sub.add_parser(

@@ -220,8 +220,10 @@ class LinuxGuest(ServedGuest):
         extra_args: Sequence[str] = (),
         nic: str = "virtio-net-pci",
         progress: Progress | None = None,
+        firmware: str = "qboot.rom",
     ) -> None:
         super().__init__(qemu, workdir, models, progress)
+        self.firmware = firmware
         self.image = image
         self.accel = accel
         self.memory_mib = memory_mib
@@ -236,9 +238,10 @@ class LinuxGuest(ServedGuest):
         devices = self.serve_models()
         spec = MachineSpec(
             guest_args=[
-                # qboot rather than SeaBIOS: SeaBIOS drives NVMe controllers itself,
-                # so the direct path would see firmware traffic the window path cannot.
-                "-bios", "qboot.rom",
+                # qboot by default rather than SeaBIOS: SeaBIOS drives NVMe controllers
+                # itself, so the direct path would see firmware traffic the window path
+                # cannot (the diff's phases cut it: harness/difflog/phases.py).
+                "-bios", self.firmware,
                 *self.image.boot_args(self.kernel_args),
             ],
             memory_mib=self.memory_mib,

@@ -5,7 +5,7 @@ package scripts run) the trixie kernel, busybox, dropbear, pciutils,
 nvme-cli, fio and e2fsprogs, then writes an initramfs holding just those
 programs, their shared libraries and the kernel modules the guest needs,
 decompressed. Images are cached under ``<cache>/guests/linux-<hash>``, where
-the hash covers every input in this repository, so they are rebuilt only
+the hash covers every input in this package, so they are rebuilt only
 when those change.
 """
 
@@ -25,13 +25,15 @@ from pathlib import Path
 
 import paramiko
 
+from . import assets
 from .cache import cache_dir, locked
 from .cpio import CpioWriter
 from .elf import needed_libraries
 from .errors import HarnessError
 from .progress import Progress
+from .qemu_install import MMDEBSTRAP_MISSING, require_root
 
-REPO_GUEST_DIR = Path(__file__).resolve().parent.parent / "guests" / "linux"
+GUEST_INIT = assets.guest_files() / "linux" / "init"
 SUITE = "trixie"
 PACKAGES = (
     "linux-image-amd64",
@@ -51,6 +53,7 @@ PROGRAMS = (
     ("usr/bin/setpci", "usr/bin/setpci"),
     ("usr/sbin/mke2fs", "usr/bin/mke2fs"),
     ("usr/sbin/e2fsck", "usr/bin/e2fsck"),
+    ("usr/bin/chattr", "usr/bin/chattr"),  # busybox's has no -v (fs-verify pins generations)
 )
 PROGRAM_ALIASES = {"usr/bin/mkfs.ext4": "mke2fs", "usr/bin/fsck.ext4": "e2fsck"}
 DATA_FILES = (("usr/share/misc/pci.ids", "usr/share/misc/pci.ids"),)
@@ -108,12 +111,12 @@ class LinuxImage:
 
 
 def input_hash() -> str:
-    """Hash of everything in this repository the image is made from."""
+    """Hash of everything in this package the image is made from."""
     digest = hashlib.sha256()
     digest.update(
         json.dumps([BUILDER_VERSION, SUITE, PACKAGES, PROGRAMS, MODULES, KERNEL_ARGS]).encode()
     )
-    for source in (REPO_GUEST_DIR / "init", Path(__file__), Path(__file__).with_name("cpio.py")):
+    for source in (GUEST_INIT, Path(__file__), Path(__file__).with_name("cpio.py")):
         digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -138,6 +141,7 @@ def build(
             (directory / "manifest.json").touch()  # in use: not stale for other checkouts
             progress.step(f"Linux guest image up to date in {directory}")
             return LinuxImage(directory)
+        require_root("building the guest image", "xvpci guest build linux")
         mirror = mirror or _default_mirror()
         with tempfile.TemporaryDirectory(prefix="xvpci-guest-", dir=cache_dir()) as tmp:
             root = Path(tmp) / "root"
@@ -176,9 +180,7 @@ def _default_mirror() -> str:
 def _extract_packages(root: Path, mirror: str, progress: Progress) -> None:
     mmdebstrap = shutil.which("mmdebstrap")
     if mmdebstrap is None:
-        raise HarnessError(
-            "mmdebstrap is missing; run `sudo bash ci/setup.sh` or apt-get install mmdebstrap"
-        )
+        raise HarnessError(MMDEBSTRAP_MISSING)
     progress.step(f"downloading {', '.join(PACKAGES)} from {mirror}")
     argv = [
         mmdebstrap,
@@ -210,7 +212,7 @@ def _assemble(root: Path, out: Path, progress: Progress) -> None:
     cpio.directory("root", 0o700)
     cpio.char_device("dev/console", 5, 1)
     cpio.char_device("dev/null", 1, 3, 0o666)
-    cpio.copy("init", REPO_GUEST_DIR / "init", 0o755)
+    cpio.file("init", GUEST_INIT.read_bytes(), 0o755)
 
     busybox = root / "usr/bin/busybox"
     cpio.copy("bin/busybox", busybox, 0o755)

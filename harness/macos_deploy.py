@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from . import assets
 from .errors import HarnessError
 from .ssh import GuestSSH
 
-KEXT_DIR = Path(__file__).resolve().parent.parent / "kext"
+KEXT_DIR = assets.kext_files()
 KEXT_FILES = ("XvpciWindow.cpp", "XvpciWindow.hpp", "Info.plist", "Makefile", "guest-view.sh")
 BUNDLE_ID = "io.xvpci.window"
 REMOTE = "/tmp/xvpci-kext"

@@ -134,13 +134,17 @@ def guest(request: pytest.FixtureRequest, qemu, linux_image, xvpci_out: Path) ->
 def crossval(
     request: pytest.FixtureRequest, qemu, linux_image, xvpci_out: Path
 ) -> Callable[..., object]:
-    """``crossval(workload="fio-pattern", model=None, options=())``: both paths, diffed."""
+    """``crossval(workload="fio-pattern", model=None, options=(), level="transaction")``:
+    both paths, diffed; ``level`` says whose verdict counts (``raw``: the events)."""
     guest_os = _require_guest(request.config)
     from .progress import Progress
     from .run import run, run_macos
 
     def cross_validate(
-        workload: str = "fio-pattern", model: str | None = None, options: tuple = ()
+        workload: str = "fio-pattern",
+        model: str | None = None,
+        options: tuple = (),
+        level: str = "transaction",
     ):
         chosen = model or request.config.getoption("--model")
         if guest_os == "macos":  # the macOS workload is raw-device verification
@@ -149,7 +153,7 @@ def crossval(
         else:
             result = run(
                 chosen, ["direct", "window"], workload, xvpci_out, list(options),
-                accel=request.config.getoption("--xvpci-accel"),
+                accel=request.config.getoption("--xvpci-accel"), level=level,
             )  # fmt: skip
         failed = [r for r in result.results if not r.passed]
         if failed:

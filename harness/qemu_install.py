@@ -28,6 +28,20 @@ SUITE = "trixie"
 MIN_FREE_BYTES = 1 << 30
 _LIB_DIRS = ("usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu")
 _FIRMWARE_DIRS = ("usr/share/qemu", "usr/share/seabios", "usr/share/ovmf")
+#: What needs root, said in one line with the command to run: installing mmdebstrap and
+#: building Debian trees with it (unprivileged, it leaves trees owned by subordinate ids).
+MMDEBSTRAP_MISSING = (
+    "mmdebstrap is missing; as root, run `apt-get update && apt-get install -y mmdebstrap` "
+    "(or `xvpci provision`, which installs it)"
+)
+
+
+def require_root(what: str, command: str) -> None:
+    """Refuse in one line, naming ``command``, when not root (nothing else in xvpci needs it)."""
+    if os.geteuid() != 0:
+        raise HarnessError(
+            f"{what} needs root (mmdebstrap builds Debian trees): run `{command}` as root"
+        )
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,7 @@ def provision(mirror: str | None = None, progress: Progress | None = None) -> Qe
             progress.step(f"QEMU root already provisioned in {root}")
             install.check()
             return install
+        require_root("building the QEMU root", "xvpci provision")
         _build_root(
             root,
             mirror or os.environ.get("XVPCI_DEBIAN_MIRROR", "http://deb.debian.org/debian"),
@@ -197,16 +212,13 @@ def _build_root(root: Path, mirror: str, progress: Progress) -> None:
 
 def _install_mmdebstrap(progress: Progress) -> str:
     if os.geteuid() != 0:
-        raise HarnessError("mmdebstrap is missing; run `xvpci provision` as root to install it")
+        raise HarnessError(MMDEBSTRAP_MISSING)
     progress.step("installing mmdebstrap with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(
-        ["apt-get", "install", "-y", "-q", "mmdebstrap"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "mmdebstrap"]):
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            break
     path = shutil.which("mmdebstrap")
     if done.returncode != 0 or path is None:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]

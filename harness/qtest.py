@@ -167,6 +167,18 @@ class QtestMachine:
         self.outl(PCI_CONFIG_ADDRESS, 0x80000000 | (bus << 16) | (devfn << 8) | (reg & 0xFC))
         self.outl(PCI_CONFIG_DATA, value)
 
+    def find_capability(self, devfn: int, cap_id: int) -> int:
+        """Offset of capability ``cap_id`` in the function's list (HarnessError if absent)."""
+        pointer = self.pci_read(devfn, 0x34) & 0xFC
+        seen = set()
+        while pointer and pointer not in seen:
+            seen.add(pointer)
+            header = self.pci_read(devfn, pointer)
+            if header & 0xFF == cap_id:
+                return pointer
+            pointer = (header >> 8) & 0xFC
+        raise HarnessError(f"function {devfn:#x} has no capability {cap_id:#x}")
+
     def wait_for(self, probe: str, predicate: object, timeout: float = 5.0) -> bool:
         """Poll ``probe`` (a qtest command) until ``predicate(result)`` holds."""
         deadline = time.monotonic() + timeout

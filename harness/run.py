@@ -16,6 +16,7 @@ from . import workloads
 from .accel import choose_accel
 from .difflog import LogError, Rules, diff_logs, reports
 from .difflog.reports import write_all
+from .difflog.transactions import diff_transaction_logs, has_decoder
 from .errors import HarnessError
 from .guest import LinuxGuest, ModelAttachment, ServedGuest
 from .linux_image import LinuxImage, build
@@ -24,9 +25,10 @@ from .macos_deploy import RAW_VERIFY, deploy_and_run
 from .macos_guest import MacosGuest
 from .progress import Progress
 from .qemu_install import QemuInstall, find_qemu
+from .reference import report_reference, run_reference
 from .ssh import GuestCommandTimeout, GuestLinkError
 
-PATHS = ("direct", "window")
+PATHS = ("direct", "window", "reference")  # reference: QEMU's own device (reference.py)
 
 
 @dataclass
@@ -51,16 +53,21 @@ class RunResult:
     out: Path
     results: list[PathResult] = field(default_factory=list)
     verdict: Verdict | None = None
+    #: The model against QEMU's own device (``--paths ...,reference``).
+    reference: Verdict | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
     @property
     def passed(self) -> bool:
         workloads_ok = all(r.passed for r in self.results)
-        return workloads_ok and (self.verdict is None or self.verdict.equivalent)
+        verdicts = [v for v in (self.verdict, self.reference) if v is not None]
+        return workloads_ok and all(v.equivalent for v in verdicts)
 
 
-def report_run(out: Path, rules_path: Path | None = None) -> Verdict:
-    """Diff the direct and window logs of a run directory; write reports to ``out/report``."""
+def report_run(out: Path, rules_path: Path | None = None, level: str = "transaction") -> Verdict:
+    """Diff the direct and window logs of a run directory at both levels; write reports to
+    ``out/report``. ``level`` (``transaction`` or ``raw``) says whose verdict counts; a
+    model without a transaction decoder is judged raw."""
     summary_file = out / "summary.json"
     if not summary_file.is_file():
         raise LogError(f"{out}: no summary.json, not an `xvpci run` output directory")
@@ -69,17 +76,59 @@ def report_run(out: Path, rules_path: Path | None = None) -> Verdict:
     if "direct" not in paths or "window" not in paths:
         raise LogError(f"{out}: the run has no direct and window logs to compare")
     log_a, log_b = Path(paths["direct"]["log"]), Path(paths["window"]["log"])
-    result = diff_logs(log_a, log_b, Rules.load(rules_path))
-    report = out / "report"
-    report.mkdir(exist_ok=True)
+    verdict, text = diff_both_levels(log_a, log_b, Rules.load(rules_path), level, out / "report")
+    return Verdict(verdict, text)
+
+
+def diff_both_levels(
+    log_a: Path,
+    log_b: Path,
+    rules: Rules,
+    level: str,
+    report: Path | None,
+    allow_truncated: bool = False,
+    paths: dict[str, Path | None] | None = None,
+) -> tuple[bool, str]:
+    """Raw and transaction diffs of two logs; reports into ``report`` (all of them) or
+    to ``paths`` (``html``, ``json``, ``junit``, ``trace``). Returns the verdict of
+    ``level`` and the summary text (the counting level first, the other as context)."""
+    result = diff_logs(log_a, log_b, rules, allow_truncated)
+    txn = None
+    note = ""
+    if has_decoder(log_a):
+        txn = diff_transaction_logs(log_a, log_b, rules, allow_truncated)
+    elif level == "transaction":
+        note = "(this model has no transaction decoder: judged on raw events)"
+        level = "raw"
+    if report is not None:
+        report.mkdir(exist_ok=True)
+        paths = {
+            "html": report / "diff.html", "json": report / "diff.json",
+            "junit": report / "junit.xml", "trace": report / "trace.json",
+        }  # fmt: skip
+    paths = paths or {}
     write_all(
         result, log_a, log_b,
-        html_path=report / "diff.html", json_path=report / "diff.json",
-        junit_path=report / "junit.xml", trace_path=report / "trace.json",
+        html_path=paths.get("html"), json_path=paths.get("json"),
+        junit_path=paths.get("junit"), trace_path=paths.get("trace"),
+        txn=txn, level=level,
     )  # fmt: skip
-    text = reports.summary(result, log_a, log_b) + f"\nreports: {report}"
-    (report / "summary.txt").write_text(text + "\n")
-    return Verdict(result.equivalent, text)
+    raw_text = reports.summary(result, log_a, log_b)
+    txn_text = reports.txn_summary(txn, log_a, log_b) if txn is not None else ""
+    if level == "transaction" and txn is not None:
+        text = f"{txn_text}\nraw events (context, not the verdict):\n{raw_text}"
+        equivalent = txn.equivalent
+    else:
+        text = raw_text + (
+            f"\ntransactions (context, not the verdict):\n{txn_text}" if txn_text else ""
+        )
+        equivalent = result.equivalent
+    if note:
+        text = f"{note}\n{text}"
+    if report is not None:
+        text += f"\nreports: {report}"
+        (report / "summary.txt").write_text(text + "\n")
+    return equivalent, text
 
 
 def attachments(model: str, options: list[str], path: str) -> list[ModelAttachment]:
@@ -103,6 +152,12 @@ class GuestKind(Protocol):
         """Run the workload in the booted guest: its output and exit status."""
         ...
 
+    def reference(
+        self, workdir: Path, model: str, options: list[str], progress: Progress
+    ) -> PathResult:
+        """The workload on QEMU's own device of the model's kind, traced (the reference path)."""
+        ...
+
 
 @dataclass
 class LinuxKind:
@@ -122,6 +177,17 @@ class LinuxKind:
         outcome = workloads.run(guest.ssh, self.workload)
         (workdir / f"{self.workload}.out").write_text(outcome.stdout + outcome.stderr)
         return outcome.stdout, outcome.status
+
+    def reference(
+        self, workdir: Path, model: str, options: list[str], progress: Progress
+    ) -> PathResult:
+        ref = run_reference(
+            self.qemu, self.image, workdir, model, options, self.workload, self.accel, progress
+        )
+        return PathResult(
+            "reference", ref.passed, ref.status, ref.trace, ref.output,
+            ref.boot_seconds, ref.workload_seconds,
+        )  # fmt: skip
 
 
 @dataclass
@@ -146,6 +212,11 @@ class MacosKind:
         (workdir / f"{self.workload}.out").write_text(output)
         return output, status
 
+    def reference(
+        self, workdir: Path, model: str, options: list[str], progress: Progress
+    ) -> PathResult:
+        raise HarnessError("the reference path (QEMU's own device) runs on the Linux guest only")
+
 
 def run(
     model: str,
@@ -155,6 +226,7 @@ def run(
     options: list[str],
     accel: str = "tcg",
     progress: Progress | None = None,
+    level: str = "transaction",
 ) -> RunResult:
     """The main job on our Linux guest: ``workload`` once per path, then the diff."""
     progress = progress or Progress("run")
@@ -165,7 +237,7 @@ def run(
     image = build(progress=progress)
     kind = LinuxKind(qemu, image, choose_accel(accel, qemu, image), workload)
     provisioning = time.monotonic() - started
-    result = run_paths(kind, model, paths, out, options, progress)
+    result = run_paths(kind, model, paths, out, options, progress, level)
     result.timings["provisioning"] = provisioning
     return result
 
@@ -177,14 +249,19 @@ def run_paths(
     out: Path,
     options: list[str],
     progress: Progress,
+    level: str = "transaction",
 ) -> RunResult:
     """Boot a guest of ``kind`` once per path with the model attached along it, exercise
-    it, keep every log in ``out``; with both paths, diff them and write the reports."""
+    it, keep every log in ``out``; with both paths, diff them (``level`` sets the exit
+    status: ``transaction`` or ``raw``) and write the reports."""
     out = out.resolve()  # the summary names logs that `xvpci report` reads from anywhere
     out.mkdir(parents=True, exist_ok=True)
     result = RunResult(out)
     for path in paths:
         workdir = out / path
+        if path == "reference":
+            result.results.append(kind.reference(workdir, model, options, progress))
+            continue
         with kind.boot(workdir, attachments(model, options, path), progress) as guest:
             progress.step(f"{path}: running workload {kind.workload}")
             start = time.monotonic()
@@ -200,7 +277,7 @@ def run_paths(
         progress.step(f"{path}: workload {'passed' if passed else 'FAILED'} in {seconds:.1f} s")
         log = workdir / f"{model}.jsonl"
         result.results.append(PathResult(path, passed, status, log, output, boot, seconds))
-    return _finish(result, model, kind.workload, progress)
+    return _finish(result, model, kind.workload, progress, level)
 
 
 def _check_paths(paths: list[str]) -> None:
@@ -209,7 +286,9 @@ def _check_paths(paths: list[str]) -> None:
         raise HarnessError(f"unknown path(s) {', '.join(unknown)} (choose from {', '.join(PATHS)})")
 
 
-def _finish(result: RunResult, model: str, workload: str, progress: Progress) -> RunResult:
+def _finish(
+    result: RunResult, model: str, workload: str, progress: Progress, level: str = "transaction"
+) -> RunResult:
     """Write summary.json and, with both paths, the diff and its reports."""
     out = result.out
     summary = {
@@ -230,9 +309,43 @@ def _finish(result: RunResult, model: str, workload: str, progress: Progress) ->
     if {"direct", "window"} <= {r.path for r in result.results}:
         progress.step("diffing the direct and window logs")
         started = time.monotonic()
-        result.verdict = report_run(out)
+        result.verdict = report_run(out, level=level)
         result.timings["diff"] = time.monotonic() - started
+    if "reference" in {r.path for r in result.results}:
+        progress.step("diffing the model's log against the reference")
+        result.reference = report_reference_run(out)
     return result
+
+
+def report_reference_run(out: Path, rules_path: Path | None = None) -> Verdict | None:
+    """Diff the model's log (direct, else window) of a run directory against its reference
+    trace, into ``out/report``; None when the run has no reference or no model log."""
+    summary = json.loads((out / "summary.json").read_text())
+    paths = summary.get("paths", {})
+    model = paths.get("direct") or paths.get("window")
+    if "reference" not in paths or model is None:
+        return None
+    trace = Path(paths["reference"]["log"])
+    equivalent, text = report_reference(
+        Path(model["log"]), trace, out / "report", Rules.load(rules_path)
+    )
+    return Verdict(equivalent, text)
+
+
+def report_all(out: Path, rules_path: Path | None = None, level: str = "transaction") -> Verdict:
+    """``xvpci report``: every diff a run directory holds (direct against window, the
+    model against the reference), re-rendered; one verdict for all."""
+    summary_file = out / "summary.json"
+    if not summary_file.is_file():
+        raise LogError(f"{out}: no summary.json, not an `xvpci run` output directory")
+    paths = json.loads(summary_file.read_text()).get("paths", {})
+    verdicts = []
+    if "reference" not in paths or {"direct", "window"} <= set(paths):
+        verdicts.append(report_run(out, rules_path, level))
+    reference = report_reference_run(out, rules_path)
+    if reference is not None:
+        verdicts.append(reference)
+    return Verdict(all(v.equivalent for v in verdicts), "\n".join(v.text for v in verdicts))
 
 
 def run_macos(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from . import assets
 from .errors import HarnessError
 from .ssh import CommandResult, GuestSSH
 
-WORKLOAD_DIR = Path(__file__).resolve().parent.parent / "guests" / "linux" / "workloads"
+WORKLOAD_DIR = assets.guest_files() / "linux" / "workloads"
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in WORKLOAD_DIR.glob("*.sh") if p.stem != "common")
+    return sorted(
+        p.name.removesuffix(".sh")
+        for p in WORKLOAD_DIR.iterdir()
+        if p.name.endswith(".sh") and p.name != "common.sh"
+    )
 
 
 def script(name: str) -> bytes:

@@ -29,16 +29,6 @@ RAM_SRC = 0x00200000
 RAM_DST = 0x00300000
 
 
-def _capability(machine: QtestMachine, cap_id: int) -> int:
-    pointer = machine.pci_read(DEVFN, 0x34) & 0xFC
-    while pointer:
-        header = machine.pci_read(DEVFN, pointer)
-        if header & 0xFF == cap_id:
-            return pointer
-        pointer = (header >> 8) & 0xFC
-    raise RuntimeError(f"capability {cap_id:#x} missing")
-
-
 def drive_edu(machine: QtestMachine) -> None:
     """Enumerate, size BAR0, MMIO, MSI and DMA both ways (edu's register map)."""
     machine.pci_read(DEVFN, 0x00)
@@ -49,7 +39,7 @@ def drive_edu(machine: QtestMachine) -> None:
     machine.readl(BAR0)
     machine.writel(BAR0 + 0x04, 0x12345678)
     machine.readl(BAR0 + 0x04)
-    msi = _capability(machine, 0x05)
+    msi = machine.find_capability(DEVFN, 0x05)
     machine.pci_write(DEVFN, msi + 4, MSI_TARGET)
     machine.pci_write(DEVFN, msi + 8, 0)
     machine.pci_write(DEVFN, msi + 12, 0x4321)
@@ -80,7 +70,7 @@ def drive_window(machine: QtestMachine) -> None:
         machine.pci_write(DEVFN, reg, base)
         machine.pci_write(DEVFN, reg + 4, 0)
     machine.pci_write(DEVFN, 0x04, 0x6)
-    msix = _capability(machine, 0x11)
+    msix = machine.find_capability(DEVFN, 0x11)
     machine.pci_write(DEVFN, msix, machine.pci_read(DEVFN, msix) | 1 << 31)
     machine.readl(0xE0000000)  # the child (bus 0, device 0 of the window) through CFGBAR
     machine.readl(0xE0000000 + 0x08)

@@ -22,16 +22,6 @@ RAM_DST = 0x00300000
 PCI_COMMAND_MEMORY_AND_MASTER = 0x6
 
 
-def _find_capability(machine: QtestMachine, cap_id: int) -> int:
-    pointer = machine.pci_read(DEVFN, 0x34) & 0xFC
-    while pointer:
-        header = machine.pci_read(DEVFN, pointer)
-        if header & 0xFF == cap_id:
-            return pointer
-        pointer = (header >> 8) & 0xFC
-    raise AssertionError(f"capability {cap_id:#x} not in the list")
-
-
 def _wait_dma_done(machine: QtestMachine) -> None:
     assert machine.wait_for(f"readq {BAR0 + 0x98:#x}", lambda v: not int(v, 16) & 1), "DMA stuck"
 
@@ -63,7 +53,7 @@ def test_edu_through_qemu_vfio_user(
         assert machine.readl(BAR0 + 0x08) == 3628800
 
         # MSI: QEMU writes the message to the address we programmed.
-        msi = _find_capability(machine, 0x05)
+        msi = machine.find_capability(DEVFN, 0x05)
         machine.pci_write(DEVFN, msi + 4, MSI_TARGET)
         machine.pci_write(DEVFN, msi + 8, 0)
         machine.pci_write(DEVFN, msi + 12, 0x4321)

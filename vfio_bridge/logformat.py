@@ -23,6 +23,13 @@ tells two paths' payloads apart and is not meant to resist a forger); DMA
 payloads of at most :data:`INLINE_DATA_LIMIT` bytes, and every tagged DMA
 (a queue entry, an address list), also carry their bytes in hex.
 
+Rule 5: a DMA that carries a block device's data (an NVMe read or write) may
+add ``block`` (the logical block size) and ``blocks`` (one
+:data:`BLOCK_DIGEST_ALGORITHM` digest per logical block, 16 hex digits each,
+concatenated: :func:`block_digests`), so that a reader can compare what was
+written per logical block however the host merged or split its requests.
+These two fields are optional: older logs and other models lack them.
+
 Format history: 1 logged SHA-256 digests under ``sha256``; 2 switched to
 XXH3-128 under ``digest``; 3 replaced the header's diff-oriented keys
 (``msix``, ``path_specific_config``, ``address_registers``, ``descriptors``)
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import enum
 import json
+import struct
 import time
 from typing import Any
 
@@ -50,6 +58,9 @@ payload_digest = xxhash.xxh3_128_hexdigest
 #: Format 1: SHA-256 digests, logged under this field name.
 LEGACY_DIGEST_ALGORITHM = "sha256"
 INLINE_DATA_LIMIT = 64
+#: Per-logical-block digests (Rule 5): XXH3-64, 16 hex digits per block.
+BLOCK_DIGEST_ALGORITHM = "xxh3-64"
+BLOCK_DIGEST_WIDTH = 16
 
 #: Events of a window device itself (its config space, absent-function probes,
 #: its MSI-X and interrupts), as opposed to those of the model it hosts.
@@ -74,7 +85,8 @@ class Kind(enum.StrEnum):
 
 #: The fields every event of a kind carries besides ``seq``, ``t_ns`` and ``kind``.
 #: Config accesses over 8 bytes carry ``digest`` instead of ``value``; DMA may add
-#: ``data`` and ``tag``; any event may carry ``stream``.
+#: ``data`` and ``tag``, and ``block`` with ``blocks`` (Rule 5); any event may carry
+#: ``stream``.
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     Kind.CFG_READ: ("offset", "size"),
     Kind.CFG_WRITE: ("offset", "size"),
@@ -177,12 +189,40 @@ def mmio_line(
     )
 
 
-def dma_line(seq: int, t_ns: int, write: bool, addr: int, data: bytes, tag: str | None) -> str:
+_block_slices: dict[tuple[int, int], list[slice]] = {}
+_xxh3_64 = xxhash.xxh3_64_intdigest
+
+
+def block_digests(data: bytes, block_size: int) -> str:
+    """One XXH3-64 digest per ``block_size`` bytes of ``data``, as 16 hex digits each
+    (a last partial block is digested as it is)."""
+    count = -(-len(data) // block_size)
+    slices = _block_slices.get((count, block_size))
+    if slices is None:
+        slices = [slice(i, i + block_size) for i in range(0, count * block_size, block_size)]
+        if len(_block_slices) < 64:
+            _block_slices[(count, block_size)] = slices
+    view = memoryview(data)
+    return struct.pack(f">{count}Q", *map(_xxh3_64, map(view.__getitem__, slices))).hex()
+
+
+def split_block_digests(text: str) -> tuple[str, ...]:
+    """The per-block digests of a ``blocks`` field, one string per block."""
+    width = BLOCK_DIGEST_WIDTH
+    return tuple(text[i : i + width] for i in range(0, len(text), width))
+
+
+def dma_line(
+    seq: int, t_ns: int, write: bool, addr: int, data: bytes, tag: str | None, block: int = 0
+) -> str:
+    """A DMA event; ``block`` > 0 adds per-logical-block digests (Rule 5)."""
     kind = _DMA_KINDS[write]
     length = len(data)
     inline = f',"data":"{data.hex()}"' if length <= INLINE_DATA_LIMIT or tag else ""
     if tag:
         inline += f',"tag":"{tag}"'
+    if block:
+        inline += f',"block":{block},"blocks":"{block_digests(data, block)}"'
     return (
         f'{{"seq":{seq},"t_ns":{t_ns},"kind":"{kind}","addr":{addr},"len":{length},'
         f'"digest":"{payload_digest(data)}"{inline}}}\n'
@@ -223,6 +263,8 @@ def check_event(record: dict[str, Any]) -> str | None:
 
 
 __all__ = [
+    "BLOCK_DIGEST_ALGORITHM",
+    "BLOCK_DIGEST_WIDTH",
     "DIGEST_ALGORITHM",
     "END_KEY",
     "EVENT_FIELDS",
@@ -235,6 +277,7 @@ __all__ = [
     "VERSION_KEY",
     "WINDOW_STREAM",
     "Kind",
+    "block_digests",
     "check_event",
     "config_line",
     "digest_algorithm",
@@ -245,5 +288,6 @@ __all__ = [
     "irq_line",
     "mmio_line",
     "payload_digest",
+    "split_block_digests",
     "trailer",
 ]

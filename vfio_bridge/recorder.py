@@ -119,11 +119,14 @@ class Recorder:
             line = logformat.mmio_line(seq, self._clock(), write, bar, offset, size, value, stream)
             self._write(line)
 
-    def dma(self, write: bool, addr: int, data: bytes, tag: str | None = None) -> None:
-        """A DMA transfer; tagged ones (descriptors) always carry their bytes."""
+    def dma(
+        self, write: bool, addr: int, data: bytes, tag: str | None = None, block: int = 0
+    ) -> None:
+        """A DMA transfer; tagged ones (descriptors) always carry their bytes, and with
+        ``block`` > 0 it carries a digest per logical block of that size."""
         seq, t = self._next()
         if self._fd >= 0:
-            self._write(logformat.dma_line(seq, t, write, addr, data, tag))
+            self._write(logformat.dma_line(seq, t, write, addr, data, tag, block))
 
     def irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> None:
         seq, t = self._next()

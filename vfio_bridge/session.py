@@ -525,19 +525,19 @@ class Session:
         self.dma.write(addr, data)
         self.recorder.dma(True, addr, data, tag)
 
-    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
+    def dma_gather(self, segments: Sequence[tuple[int, int]], block: int = 0) -> bytes:
         data = b"".join(self.dma.read(addr, length) for addr, length in segments)
         if segments:
-            self.recorder.dma(False, segments[0][0], data)
+            self.recorder.dma(False, segments[0][0], data, None, block)
         return data
 
-    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0) -> None:
         pos = 0
         for addr, length in segments:
             self.dma.write(addr, data[pos : pos + length])
             pos += length
         if segments:
-            self.recorder.dma(True, segments[0][0], data)
+            self.recorder.dma(True, segments[0][0], data, None, block)
 
     def _message_dma_read(self, addr: int, length: int) -> bytes:
         out = bytearray()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .normalize import Item, Normalizer
+from .phases import PreOs, split_phases
 from .reader import LogError, LogInfo, LogReader
 from .rules import Rules
 
@@ -66,6 +67,8 @@ class DiffResult:
     matched: int = 0
     reordered: int = 0
     streams: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Each side's pre-OS phase, cut from the comparison (phases.py); None: not looked for.
+    pre_os: tuple[PreOs, PreOs] | None = None
 
     @property
     def equivalent(self) -> bool:
@@ -228,9 +231,11 @@ def _describe(kind: str, a: Item | None, b: Item | None) -> str:
 
 
 def _normalised(
-    reader: LogReader, normalizer: Normalizer, counts: collections.Counter
+    reader: LogReader, normalizer: Normalizer, counts: collections.Counter, start: int | None = None
 ) -> Iterator[Item]:
     for event in reader:
+        if start is not None and event["seq"] < start:
+            continue  # the pre-OS phase (its addresses would shift the canonical numbering)
         counts[event["kind"]] += 1
         item = normalizer.push(event)
         if item is not None:
@@ -239,10 +244,17 @@ def _normalised(
 
 
 def diff_logs(
-    path_a: Path, path_b: Path, rules: Rules | None = None, allow_truncated: bool = False
+    path_a: Path,
+    path_b: Path,
+    rules: Rules | None = None,
+    allow_truncated: bool = False,
+    phases: bool = True,
 ) -> DiffResult:
-    """Compare two logs; raises :class:`LogError` on unreadable or truncated input."""
+    """Compare two logs; raises :class:`LogError` on unreadable or truncated input.
+    ``phases``: compare from the OS driver's takeover when firmware drove the device
+    first (:mod:`.phases`)."""
     rules = rules or Rules()
+    pre_a, pre_b = split_phases(path_a, path_b) if phases else (PreOs(), PreOs())
     reader_a = LogReader(path_a, allow_truncated)
     reader_b = LogReader(path_b, allow_truncated)
     digests = (reader_a.info.digest_algorithm, reader_b.info.digest_algorithm)
@@ -251,10 +263,12 @@ def diff_logs(
             f"{path_a} digests payloads with {digests[0]} and {path_b} with {digests[1]}: "
             "their payloads cannot be compared; record both with the same xvpci version"
         )
-    result = DiffResult(reader_a.info, reader_b.info)
+    result = DiffResult(reader_a.info, reader_b.info, pre_os=(pre_a, pre_b))
     aligner = Aligner(result, rules.reorder_window)
-    items_a = _normalised(reader_a, Normalizer(reader_a.info.header, rules), result.events_a)
-    items_b = _normalised(reader_b, Normalizer(reader_b.info.header, rules), result.events_b)
+    normalizer_a = Normalizer(reader_a.info.header, rules)
+    normalizer_b = Normalizer(reader_b.info.header, rules)
+    items_a = _normalised(reader_a, normalizer_a, result.events_a, pre_a.takeover)
+    items_b = _normalised(reader_b, normalizer_b, result.events_b, pre_b.takeover)
     a_done = b_done = False
     while not (a_done and b_done):
         # Read where a stream waits (one log may run ahead in some streams).

@@ -60,6 +60,8 @@ class DeviceProfile:
                 names[(bar["index"], reg["offset"])] = reg["name"]
                 if reg.get("address"):
                     addresses.add((bar["index"], reg["offset"]))
+            for window in bar.get("ranges", []):
+                names.update(_range_names(bar["index"], window))
         return cls(
             tuple(skip_mmio),
             tuple(config),
@@ -67,6 +69,10 @@ class DeviceProfile:
             {d["tag"]: d for d in device.get("descriptors", [])},
             names,
         )
+
+    def register_name(self, bar: int, offset: int) -> str:
+        """The model's name for a BAR offset (``cc``, ``SQ1TDBL``), else ``barN+0x...``."""
+        return self.register_names.get((bar, offset)) or f"bar{bar}+{offset:#x}"
 
     @classmethod
     def _from_legacy_header(cls, header: dict[str, Any]) -> DeviceProfile:
@@ -82,3 +88,17 @@ class DeviceProfile:
             frozenset((bar, offset) for bar, offset, _ in header.get("address_registers", [])),
             {d["tag"]: d for d in header.get("descriptors", [])},
         )
+
+
+def _range_names(bar: int, window: dict[str, Any]) -> dict[tuple[int, int], str]:
+    """Names of the registers of a declared range (doorbells...), by ``(bar, offset)``."""
+    patterns = window.get("names") or []
+    stride = window.get("stride", 4)
+    if not patterns:
+        return {}
+    return {
+        (bar, window["offset"] + i * stride): patterns[i % len(patterns)].format(
+            n=i // len(patterns)
+        )
+        for i in range(window["size"] // stride)
+    }

@@ -18,6 +18,12 @@ A rules file may contain, all optional::
     kind = "cfg"
     offset = 0x04
     mask = 0x0406
+
+    [transaction]                              # the transaction level (transactions.py)
+    ignore_blocks = [[2048, 8]]                # [first LBA, count]: contents not compared
+    block_history = true                       # false: compare only each block's end content
+    ignore_ops = ["get_log_page"]              # commands left out entirely
+    ignore_results = ["get_features"]          # commands whose result and data differ by design
 """
 
 from __future__ import annotations
@@ -70,6 +76,11 @@ class Rules:
         # Command register: keep memory, bus master and INTx-disable; firmware sets the rest.
         default_factory=lambda: [RegisterRule("cfg", 0x04, size=2, mask=0x0406)]
     )
+    #: Transaction level: ``[start, end)`` block ranges whose contents are not compared.
+    txn_ignore_blocks: list[tuple[int, int]] = field(default_factory=list)
+    txn_block_history: bool = True
+    txn_ignore_ops: set[str] = field(default_factory=set)
+    txn_ignore_results: set[str] = field(default_factory=set)
 
     @classmethod
     def load(cls, path: Path | None) -> Rules:
@@ -87,7 +98,7 @@ class Rules:
     def merge(self, data: dict[str, Any], origin: object = "rules") -> Rules:
         known = {
             "ignore_streams", "ignore_kinds", "compare_config_reads", "compare_irq_type",
-            "reorder_window", "ignore", "mask",
+            "reorder_window", "ignore", "mask", "transaction",
         }  # fmt: skip
         unknown = set(data) - known
         if unknown:
@@ -101,12 +112,33 @@ class Rules:
                 setattr(self, flag, bool(data[flag]))
         if "reorder_window" in data:
             self.reorder_window = int(data["reorder_window"])
+        if "transaction" in data:
+            self._merge_transaction(data["transaction"], origin)
         try:
             self.ignore += [_register_rule(entry) for entry in data.get("ignore", [])]
             self.masks += [_register_rule(entry) for entry in data.get("mask", [])]
         except (KeyError, TypeError, ValueError) as exc:
             raise LogError(f"{origin}: bad register rule: {exc}") from None
         return self
+
+    def _merge_transaction(self, table: Any, origin: object) -> None:
+        known = {"ignore_blocks", "block_history", "ignore_ops", "ignore_results"}
+        if not isinstance(table, dict):
+            raise LogError(f"{origin}: [transaction] must be a table")
+        unknown = set(table) - known
+        if unknown:
+            raise LogError(f"{origin}: unknown [transaction] keys: {', '.join(sorted(unknown))}")
+        try:
+            for start, count in table.get("ignore_blocks", []):
+                self.txn_ignore_blocks.append((int(start), int(start) + int(count)))
+        except (TypeError, ValueError):
+            raise LogError(
+                f"{origin}: [transaction] ignore_blocks must be [first LBA, count] pairs"
+            ) from None
+        if "block_history" in table:
+            self.txn_block_history = bool(table["block_history"])
+        self.txn_ignore_ops |= {str(op) for op in table.get("ignore_ops", [])}
+        self.txn_ignore_results |= {str(op) for op in table.get("ignore_results", [])}
 
 
 def _register_rule(entry: dict[str, Any]) -> RegisterRule:

@@ -12,6 +12,7 @@ from .device import (
     DmaError,
     IrqType,
     Option,
+    Takeover,
 )
 from .registers import Access, Field, Register, RegisterFile
 
@@ -34,4 +35,5 @@ __all__ = [
     "PowerManagement",
     "Register",
     "RegisterFile",
+    "Takeover",
 ]

@@ -52,9 +52,11 @@ class Bus(Protocol):
 
     def dma_write(self, addr: int, data: bytes, tag: str | None = None) -> None: ...
 
-    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes: ...
+    def dma_gather(self, segments: Sequence[tuple[int, int]], block: int = 0) -> bytes: ...
 
-    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None: ...
+    def dma_scatter(
+        self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0
+    ) -> None: ...
 
     def signal_irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> bool: ...
 
@@ -82,6 +84,10 @@ class BarRange:
     size: int
     read: str | None = None
     write: str | None = None
+    #: Names of the registers in the range, one per ``stride`` bytes, cycling with
+    #: ``{n}`` counting the cycles: ``("SQ{n}TDBL", "CQ{n}HDBL")`` names doorbells.
+    names: tuple[str, ...] = ()
+    stride: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,23 @@ class Descriptor:
 
 
 @dataclass(frozen=True, slots=True)
+class Takeover:
+    """Where an OS driver takes the device over from firmware that drove it first.
+
+    Writes to ``register`` whose ``mask`` bits equal ``value`` reset the device's
+    use (NVMe: CC with EN clear, the controller disabled) and divide a log into
+    sessions. Firmware polls; an OS driver takes interrupts: the OS phase starts
+    at the reset that opens the first session in which the device signals a
+    message-signalled interrupt (MSI or MSI-X). Everything before is the pre-OS
+    phase (firmware, and the OS's own enumeration before its driver binds).
+    """
+
+    register: str
+    mask: int
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
 class Option:
     """A model option settable from the command line (``--opt name=value``)."""
 
@@ -132,10 +155,10 @@ class DetachedBus:
     def dma_write(self, addr: int, data: bytes, tag: str | None = None) -> None:
         raise DmaError("model is not attached to a bus")
 
-    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
+    def dma_gather(self, segments: Sequence[tuple[int, int]], block: int = 0) -> bytes:
         raise DmaError("model is not attached to a bus")
 
-    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0) -> None:
         raise DmaError("model is not attached to a bus")
 
     def signal_irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> bool:
@@ -268,6 +291,8 @@ class DeviceModel:
     options: ClassVar[tuple[Option, ...]] = ()
     first_capability: ClassVar[int] = 0x40
     descriptors: ClassVar[tuple[Descriptor, ...]] = ()
+    #: Where an OS driver takes the device over (see :class:`Takeover`); None: no rule.
+    takeover: ClassVar[Takeover | None] = None
     #: True when the model writes its own region accesses to the log (the window
     #: device records its child's accesses in the child's terms).
     records_accesses: ClassVar[bool] = False
@@ -351,18 +376,21 @@ class DeviceModel:
             raise DmaError(f"DMA write of {len(data)} bytes at {addr:#x} with bus mastering off")
         self.bus.dma_write(addr, data, tag)
 
-    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
+    def dma_gather(self, segments: Sequence[tuple[int, int]], block: int = 0) -> bytes:
         """Read a scatter list as one transfer (logged as one DMA of the whole buffer, so
-        how guest memory happened to be fragmented does not show in the log)."""
+        how guest memory happened to be fragmented does not show in the log).
+
+        ``block`` > 0: the data is a block device's, logged with a digest per
+        logical block of that size (``logformat`` Rule 5)."""
         if not self.config.bus_master:
             raise DmaError("DMA read with bus mastering off")
-        return self.bus.dma_gather(segments)
+        return self.bus.dma_gather(segments, block)
 
-    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0) -> None:
         """Write ``data`` across a scatter list as one transfer (see :meth:`dma_gather`)."""
         if not self.config.bus_master:
             raise DmaError("DMA write with bus mastering off")
-        self.bus.dma_scatter(segments, data)
+        self.bus.dma_scatter(segments, data, block)
 
     def defer(self, work: Callable[[], None]) -> None:
         """Run ``work`` after the current access completed (device-side work)."""
@@ -485,7 +513,7 @@ class DeviceModel:
                 entry["table"] = [cap.table_bar, cap.table_offset, cap.table_size]
                 entry["pba"] = [cap.pba_bar, cap.pba_offset, cap.pba_size]
             capabilities.append(entry)
-        return {
+        declared: dict[str, Any] = {
             "model": self.name,
             "vendor_id": self.vendor_id,
             "device_id": self.device_id,
@@ -502,6 +530,19 @@ class DeviceModel:
                 for d in self.descriptors
             ],
         }
+        if self.takeover is not None:
+            declared["takeover"] = self._describe_takeover(self.takeover)
+        return declared
+
+    def _describe_takeover(self, takeover: Takeover) -> dict[str, Any]:
+        for bar in self.bars:
+            for reg in bar.registers:
+                if reg.name == takeover.register:
+                    return {
+                        "register": reg.name, "bar": bar.index, "offset": reg.offset,
+                        "mask": takeover.mask, "value": takeover.value,
+                    }  # fmt: skip
+        raise ValueError(f"model {self.name}: takeover register {takeover.register!r} undeclared")
 
     def use_recorder(self, recorder: Any) -> None:
         """The log a self-recording model writes to (``records_accesses``)."""
@@ -535,13 +576,17 @@ def _describe_bar(bar: Bar) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": reg.name, "offset": reg.offset, "size": reg.size}
         if reg.address:
             entry["address"] = True
+        if reg.state:
+            entry["state"] = True
         registers.append(entry)
-    return {
-        "index": bar.index,
-        "size": bar.size,
-        "registers": registers,
-        "ranges": [{"name": r.name, "offset": r.offset, "size": r.size} for r in bar.ranges],
-    }
+    ranges = []
+    for r in bar.ranges:
+        entry = {"name": r.name, "offset": r.offset, "size": r.size}
+        if r.names:
+            entry["names"] = list(r.names)
+            entry["stride"] = r.stride
+        ranges.append(entry)
+    return {"index": bar.index, "size": bar.size, "registers": registers, "ranges": ranges}
 
 
 __all__ = [
@@ -555,4 +600,5 @@ __all__ = [
     "DmaError",
     "IrqType",
     "Option",
+    "Takeover",
 ]

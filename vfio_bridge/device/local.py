@@ -37,10 +37,10 @@ class LocalBus:
         self._check(addr, len(data))
         self.memory[addr : addr + len(data)] = data
 
-    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
+    def dma_gather(self, segments: Sequence[tuple[int, int]], block: int = 0) -> bytes:
         return b"".join(self.dma_read(addr, length) for addr, length in segments)
 
-    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0) -> None:
         pos = 0
         for addr, length in segments:
             self.dma_write(addr, data[pos : pos + length])

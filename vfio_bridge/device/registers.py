@@ -57,6 +57,9 @@ class Register:
     #: Holds a guest memory address (queue base...): the diff maps such values
     #: like DMA addresses, since they legitimately differ between paths.
     address: bool = False
+    #: Part of the device's state: its final value is compared at the end of a
+    #: transaction-level diff (control registers, not counters or addresses).
+    state: bool = False
 
     def __post_init__(self) -> None:
         if self.size not in (1, 2, 4, 8):

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..device import DeviceModel
+from ..transaction import Transaction
+from . import edu_transactions, nvme_transactions
 from .edu import Edu
 from .nvme import Nvme
 from .window import VmdWindow
 
 MODELS: dict[str, type[DeviceModel]] = {cls.name: cls for cls in (Edu, Nvme, VmdWindow)}
+
+#: Transaction decoders by model name: ``decode(header, events)`` yields the
+#: transactions of a log (see :mod:`vfio_bridge.transaction`).
+DECODERS: dict[
+    str, Callable[[Mapping[str, Any], Iterable[Mapping[str, Any]]], Iterator[Transaction]]
+] = {
+    Edu.name: edu_transactions.decode,
+    Nvme.name: nvme_transactions.decode,
+}
 
 
 def get_model(name: str) -> type[DeviceModel]:
@@ -46,4 +57,4 @@ def create_model(name: str, pairs: Sequence[str] = ()) -> DeviceModel:
     return cls(**parse_options(cls, pairs))
 
 
-__all__ = ["MODELS", "create_model", "get_model", "parse_options"]
+__all__ = ["DECODERS", "MODELS", "create_model", "get_model", "parse_options"]

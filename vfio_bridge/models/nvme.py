@@ -28,6 +28,7 @@ from ..device import (
     PciExpress,
     PowerManagement,
     Register,
+    Takeover,
 )
 from .nvme_spec import (
     CQE_SIZE,
@@ -162,6 +163,16 @@ class SubmissionQueue:
     tail: int = 0
 
 
+PERTURBATIONS = ("read_byte", "status", "irq")
+
+
+def _parse_perturbation(text: str) -> tuple[str, int]:
+    kind, _, number = text.partition("@")
+    if kind not in PERTURBATIONS or not number.isdigit() or int(number) < 1:
+        raise ValueError(f"{text!r} is not KIND@N with KIND one of {', '.join(PERTURBATIONS)}")
+    return kind, int(number)
+
+
 def _parse_size(text: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     text = text.strip().lower().removesuffix("ib").removesuffix("b")
@@ -191,6 +202,9 @@ class Nvme(DeviceModel):
         ),
         PciExpress(),
     )
+    # An OS driver disables the controller (CC.EN = 0) before setting it up; firmware
+    # that drove it first (SeaBIOS, OVMF's NvmExpressDxe) did the same, but polls.
+    takeover = Takeover("cc", mask=0x1, value=0x0)
     descriptors = (
         # Submission entry: command id (the driver's tag), PRP1 and PRP2 (addresses).
         Descriptor("sqe", addresses=(24, 32), ignore=((2, 4),)),
@@ -202,6 +216,14 @@ class Nvme(DeviceModel):
         Option("block_size", 512, "logical block size: 512 or 4096", int),
         Option("backing", "", "host file holding the namespace (default: memory)"),
         Option("serial", "XVPCI0001", "serial number reported by Identify"),
+        Option(
+            "perturb",
+            None,
+            "for testing validators: KIND@N answers the Nth I/O command wrongly "
+            "(read_byte: one byte of a read's data flipped; status: completed with "
+            "Internal Error; irq: no completion interrupt for its batch)",
+            _parse_perturbation,
+        ),
     )
     bars = (
         Bar(
@@ -225,6 +247,7 @@ class Nvme(DeviceModel):
                         Field("iocqes", 20, 4),
                     ),
                     write="_configure",
+                    state=True,
                 ),
                 Register(
                     "csts",
@@ -235,13 +258,23 @@ class Nvme(DeviceModel):
                         Field("shst", 2, 2, access=Access.RO),
                     ),
                 ),
-                Register("aqa", 0x24, fields=(Field("asqs", 0, 12), Field("acqs", 16, 12))),
+                Register(
+                    "aqa", 0x24, fields=(Field("asqs", 0, 12), Field("acqs", 16, 12)), state=True
+                ),
                 Register("asq", 0x28, size=8, fields=(Field("asqb", 12, 52),), address=True),
                 Register("acq", 0x30, size=8, fields=(Field("acqb", 12, 52),), address=True),
                 Register("cmbloc", 0x38, access=Access.RO),
                 Register("cmbsz", 0x3C, access=Access.RO),
             ),
-            ranges=(BarRange("doorbells", DOORBELLS, 8 * (MAX_IO_QUEUES + 1), write="_doorbell"),),
+            ranges=(
+                BarRange(
+                    "doorbells",
+                    DOORBELLS,
+                    8 * (MAX_IO_QUEUES + 1),
+                    write="_doorbell",
+                    names=("SQ{n}TDBL", "CQ{n}HDBL"),
+                ),
+            ),
         ),
     )
 
@@ -261,6 +294,10 @@ class Nvme(DeviceModel):
         self.aers: collections.deque[int] = collections.deque()
         self._scheduled: set[int] = set()
         self.counters = {"read_bytes": 0, "write_bytes": 0, "reads": 0, "writes": 0}
+        perturb = self.opts["perturb"]
+        self._perturb: tuple[str, int] | None = perturb  # type: ignore[assignment]
+        self._io_commands = 0
+        self._perturbing = ""  # the perturbation applying to the command in hand
 
     # --- registers ------------------------------------------------------------
 
@@ -352,7 +389,7 @@ class Nvme(DeviceModel):
         if sq is None:
             return
         cq = self.cqs[sq.cqid]
-        posted = False
+        posted = silent = False
         while sq.head != sq.tail and not cq.full:
             try:
                 raw = self.dma_read(sq.base + sq.head * SQE_SIZE, SQE_SIZE, "sqe")
@@ -362,6 +399,10 @@ class Nvme(DeviceModel):
                 return
             sq.head = (sq.head + 1) % sq.size
             cmd = NvmeCommand.parse(raw)
+            if self._perturb is not None and sqid:
+                self._io_commands += 1
+                kind, number = self._perturb
+                self._perturbing = kind if number == self._io_commands else ""
             try:
                 result = self._admin(cmd) if sqid == 0 else self._io(cmd)
             except NvmeError as exc:
@@ -375,8 +416,12 @@ class Nvme(DeviceModel):
             if result is None:  # async event request: completes later
                 continue
             status, dw0 = result
+            if self._perturbing == "status":
+                status = NvmeStatus.INTERNAL_ERROR
+            silent |= self._perturbing == "irq"
+            self._perturbing = ""
             posted |= self._post(cq, sq, cmd.cid, status, dw0)
-        if posted:
+        if posted and not silent:
             self._interrupt(cq)
 
     def _post(
@@ -601,11 +646,14 @@ class Nvme(DeviceModel):
                 )
             segments = prp_segments(cmd.prp1, cmd.prp2, length, self._read_prp_list)
             if cmd.opcode == READ:
-                self.dma_scatter(segments, ns.read(lba, count))
+                data = ns.read(lba, count)
+                if self._perturbing == "read_byte":
+                    data = bytes([data[0] ^ 0x01]) + data[1:]
+                self.dma_scatter(segments, data, ns.block_size)
                 self.counters["reads"] += 1
                 self.counters["read_bytes"] += length
             else:
-                ns.write(lba, self.dma_gather(segments))
+                ns.write(lba, self.dma_gather(segments, ns.block_size))
                 self.counters["writes"] += 1
                 self.counters["write_bytes"] += length
             return NvmeStatus.SUCCESS, 0

@@ -68,8 +68,28 @@ class NvmeCommand:
         return cls(opcode, cid, nsid, prp1, prp2, *cdws, (flags >> 6) & 0x3)
 
 
+_CQE_LAYOUT = struct.Struct("<IIHHHH")
+
+
 def completion(dw0: int, sq_head: int, sq_id: int, cid: int, phase: int, status: int) -> bytes:
-    return struct.pack("<IIHHHH", dw0, 0, sq_head, sq_id, cid, (status << 1) | phase)
+    return _CQE_LAYOUT.pack(dw0, 0, sq_head, sq_id, cid, (status << 1) | phase)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionEntry:
+    """The fields of a 16-byte completion queue entry (what :func:`completion` builds)."""
+
+    dw0: int
+    sq_head: int
+    sq_id: int
+    cid: int
+    status: int
+    phase: int
+
+    @classmethod
+    def parse(cls, raw: bytes) -> CompletionEntry:
+        dw0, _, sq_head, sq_id, cid, status_phase = _CQE_LAYOUT.unpack_from(raw)
+        return cls(dw0, sq_head, sq_id, cid, status_phase >> 1, status_phase & 1)
 
 
 def _ascii(text: str, size: int) -> bytes:

@@ -63,11 +63,11 @@ class ChildBus:
     def dma_write(self, addr: int, data: bytes, tag: str | None = None) -> None:
         self.window.bus.dma_write(addr, data, tag)
 
-    def dma_gather(self, segments: Sequence[tuple[int, int]]) -> bytes:
-        return self.window.bus.dma_gather(segments)
+    def dma_gather(self, segments: Sequence[tuple[int, int]], block: int = 0) -> bytes:
+        return self.window.bus.dma_gather(segments, block)
 
-    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes) -> None:
-        self.window.bus.dma_scatter(segments, data)
+    def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0) -> None:
+        self.window.bus.dma_scatter(segments, data, block)
 
     def signal_irq(self, irq_type: IrqType, vector: int, stream: str | None = None) -> bool:
         return self.window.child_interrupt(irq_type, vector)

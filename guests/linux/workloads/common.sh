@@ -16,8 +16,9 @@ pattern_file() {
     # Deterministic bytes (same on every run and path, so the diff can compare
     # payloads): a 64 KiB block from a linear congruential generator seeded by
     # $2, repeated $3 times. One awk process: spawning per line is slow on TCG.
+    # The seed comes from the salt's SHA-256 (busybox has no cksum).
     out=$1 salt=$2 blocks=$3
-    seed=$(echo "$salt" | cksum | cut -d' ' -f1)
+    seed=$((0x$(echo "$salt" | sha256sum | cut -c1-7)))
     awk -v seed="$seed" 'BEGIN {
         x = seed % 2147483648
         for (line = 0; line < 1024; line++) {

@@ -1,0 +1,1 @@
+"""Marker: the guest files are installed as package ``harness.assets.guests`` (see setup.py)."""

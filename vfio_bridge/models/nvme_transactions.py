@@ -1,0 +1,433 @@
+"""Decoder of the NVMe model's log into commands (:class:`~vfio_bridge.transaction.Transaction`).
+
+Theory of operation. The model (:mod:`.nvme`) handles one command at a time,
+as device-side work after the doorbell that rang its queue:
+
+    SQ tail doorbell  ->  dma_read tag "sqe" (the entry)  ->  dma_read tag
+    "prp_list" (address lists), untagged DMA (the data)  ->  dma_write tag
+    "cqe" (the completion)  ->  irq (once per batch of completions)
+
+so every untagged DMA between an entry's fetch and its completion belongs to
+that entry. Which queue an entry was fetched from follows from its address
+(the admin queue's base is the ASQ register, an I/O queue's is in its Create
+I/O Submission Queue command); its completion names its queue and command id.
+A completion is *signalled* by the first interrupt after it on its queue's
+vector, before the driver moves that queue's head past it (a head doorbell):
+a completion with none was not signalled. Asynchronous event requests stay
+outstanding; what is outstanding at a controller reset or at the end of the
+log is yielded with no status.
+
+The decoder keeps only the outstanding commands and the queues: it streams,
+and it needs nothing but the log's events (no server, no model instance).
+What a command *is* (its op name and the parameters it is matched by) is
+:func:`command_fields`, shared with whatever converts another source (QEMU's
+trace of its own NVMe device) into the same transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..logformat import WINDOW_STREAM, Kind, block_digests, split_block_digests
+from ..transaction import ZERO_BLOCK, Extent, Transaction
+from .nvme import (
+    ABORT,
+    ASYNC_EVENT,
+    CREATE_CQ,
+    CREATE_SQ,
+    DATASET_MANAGEMENT,
+    DELETE_CQ,
+    DELETE_SQ,
+    DOORBELLS,
+    FLUSH,
+    GET_FEATURES,
+    GET_LOG_PAGE,
+    IDENTIFY,
+    READ,
+    SET_FEATURES,
+    WRITE,
+    WRITE_ZEROES,
+)
+from .nvme_spec import SQE_SIZE, CompletionEntry, NvmeCommand
+
+log = logging.getLogger(__name__)
+
+ADMIN_OPS = {
+    DELETE_SQ: "delete_sq",
+    CREATE_SQ: "create_sq",
+    GET_LOG_PAGE: "get_log_page",
+    DELETE_CQ: "delete_cq",
+    CREATE_CQ: "create_cq",
+    IDENTIFY: "identify",
+    ABORT: "abort",
+    SET_FEATURES: "set_features",
+    GET_FEATURES: "get_features",
+    ASYNC_EVENT: "async_event",
+}
+IO_OPS = {
+    FLUSH: "flush",
+    WRITE: "write",
+    READ: "read",
+    WRITE_ZEROES: "write_zeroes",
+    DATASET_MANAGEMENT: "dataset_management",
+}
+#: Byte offsets of the registers the decoder follows (BAR 0).
+CC, ASQ, ACQ, AQA = 0x14, 0x28, 0x30, 0x24
+
+
+def _admin_params(cmd: NvmeCommand) -> tuple[tuple[str, int], ...]:
+    """What defines an admin command; addresses and the driver's ids are left out."""
+    op = cmd.opcode
+    c10, c11 = cmd.cdw10, cmd.cdw11
+    if op == IDENTIFY:
+        return (("cns", c10 & 0xFF), ("cntid", c10 >> 16), ("nsid", cmd.nsid))
+    if op == GET_LOG_PAGE:
+        dwords = ((c11 & 0xFFFF) << 16 | (c10 >> 16)) + 1
+        return (("dwords", dwords), ("lid", c10 & 0xFF), ("nsid", cmd.nsid),
+                ("offset", cmd.cdw12 | cmd.cdw13 << 32))  # fmt: skip
+    if op == SET_FEATURES:
+        return (("fid", c10 & 0xFF), ("save", c10 >> 31), ("value", c11))
+    if op == GET_FEATURES:
+        return (("fid", c10 & 0xFF), ("select", (c10 >> 8) & 0x7))
+    if op == CREATE_CQ:
+        return (("ien", (c11 >> 1) & 1), ("pc", c11 & 1), ("qid", c10 & 0xFFFF),
+                ("qsize", (c10 >> 16) + 1), ("vector", c11 >> 16))  # fmt: skip
+    if op == CREATE_SQ:
+        return (("cqid", c11 >> 16), ("pc", c11 & 1), ("prio", (c11 >> 1) & 3),
+                ("qid", c10 & 0xFFFF), ("qsize", (c10 >> 16) + 1))  # fmt: skip
+    if op in (DELETE_SQ, DELETE_CQ):
+        return (("qid", c10 & 0xFFFF),)
+    if op == ABORT:
+        return (("sqid", c10 & 0xFFFF),)
+    if op == ASYNC_EVENT:
+        return ()
+    return (("cdw10", c10), ("cdw11", c11), ("cdw12", cmd.cdw12), ("cdw13", cmd.cdw13),
+            ("cdw14", cmd.cdw14), ("cdw15", cmd.cdw15), ("nsid", cmd.nsid))  # fmt: skip
+
+
+def command_fields(
+    cmd: NvmeCommand, admin: bool
+) -> tuple[str, tuple[tuple[str, int], ...], tuple[Extent, ...], tuple[Extent, ...]]:
+    """``(op, params, written, read)`` of a submission entry; extents without data.
+
+    ``params`` always starts with ``("opcode", n)``; the rest are sorted by name.
+    Dataset Management's ranges are in its data, not in the entry: its extents
+    come from :func:`dsm_extents`.
+    """
+    opcode = cmd.opcode
+    if admin:
+        op = ADMIN_OPS.get(opcode, f"admin_{opcode:#04x}")
+        return op, (("opcode", opcode), *_admin_params(cmd)), (), ()
+    op = IO_OPS.get(opcode, f"io_{opcode:#04x}")
+    params: list[tuple[str, int]] = [("opcode", opcode), ("nsid", cmd.nsid)]
+    written: tuple[Extent, ...] = ()
+    read: tuple[Extent, ...] = ()
+    if opcode in (READ, WRITE, WRITE_ZEROES):
+        lba, count = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
+        params.append(("fua", (cmd.cdw12 >> 30) & 1))
+        if opcode == READ:
+            read = (Extent(lba, count),)
+        elif opcode == WRITE:
+            written = (Extent(lba, count),)
+        else:
+            written = (Extent(lba, count, (ZERO_BLOCK,) * count),)
+    elif opcode == DATASET_MANAGEMENT:
+        params += [("attributes", cmd.cdw11 & 0x7), ("ranges", (cmd.cdw10 & 0xFF) + 1)]
+    elif opcode != FLUSH:
+        params += [(f"cdw{n}", getattr(cmd, f"cdw{n}")) for n in range(10, 16)]
+    return op, (params[0], *sorted(params[1:])), written, read
+
+
+def dsm_extents(cmd: NvmeCommand, ranges: bytes) -> tuple[Extent, ...]:
+    """Blocks a Dataset Management command deallocates (read as zeroes afterwards)."""
+    if not cmd.cdw11 & 0x4:
+        return ()
+    extents = []
+    for i in range(min((cmd.cdw10 & 0xFF) + 1, len(ranges) // 16)):
+        count = int.from_bytes(ranges[16 * i + 4 : 16 * i + 8], "little")
+        lba = int.from_bytes(ranges[16 * i + 8 : 16 * i + 16], "little")
+        if count:
+            extents.append(Extent(lba, count, (ZERO_BLOCK,) * count))
+    return tuple(extents)
+
+
+@dataclass
+class _Queue:
+    qid: int
+    base: int
+    size: int
+    cqid: int = 0  # SQ: its completion queue
+    vector: int | None = 0  # CQ: interrupt vector, None when interrupts are off
+
+
+@dataclass
+class _Pending:
+    cmd: NvmeCommand
+    sqid: int | None
+    seqs: list[int]
+    t_ns: int
+    data_in: list[dict[str, Any]] = field(default_factory=list)
+    data_out: list[dict[str, Any]] = field(default_factory=list)
+    cqe: CompletionEntry | None = None
+    cqid: int | None = None
+
+
+_zero_digests: dict[int, str] = {}
+
+
+def _block_contents(event: Mapping[str, Any]) -> tuple[str, ...] | None:
+    text = event.get("blocks")
+    if text is None:
+        return None
+    size = event["block"]
+    zero = _zero_digests.get(size)
+    if zero is None:
+        zero = _zero_digests[size] = block_digests(bytes(size), size)
+    return tuple(ZERO_BLOCK if d == zero else d for d in split_block_digests(text))
+
+
+class NvmeDecoder:
+    """Feed events in log order (:meth:`push`), collect finished commands (:meth:`finish`)."""
+
+    def __init__(self) -> None:
+        self.sqs: dict[int, _Queue] = {}
+        self.cqs: dict[int, _Queue] = {}
+        self.regs: dict[int, int] = {}  # BAR 0 register shadow, by byte offset (4-byte units)
+        self.current: _Pending | None = None
+        self.outstanding: dict[tuple[int | None, int], _Pending] = {}
+        self.awaiting_irq: dict[int, list[_Pending]] = {}  # by CQ id
+        self.doorbell_seq: dict[int, int] = {}  # SQ id -> seq of its last tail doorbell
+
+    # --- events ---------------------------------------------------------------
+
+    def push(self, event: Mapping[str, Any]) -> list[Transaction]:
+        if event.get("stream") == WINDOW_STREAM:
+            return []
+        kind = event["kind"]
+        if kind == Kind.DMA_READ or kind == Kind.DMA_WRITE:
+            return self._dma(event, kind == Kind.DMA_WRITE)
+        if kind == Kind.IRQ:
+            return self._irq(event)
+        if kind == Kind.MMIO_WRITE and event["bar"] == 0:
+            return self._mmio_write(event)
+        if kind == Kind.DEVICE_ERROR and self.current is not None:
+            self.current.seqs.append(event["seq"])
+        elif kind == Kind.RESET:
+            return self._controller_reset()
+        return []
+
+    def finish(self) -> list[Transaction]:
+        """What is still open at the end of the log."""
+        return self._controller_reset()
+
+    def _dma(self, event: Mapping[str, Any], write: bool) -> list[Transaction]:
+        tag = event.get("tag")
+        if tag == "sqe":
+            return self._fetch(event)
+        if tag == "cqe":
+            return self._complete(event)
+        current = self.current
+        if current is not None:
+            current.seqs.append(event["seq"])
+            if tag is None:
+                (current.data_out if write else current.data_in).append(event)
+        return []
+
+    def _fetch(self, event: Mapping[str, Any]) -> list[Transaction]:
+        done = self._close_current()
+        addr = event["addr"]
+        sqid = next(
+            (q.qid for q in self.sqs.values() if q.base <= addr < q.base + q.size * SQE_SIZE),
+            None,
+        )
+        cmd = NvmeCommand.parse(bytes.fromhex(event["data"]))
+        seqs = [event["seq"]]
+        if sqid in self.doorbell_seq:
+            seqs.insert(0, self.doorbell_seq[sqid])
+        self.current = _Pending(cmd, sqid, seqs, event["t_ns"])
+        return done
+
+    def _close_current(self) -> list[Transaction]:
+        """The command in hand did not complete right away (an async event request)."""
+        current, self.current = self.current, None
+        if current is not None and current.cqe is None:
+            self.outstanding[(current.sqid, current.cmd.cid)] = current
+        return []
+
+    def _complete(self, event: Mapping[str, Any]) -> list[Transaction]:
+        cqe = CompletionEntry.parse(bytes.fromhex(event["data"]))
+        pending = self.current
+        if pending is None or pending.cmd.cid != cqe.cid or pending.sqid not in (None, cqe.sq_id):
+            self._close_current()
+            pending = self.outstanding.pop((cqe.sq_id, cqe.cid), None)
+            if pending is None:
+                pending = self.outstanding.pop((None, cqe.cid), None)
+            if pending is None:
+                log.debug("completion of unknown command %d on SQ%d", cqe.cid, cqe.sq_id)
+                return []
+        else:
+            self.current = None
+        pending.sqid = cqe.sq_id
+        pending.cqe = cqe
+        pending.seqs.append(event["seq"])
+        sq = self.sqs.get(cqe.sq_id)
+        cqid = sq.cqid if sq is not None else 0
+        pending.cqid = cqid
+        self._apply(pending)
+        cq = self.cqs.get(cqid)
+        if cq is None or cq.vector is None:
+            return [self._transaction(pending, None, None)]
+        self.awaiting_irq.setdefault(cqid, []).append(pending)
+        return []
+
+    def _apply(self, pending: _Pending) -> None:
+        """Queue creation and deletion take effect when they succeed."""
+        cmd, cqe = pending.cmd, pending.cqe
+        if pending.sqid != 0 or cqe is None or cqe.status != 0:
+            return
+        qid, size = cmd.cdw10 & 0xFFFF, (cmd.cdw10 >> 16) + 1
+        if cmd.opcode == CREATE_CQ:
+            vector = cmd.cdw11 >> 16 if cmd.cdw11 & 2 else None
+            self.cqs[qid] = _Queue(qid, cmd.prp1, size, vector=vector)
+        elif cmd.opcode == CREATE_SQ:
+            self.sqs[qid] = _Queue(qid, cmd.prp1, size, cqid=cmd.cdw11 >> 16)
+        elif cmd.opcode == DELETE_SQ:
+            self.sqs.pop(qid, None)
+        elif cmd.opcode == DELETE_CQ:
+            self.cqs.pop(qid, None)
+
+    def _irq(self, event: Mapping[str, Any]) -> list[Transaction]:
+        vector = event["vector"]
+        intx = event["irq_type"] == "intx"
+        done = []
+        for cqid in list(self.awaiting_irq):
+            cq = self.cqs.get(cqid)
+            if intx or (cq is not None and cq.vector == vector):
+                expected = cq.vector if cq else None
+                # INTx is one line for every queue: it signals each queue's completions.
+                raised = expected if intx else vector
+                for pending in self.awaiting_irq.pop(cqid):
+                    pending.seqs.append(event["seq"])
+                    done.append(self._transaction(pending, raised, expected))
+        return done
+
+    def _mmio_write(self, event: Mapping[str, Any]) -> list[Transaction]:
+        offset, size, value = event["offset"], event["size"], event["value"]
+        if offset >= DOORBELLS:
+            qid, is_cq = divmod(offset - DOORBELLS, 8)
+            if not is_cq:
+                self.doorbell_seq[qid] = event["seq"]
+                return []
+            # The driver moved this CQ's head: what it consumed without an interrupt
+            # was not signalled.
+            waiting = self.awaiting_irq.pop(qid, [])
+            cq = self.cqs.get(qid)
+            return [self._transaction(p, None, cq.vector if cq else None) for p in waiting]
+        for i in range(0, size, 4):
+            self.regs[offset + i] = (value >> (8 * i)) & 0xFFFFFFFF
+        if offset <= CC < offset + size:
+            enabled = self.regs.get(CC, 0) & 1
+            if not enabled:
+                return self._controller_reset()
+            if 0 not in self.sqs:
+                aqa = self.regs.get(AQA, 0)
+                asq = self.regs.get(ASQ, 0) | self.regs.get(ASQ + 4, 0) << 32
+                acq = self.regs.get(ACQ, 0) | self.regs.get(ACQ + 4, 0) << 32
+                self.sqs[0] = _Queue(0, asq, (aqa & 0xFFF) + 1, cqid=0)
+                self.cqs[0] = _Queue(0, acq, ((aqa >> 16) & 0xFFF) + 1, vector=0)
+        return []
+
+    def _controller_reset(self) -> list[Transaction]:
+        self._close_current()
+        done = []
+        for cqid, waiting in self.awaiting_irq.items():
+            cq = self.cqs.get(cqid)
+            done += [self._transaction(p, None, cq.vector if cq else None) for p in waiting]
+        done += [self._transaction(p, None, None) for p in self.outstanding.values()]
+        self.awaiting_irq.clear()
+        self.outstanding.clear()
+        self.sqs.clear()
+        self.cqs.clear()
+        return done
+
+    # --- building transactions ----------------------------------------------------
+
+    def _transaction(
+        self, pending: _Pending, irq: int | None, irq_expected: int | None
+    ) -> Transaction:
+        cmd, cqe = pending.cmd, pending.cqe
+        op, params, written, read = command_fields(cmd, pending.sqid == 0)
+        unknown: set[str] = set()
+        payload_in = payload_out = None
+        if written and not written[0].digests:
+            written, known = _with_data(written, pending.data_in)
+            unknown |= set() if known else {"data"}
+        if read:
+            read, known = _with_data(read, pending.data_out)
+            unknown |= set() if known else {"data"}
+        if not written and not read:
+            if cmd.opcode == DATASET_MANAGEMENT and pending.sqid != 0:
+                raw = pending.data_in[0].get("data") if pending.data_in else None
+                if raw is None and cmd.cdw11 & 0x4:
+                    unknown.add("data")
+                written = dsm_extents(cmd, bytes.fromhex(raw or ""))
+            payload_in = _digest(pending.data_in)
+            payload_out = _digest(pending.data_out)
+        return Transaction(
+            op=op,
+            params=params,
+            written=written,
+            read=read,
+            payload_in=payload_in,
+            payload_out=payload_out,
+            status=cqe.status if cqe else None,
+            result=cqe.dw0 if cqe else None,
+            irq=irq,
+            irq_expected=irq_expected if cqe else None,
+            queue=pending.sqid,
+            cid=cmd.cid,
+            seqs=tuple(pending.seqs),
+            t_ns=pending.t_ns,
+            unknown=frozenset(unknown),
+        )
+
+
+def _with_data(
+    extents: tuple[Extent, ...], events: list[dict[str, Any]]
+) -> tuple[tuple[Extent, ...], bool]:
+    contents: list[str] = []
+    for event in events:
+        blocks = _block_contents(event)
+        if blocks is None:
+            return extents, False
+        contents += blocks
+    if not events:
+        return extents, False
+    extent = extents[0]
+    return (Extent(extent.lba, extent.blocks, tuple(contents[: extent.blocks])),), True
+
+
+def _digest(events: list[dict[str, Any]]) -> str | None:
+    if not events:
+        return None
+    if len(events) == 1:
+        return events[0]["digest"]
+    return "+".join(e["digest"] for e in events)
+
+
+def decode(header: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> Iterator[Transaction]:
+    """The commands of an NVMe model's log, in the order they finished (completion and
+    interrupt); outstanding ones at the end."""
+    decoder = NvmeDecoder()
+    push = decoder.push
+    for event in events:
+        done = push(event)
+        if done:
+            yield from done
+    yield from decoder.finish()
+
+
+__all__ = ["ADMIN_OPS", "IO_OPS", "NvmeDecoder", "command_fields", "decode", "dsm_extents"]
