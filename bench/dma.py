@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 from vfio_bridge.client import VfioUserClient
+from vfio_bridge.hostbus import HostBus
 from vfio_bridge.models.edu import Edu
 from vfio_bridge.recorder import Recorder
 from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Session
-from vfio_bridge.transport import Channel
+from vfio_bridge.transport import SocketChannel
 
 from .common import print_table, save
 
@@ -57,19 +58,20 @@ def main() -> None:
         server_end.close()
         _client(client_end)
     client_end.close()
-    session = Session(Edu(), Channel(server_end, MAX_MESSAGE_SIZE, MAX_MSG_FDS), Recorder(None))
-    while len(session.dma) < 2:  # VERSION, then the two DMA_MAPs
-        session.dispatch(session.channel.receive())
+    channel = SocketChannel(server_end, MAX_MESSAGE_SIZE, MAX_MSG_FDS)
+    session = Session(Edu(), channel, Recorder(None))
+    while len(session.bus.dma) < 2:  # VERSION, then the two DMA_MAPs
+        session.dispatch(channel.receive())
     payload = os.urandom(max(SIZES))
     rows, data = [], {}
     for size in SIZES:
         figures = {}
         for name, base in (("shared", SHARED), ("messages", PRIVATE)):
             figures[f"{name}_read"] = _rate(
-                lambda n, b=base: session.dma_read(b, n), size, args.seconds
+                lambda n, b=base: session.bus.dma_read(b, n), size, args.seconds
             )
             figures[f"{name}_write"] = _rate(
-                lambda n, b=base: session.dma_write(b, payload[:n]), size, args.seconds
+                lambda n, b=base: session.bus.dma_write(b, payload[:n]), size, args.seconds
             )
         data[str(size)] = figures
         mib = 1 << 20
@@ -79,8 +81,8 @@ def main() -> None:
             figures["shared_write"] / mib, figures["messages_write"] / mib,
             figures["shared_write"] / figures["messages_write"],
         ])  # fmt: skip
-    block_rows = _block_digest_cost(session, payload, args.seconds, data)
-    session.channel.close()
+    block_rows = _block_digest_cost(session.bus, payload, args.seconds, data)
+    channel.close()
     os.waitpid(child, 0)
     print_table(
         "model-initiated DMA, MiB/s",
@@ -96,21 +98,21 @@ def main() -> None:
 
 
 def _block_digest_cost(
-    session: Session, payload: bytes, seconds: float, data: dict
+    bus: HostBus, payload: bytes, seconds: float, data: dict
 ) -> list[list[object]]:
     """CPU us per logged gather of an NVMe-sized transfer, without and with block digests
     (CPU time of this process, which the other loads of a shared machine disturb less)."""
     rows: list[list[object]] = []
     with tempfile.TemporaryDirectory(prefix="xvpci-dmabench-") as tmp:
         recorder = Recorder(Path(tmp) / "log.jsonl", "direct")
-        session.recorder = recorder
+        bus.recorder = recorder
         for size in (4096, 131072):
             segments = [(SHARED, size)]
             cost: dict[int, float] = {}
             for block in (0, 512, 0, 512):  # twice each, interleaved; keep the better
                 done, start, wall = 0, time.process_time(), time.perf_counter()
                 while time.perf_counter() - wall < seconds:
-                    session.dma_gather(segments, block)
+                    bus.dma_gather(segments, block)
                     done += 1
                 used = (time.process_time() - start) / done * 1e6
                 cost[block] = min(cost.get(block, used), used)

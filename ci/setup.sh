@@ -29,6 +29,14 @@ missing=()
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 command -v chromium >/dev/null || missing+=(chromium)  # renders the HTML report in a test
 python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+# `xvpci kext check` compiles the macOS kext with clang and reads symbols with llvm-nm;
+# it tries ld64.lld for the bundle (Debian names them clang-14, llvm-nm-14, ld64.lld-14)
+compgen -c clang | grep -x 'clang\(-[0-9]*\)\?' >/dev/null || missing+=(clang)
+compgen -c llvm-nm | grep -x 'llvm-nm\(-[0-9]*\)\?' >/dev/null || missing+=(llvm)
+compgen -c ld64.lld | grep -x 'ld64.lld\(-[0-9]*\)\?' >/dev/null || missing+=(lld)
+# `xvpci kext testbed` builds the kext's Linux test bed: g++ with static libstdc++/libc, make
+command -v g++ >/dev/null || missing+=(g++)
+command -v make >/dev/null || missing+=(make)
 if ((${#missing[@]})); then
     if [[ $(id -u) != 0 ]]; then
         echo "ci/setup.sh: installing ${missing[*]} needs root: run \`sudo bash ci/setup.sh\`" \

@@ -11,7 +11,8 @@ One input is a short script for a hostile client, decoded by :func:`decode`:
   offset in ``flags`` * 256 (so the fuzzer can lay out queues and descriptors).
 
 The framed bytes go through the real :class:`MessageReader` and
-:class:`Session.dispatch`, sans socket: replies land in a sink. The whole input
+:meth:`Session.dispatch`, sans socket: replies land in a sink (a
+:class:`~vfio_bridge.transport.Channel`). The whole input
 is also fed raw to a fresh reader. Allowed outcomes are error replies and
 :class:`ProtocolError` from the framing; anything else, a leaked descriptor, or
 a device that no longer answers config reads is a crash.
@@ -25,20 +26,22 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+from vfio_bridge.client import sealed_memfd
 from vfio_bridge.device import DeviceModel
 from vfio_bridge.models import create_model
 from vfio_bridge.protocol import (
     DmaMap,
+    Message,
     MessageReader,
     ProtocolError,
     Region,
+    RegionAccess,
     Version,
     VfioCommand,
     frame,
 )
-from vfio_bridge.protocol.messages import REGION_ACCESS
 from vfio_bridge.recorder import Recorder
 from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Session
 
@@ -58,8 +61,6 @@ MODELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 class ReplySink:
     """The session's channel: replies are kept, nothing ever arrives."""
 
-    has_backlog = False
-
     def __init__(self) -> None:
         self._quiet_r, self._quiet_w = os.pipe()  # select() on it times out
         self.replies: list[bytes] = []
@@ -67,13 +68,17 @@ class ReplySink:
     def fileno(self) -> int:
         return self._quiet_r
 
-    def send(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> None:
+    @property
+    def has_backlog(self) -> bool:
+        return False
+
+    def send(self, data: bytes, fds: Sequence[int] = ()) -> None:
         self.replies.append(data)
 
     def fill(self, block: bool = True) -> bool:
         return False
 
-    def next_message(self) -> None:
+    def next_message(self) -> Message | None:
         return None
 
     def close(self) -> None:
@@ -118,8 +123,7 @@ class Harness:
     """Holds the shared memory (a memfd) that every input may map for DMA."""
 
     def __init__(self) -> None:
-        self.memfd = os.memfd_create("xvpci-fuzz")
-        os.ftruncate(self.memfd, SHARED_SIZE)
+        self.memfd = sealed_memfd("xvpci-fuzz", SHARED_SIZE)
 
     def run(self, data: bytes) -> None:
         """Execute one input; raises on anything but the defined outcomes."""
@@ -128,7 +132,7 @@ class Harness:
         name, options = MODELS[model_index]
         model: DeviceModel = create_model(name, options)
         sink = ReplySink()
-        session = Session(model, sink, Recorder(None), reply_timeout=0.0)  # type: ignore[arg-type]
+        session = Session(model, sink, Recorder(None), reply_timeout=0.0)
         reader = MessageReader(MAX_MESSAGE_SIZE, MAX_MSG_FDS)
         try:
             for item in _messages(setup, records):
@@ -145,7 +149,7 @@ class Harness:
                     break  # the server would close this connection
                 for message in messages:
                     session.dispatch(message)
-                    session._drain_deferred()
+                    session.run_deferred()
         finally:
             session.close()
             reader.close()
@@ -174,12 +178,12 @@ def _record(command: int, body: bytes, flags: int = 0) -> bytes:
 
 
 def _write(region: int, offset: int, value: int, size: int = 4) -> bytes:
-    access = REGION_ACCESS.pack(offset, region, size) + value.to_bytes(size, "little")
-    return _record(VfioCommand.REGION_WRITE, access)
+    access = RegionAccess(offset, region, size, value.to_bytes(size, "little"))
+    return _record(VfioCommand.REGION_WRITE, access.pack())
 
 
 def _read(region: int, offset: int, size: int = 4) -> bytes:
-    return _record(VfioCommand.REGION_READ, REGION_ACCESS.pack(offset, region, size))
+    return _record(VfioCommand.REGION_READ, RegionAccess(offset, region, size).pack())
 
 
 def _poke(offset: int, data: bytes) -> bytes:

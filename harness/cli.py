@@ -179,6 +179,68 @@ def version() -> str:
         return "unknown (not installed: pip install the project)"
 
 
+def _kext_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .kext import KEXT_DIR, KextCheckFailed, run_check, sdk_path
+
+    progress = Progress("kext check", quiet=args.quiet)
+    try:
+        result = run_check(
+            sdk=sdk_path(args.sdk),
+            update=args.update,
+            xnu=Path(args.xnu) if args.xnu else None,
+            iopcifamily=Path(args.iopcifamily) if args.iopcifamily else None,
+            kext_dir=Path(args.kext_dir) if args.kext_dir else KEXT_DIR,
+            progress=progress,
+        )
+    except KextCheckFailed as exc:
+        print(f"xvpci kext check: {exc}", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{bundle} {count}" for bundle, count in sorted(result.by_bundle.items()))
+    print(f"{len(result.imports)} imports, all exported ({counts}) [{result.source}]")
+    if result.defined_only:
+        print(
+            f"{len(result.defined_only)} of them only defined in IOPCIFamily's sources, "
+            "not in its config/IOPCIFamily.exports (see README 'macOS kext')"
+        )
+    if result.link:
+        print(f"link: {result.link}")
+    return 0
+
+
+def _kext_testbed(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .kext_testbed import POINTS, run_testbed
+
+    progress = Progress("kext testbed", quiet=args.quiet)
+    run = run_testbed(
+        Path(args.out),
+        accel=args.accel,
+        kext_source=Path(args.kext_source) if args.kext_source else None,
+        progress=progress,
+    )
+    for path, fields in sorted(run.drivers.items()):
+        state = "ok" if fields.get("ok") == "1" else f"FAILED ({fields.get('error') or 'no run'})"
+        print(
+            f"{path}: test driver {state}: VS {fields.get('vs', '?')}, "
+            f"{fields.get('verified', '0')} bytes verified, "
+            f"{fields.get('by_interrupt', '0')} completions by interrupt"
+        )
+    for point in POINTS:
+        check = run.checks.get(point)
+        if check is None:
+            print(f"point {point:2}: NOT RUN")
+        else:
+            print(f"point {point:2}: {'pass' if check.passed else 'FAIL'}  {check.text}")
+    if run.equivalent is not None:
+        print(f"diff direct vs window: {'EQUIVALENT' if run.equivalent else 'DIVERGENT'}")
+        print(run.diff_summary)
+    print(f"output: {run.out}")
+    return 0 if run.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xvpci",
@@ -349,6 +411,61 @@ def build_parser() -> argparse.ArgumentParser:
         "--level", default="transaction", choices=["transaction", "raw"], help=LEVEL_HELP
     )
     reportp.set_defaults(func=_report)
+
+    kext = sub.add_parser(
+        "kext",
+        help="build and check the macOS kext",
+        description="The macOS window kext (kext/): build and symbol check.",
+    )
+    kext_sub = kext.add_subparsers(dest="kext_command", required=True, metavar="ACTION")
+    kcheck = kext_sub.add_parser(
+        "check",
+        help="compile the kext for macOS and check every import is exported",
+        description="With MacKernelSDK (--sdk or $XVPCI_MACKERNELSDK): compile kext/ for "
+        "x86_64-apple-macos12 with its kmod info, try ld64.lld, and compare the undefined "
+        "symbols with kext/symbols/imports.txt. Without it: check that record still matches "
+        "the sources. Then every import must be exported (kext/symbols/exports.txt) by a "
+        "bundle in OSBundleLibraries.",
+        epilog="examples:\n  xvpci kext check\n"
+        "  xvpci kext check --sdk ~/src/MacKernelSDK --update\n"
+        "  xvpci kext check --sdk SDK --xnu ~/src/xnu --iopcifamily ~/src/IOPCIFamily\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    kcheck.add_argument("--sdk", help="MacKernelSDK checkout (default $XVPCI_MACKERNELSDK)")
+    kcheck.add_argument(
+        "--update", action="store_true", help="rewrite kext/symbols/imports.txt from the build"
+    )
+    kcheck.add_argument(
+        "--xnu", help="git checkout of apple-oss-distributions/xnu: regenerate exports"
+    )
+    kcheck.add_argument(
+        "--iopcifamily", help="git checkout of apple-oss-distributions/IOPCIFamily (with --xnu)"
+    )
+    kcheck.add_argument("--kext-dir", help=argparse.SUPPRESS)
+    kcheck.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    kcheck.set_defaults(func=_kext_check)
+    ktest = kext_sub.add_parser(
+        "testbed",
+        help="run the kext's own source against the real window device in the Linux guest",
+        description="Compile kext/XvpciWindow.cpp unchanged for Linux against the IOKit and "
+        "IOPCIFamily fakes of kext/testbed/, boot the Linux guest with the NVMe model attached "
+        "directly and behind the window, run the kext, the configurator and a small NVMe "
+        "driver in the guest, check issue 17's points 1-10, and diff the two server logs.",
+        epilog="examples:\n  xvpci kext testbed\n  xvpci kext testbed --out /tmp/tb\n"
+        "  xvpci kext testbed --kext-source old/XvpciWindow.cpp   # expect failed points\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ktest.add_argument(
+        "--out", default="xvpci-testbed", help="output directory (default %(default)s)"
+    )
+    ktest.add_argument(
+        "--accel", default="tcg", choices=("tcg", "kvm", "auto"), help="accelerator (default tcg)"
+    )
+    ktest.add_argument("--kext-source", help="another XvpciWindow.cpp to run instead of kext/'s")
+    ktest.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    ktest.set_defaults(func=_kext_testbed)
 
     models = sub.add_parser(
         "models",

@@ -15,7 +15,15 @@ from .errors import HarnessError
 from .ssh import GuestSSH
 
 KEXT_DIR = assets.kext_files()
-KEXT_FILES = ("XvpciWindow.cpp", "XvpciWindow.hpp", "Info.plist", "Makefile", "guest-view.sh")
+KEXT_FILES = (
+    "XvpciWindow.cpp",
+    "XvpciWindow.hpp",
+    "XvpciRegs.hpp",
+    "kmod_info.c.in",
+    "Info.plist",
+    "Makefile",
+    "guest-view.sh",
+)
 BUNDLE_ID = "io.xvpci.window"
 REMOTE = "/tmp/xvpci-kext"
 

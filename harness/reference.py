@@ -6,7 +6,7 @@ the size of the model's namespace, the model's serial number) instead of a
 model, with QEMU's ``pci_nvme_*`` trace events going to ``nvme.trace`` through
 the ``log`` trace backend (``-trace``, ``-D``; Debian's QEMU 11 is built with
 it). ``diff_reference`` turns that trace into transactions
-(:mod:`vfio_bridge.models.nvme_qemu_trace`), reduces the model's decoded log to
+(:mod:`harness.nvme_trace`), reduces the model's decoded log to
 what a trace can say, and runs the transaction diff on the two. The report
 says which fields were compared and which the trace cannot supply.
 """
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfio_bridge.models import get_model, parse_options
-from vfio_bridge.models import nvme_qemu_trace as qtrace
 
+from . import nvme_trace as qtrace
 from . import workloads
 from .difflog import LogError, Rules
 from .difflog.reader import LogInfo, LogReader
@@ -156,7 +156,7 @@ def _trace_info(trace: Path, model: str) -> LogInfo:
 
 def diff_reference(log: Path, trace: Path, rules: Rules | None = None) -> TransactionResult:
     """The model's log (A) against QEMU's trace of its own device (B), both reduced to
-    what the trace can say (:func:`~vfio_bridge.models.nvme_qemu_trace.project`)."""
+    what the trace can say (:func:`~harness.nvme_trace.project`)."""
     reader = LogReader(log)
     header = reader.info.header
     model = str(header.get("model", ""))

@@ -7,13 +7,14 @@ import os
 
 import pytest
 
+from vfio_bridge.client import sealed_memfd
 from vfio_bridge.device import DmaError
 from vfio_bridge.dma import DmaSpace, MessageDma
 
 
 def memfd(size: int, fill: bytes = b"") -> tuple[int, mmap.mmap]:
-    fd = os.memfd_create("test-guest")
-    os.ftruncate(fd, size)
+    """Guest memory as QEMU's memory-backend-memfd makes it: sealed against shrinking."""
+    fd = sealed_memfd("test-guest", size)
     view = mmap.mmap(os.dup(fd), size)
     view[: len(fill)] = fill
     return fd, view
@@ -108,3 +109,28 @@ def test_no_fallback_means_a_clear_error() -> None:
     space.add(0, 4096, True)
     with pytest.raises(DmaError, match="not shared"):
         space.read(0, 4)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: os.memfd_create("unsealed"), "not sealed against shrinking"),
+        (lambda: os.memfd_create("sealable", os.MFD_ALLOW_SEALING), "not sealed against shrinking"),
+        (lambda: os.open("/dev/zero", os.O_RDWR), "not a sealable memfd"),
+    ],
+    ids=["memfd", "memfd-sealable-but-unsealed", "not-a-memfd"],
+)
+def test_a_descriptor_the_client_could_shrink_is_served_by_messages(
+    make, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fd = make()
+    if fd >= 0 and reason != "not a sealable memfd":
+        os.ftruncate(fd, 4096)
+    reads: list[tuple[int, int]] = []
+    space = DmaSpace(MessageDma(lambda a, n: reads.append((a, n)) or bytes(n), lambda a, d: None))
+    mapping = space.add(0x10000, 4096, True, fd)
+    assert mapping.memory is None and reason in (mapping.unshared_reason or "")
+    assert reason in caplog.text  # said once, when the range is mapped
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed, not mapped
+    assert space.read(0x10000, 8) == bytes(8) and reads == [(0x10000, 8)]

@@ -61,10 +61,10 @@ def edu(sockdir: Path, tmp_path: Path) -> Iterator[tuple[ThreadedServer, VfioUse
 @pytest.mark.parametrize(
     ("offset", "count", "err"),
     [
-        (0x100000, 4, errno.EFAULT),  # just past the 1 MiB BAR
-        (0xFFFFC, 8, errno.EFAULT),  # straddles the end
-        ((1 << 64) - 4, 8, errno.EFAULT),  # offset + count overflows 64 bits
-        (0, 0, errno.EFAULT),  # no width at all
+        (0x100000, 4, errno.EINVAL),  # just past the 1 MiB BAR
+        (0xFFFFC, 8, errno.EINVAL),  # straddles the end
+        ((1 << 64) - 4, 8, errno.EINVAL),  # offset + count overflows 64 bits
+        (0, 0, errno.EINVAL),  # no width at all
         (0, (1 << 20) + 1, errno.E2BIG),  # wider than the negotiated transfer size
     ],
 )

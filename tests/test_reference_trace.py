@@ -1,4 +1,4 @@
-"""QEMU's NVMe trace as transactions (vfio_bridge.models.nvme_qemu_trace): lines as QEMU
+"""QEMU's NVMe trace as transactions (harness.nvme_trace): lines as QEMU
 11's log backend writes them, and the agreement with the model's decoder that pairing needs."""
 
 from __future__ import annotations
@@ -6,9 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import HarnessError
-from harness.reference import reference_args, reference_namespace
-from vfio_bridge.models.nvme import IDENTIFY, READ, SET_FEATURES, WRITE, WRITE_ZEROES
-from vfio_bridge.models.nvme_qemu_trace import (
+from harness.nvme_trace import (
     TRACED_PARAMS,
     UNKNOWN_CONTENT,
     TraceError,
@@ -16,6 +14,8 @@ from vfio_bridge.models.nvme_qemu_trace import (
     project,
     transactions,
 )
+from harness.reference import reference_args, reference_namespace
+from vfio_bridge.models.nvme import IDENTIFY, READ, SET_FEATURES, WRITE, WRITE_ZEROES
 from vfio_bridge.models.nvme_spec import NvmeCommand
 from vfio_bridge.models.nvme_transactions import command_fields
 from vfio_bridge.transaction import ZERO_BLOCK, Extent, Transaction

@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import ThreadedServer
 from tests.wirecap import Chunk, load
+from vfio_bridge.client import sealed_memfd
 from vfio_bridge.protocol import (
     DeviceInfo,
     DmaAccess,
@@ -235,8 +236,7 @@ def _fresh_fds(chunk: Chunk) -> list[int]:
     fds = []
     for kind in chunk.fd_kinds:
         if kind == "memfd":
-            fd = os.memfd_create("replay")
-            os.ftruncate(fd, max(sizes, default=1 << 20))  # sparse: costs no memory
+            fd = sealed_memfd("replay", max(sizes, default=1 << 20))  # sparse: costs no memory
         elif kind == "eventfd":
             fd = os.eventfd(0)
         else:

@@ -8,6 +8,7 @@ which case the client answers the server's DMA_READ/DMA_WRITE from it.
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 import socket
@@ -33,7 +34,7 @@ from .protocol import (
     frame,
 )
 from .protocol.constants import MAJOR_VERSION, MINOR_VERSION
-from .transport import Channel, PeerClosed
+from .transport import PeerClosed, SocketChannel
 
 
 class ClientError(Exception):
@@ -42,6 +43,19 @@ class ClientError(Exception):
     def __init__(self, message: str, err: int = 0) -> None:
         super().__init__(message)
         self.errno = err
+
+
+def sealed_memfd(name: str, size: int) -> int:
+    """A memfd of ``size`` bytes sealed against shrinking and growing, as QEMU's
+    ``memory-backend-memfd`` makes guest RAM: the only kind a server maps for DMA."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, size)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 @dataclass
@@ -57,8 +71,7 @@ class GuestMemory:
     def create(cls, iova: int, size: int, shared: bool) -> GuestMemory:
         if not shared:
             return cls(iova, size, -1, bytearray(size))
-        fd = os.memfd_create(f"xvpci-guest-{iova:x}", os.MFD_CLOEXEC)
-        os.ftruncate(fd, size)
+        fd = sealed_memfd(f"xvpci-guest-{iova:x}", size)
         return cls(iova, size, fd, mmap.mmap(fd, size))
 
     def read(self, addr: int, length: int) -> bytes:
@@ -101,7 +114,7 @@ class VfioUserClient:
         return client
 
     def _setup(self, sock: socket.socket) -> None:
-        self.channel = Channel(sock, max_message_size=64 << 20, max_fds=16)
+        self.channel = SocketChannel(sock, max_message_size=64 << 20, max_fds=16)
         self.memory: list[GuestMemory] = []
         self.server_capabilities: dict[str, Any] = {}
         self.dma_requests_served = 0

@@ -4,11 +4,18 @@ Ranges come from DMA_MAP. A range with a file descriptor is mmapped and
 accessed with a slice copy (the fast path); a range without one is reached
 through DMA_READ/DMA_WRITE messages by the ``fallback`` the server provides.
 Every access is bounds-checked and may span adjacent mappings.
+
+A descriptor is only mapped when it is sealed against shrinking
+(``F_SEAL_SHRINK``, as QEMU's ``memory-backend-memfd`` seals by default): a
+client that truncates the file under our mapping would make the next access
+raise SIGBUS, which no Python code can catch. Other descriptors are closed and
+their range is served through messages, slower but safe; the mapping says why.
 """
 
 from __future__ import annotations
 
 import bisect
+import fcntl
 import logging
 import mmap
 import os
@@ -28,10 +35,23 @@ class Mapping:
     size: int
     writable: bool
     memory: mmap.mmap | None
+    #: Why a range that came with a descriptor is served by messages instead.
+    unshared_reason: str | None = None
 
     @property
     def end(self) -> int:
         return self.iova + self.size
+
+
+def _unsafe_to_map(fd: int) -> str | None:
+    """Why mapping ``fd`` could let the client crash us, or None when it cannot."""
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except OSError:
+        return "its descriptor is not a sealable memfd, so the client could truncate it"
+    if not seals & fcntl.F_SEAL_SHRINK:
+        return "its memfd is not sealed against shrinking (F_SEAL_SHRINK)"
+    return None
 
 
 class MessageDma:
@@ -73,13 +93,22 @@ class DmaSpace:
             if index < len(self._maps) and self._maps[index].iova < iova + size:
                 raise DmaError(f"DMA range {iova:#x}+{size:#x} overlaps an existing mapping")
             memory = None
-            if fd >= 0:
+            reason = _unsafe_to_map(fd) if fd >= 0 else None
+            if reason is not None:
+                log.warning(
+                    "DMA range %#x+%#x is served by DMA_READ/DMA_WRITE messages, not shared "
+                    "memory: %s",
+                    iova,
+                    size,
+                    reason,
+                )
+            elif fd >= 0:
                 prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
                 try:
                     memory = mmap.mmap(fd, size, mmap.MAP_SHARED, prot, offset=offset)
                 except (OSError, ValueError, OverflowError) as exc:
                     raise DmaError(f"cannot map DMA fd at offset {offset:#x}: {exc}") from None
-            mapping = Mapping(iova, size, writable, memory)
+            mapping = Mapping(iova, size, writable, memory, reason)
             self._starts.insert(index, iova)
             self._maps.insert(index, mapping)
             return mapping

@@ -85,8 +85,8 @@ class Kind(enum.StrEnum):
 
 #: The fields every event of a kind carries besides ``seq``, ``t_ns`` and ``kind``.
 #: Config accesses over 8 bytes carry ``digest`` instead of ``value``; DMA may add
-#: ``data`` and ``tag``, and ``block`` with ``blocks`` (Rule 5); any event may carry
-#: ``stream``.
+#: ``data`` and ``tag``, and ``block`` with ``blocks`` (Rule 5); ``dma_map`` adds ``shared``
+#: and, for a descriptor it did not map, ``reason``; any event may carry ``stream``.
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     Kind.CFG_READ: ("offset", "size"),
     Kind.CFG_WRITE: ("offset", "size"),

@@ -1,8 +1,10 @@
 """The socket edge: moves framed messages and SCM_RIGHTS descriptors.
 
-Each receive takes whatever the socket holds (up to :data:`RECEIVE_CHUNK`) into
-one reused buffer, so a burst of requests costs one system call, and hands it
-to the sans-I/O :class:`MessageReader`, which knows whose descriptors they are.
+:class:`Channel` is what a session needs from a connection; :class:`SocketChannel`
+is the real one (the fuzz target plugs in a socketless one). Each receive
+takes whatever the socket holds (up to :data:`RECEIVE_CHUNK`) into one reused
+buffer, so a burst of requests costs one system call, and hands it to the
+sans-I/O :class:`MessageReader`, which knows whose descriptors they are.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import array
 import collections
 import contextlib
 import socket
+from collections.abc import Sequence
+from typing import Protocol
 
 from .fdutil import close_quietly
 from .protocol import Message, MessageReader, ProtocolError
@@ -27,8 +31,38 @@ class PeerClosed(Exception):
     """The other end closed the connection."""
 
 
-class Channel:
-    """A connected vfio-user stream socket."""
+class Channel(Protocol):
+    """A connection to one client: messages in through a backlog, bytes and descriptors out."""
+
+    def fileno(self) -> int:
+        """A descriptor that is readable when :meth:`fill` has something to take."""
+        ...
+
+    @property
+    def has_backlog(self) -> bool:
+        """Received messages wait to be taken; :meth:`fileno` need not be readable."""
+        ...
+
+    def fill(self, block: bool = True) -> bool:
+        """Take what has arrived into the backlog (waiting for it when ``block``);
+        whether a message waits. Raises :class:`PeerClosed` at end of stream."""
+        ...
+
+    def next_message(self) -> Message | None:
+        """The oldest message of the backlog, or None."""
+        ...
+
+    def send(self, data: bytes, fds: Sequence[int] = ()) -> None:
+        """Send framed bytes, with descriptors passed alongside."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection and every descriptor not handed out yet."""
+        ...
+
+
+class SocketChannel:
+    """A connected vfio-user stream socket (a :class:`Channel`)."""
 
     def __init__(self, sock: socket.socket, max_message_size: int, max_fds: int) -> None:
         self.sock = sock
@@ -84,7 +118,7 @@ class Channel:
             raise PeerClosed()
         return self.reader.feed(self._chunk_view[:size], fds)
 
-    def send(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> None:
+    def send(self, data: bytes, fds: Sequence[int] = ()) -> None:
         if fds:
             ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
             sent = self.sock.sendmsg([data], ancillary)

@@ -7,11 +7,11 @@ the vfio-user server.
 
 from __future__ import annotations
 
-import collections
 import logging
 from collections.abc import Callable, Sequence
 
 from .device import DeviceModel, DmaError, IrqType
+from .hosting import DeferredWork, gather, scatter
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class LocalBus:
         self.memory = bytearray(memory_size)
         self.irqs: list[tuple[str, int]] = []
         self.errors: list[str] = []
-        self._deferred: collections.deque[Callable[[], None]] = collections.deque()
+        self._deferred = DeferredWork(self._work_failed)
         model.attach(self)
 
     # --- Bus -----------------------------------------------------------------
@@ -38,13 +38,10 @@ class LocalBus:
         self.memory[addr : addr + len(data)] = data
 
     def dma_gather(self, segments: Sequence[tuple[int, int]], block: int = 0) -> bytes:
-        return b"".join(self.dma_read(addr, length) for addr, length in segments)
+        return gather(self.dma_read, segments)
 
     def dma_scatter(self, segments: Sequence[tuple[int, int]], data: bytes, block: int = 0) -> None:
-        pos = 0
-        for addr, length in segments:
-            self.dma_write(addr, data[pos : pos + length])
-            pos += length
+        scatter(self.dma_write, segments, data)
 
     def _check(self, addr: int, length: int) -> None:
         if addr < 0 or length < 0 or addr + length > len(self.memory):
@@ -55,7 +52,7 @@ class LocalBus:
         return True
 
     def defer(self, work: Callable[[], None]) -> None:
-        self._deferred.append(work)
+        self._deferred.add(work)
 
     def report_error(self, code: str, detail: str) -> None:
         self.errors.append(f"{code}: {detail}")
@@ -72,9 +69,8 @@ class LocalBus:
         self.run_deferred()
 
     def run_deferred(self) -> None:
-        while self._deferred:
-            try:
-                self._deferred.popleft()()
-            except DmaError as exc:
-                log.warning("%s: device work failed: %s", self.model.name, exc)
-                self.errors.append(str(exc))
+        self._deferred.run()
+
+    def _work_failed(self, exc: DmaError) -> None:
+        log.warning("%s: device work failed: %s", self.model.name, exc)
+        self.errors.append(str(exc))

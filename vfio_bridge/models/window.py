@@ -37,9 +37,10 @@ from ..device import (
     PowerManagement,
 )
 from ..logformat import WINDOW_STREAM
-from ..pci.config import PciCommand
+from ..pci.config import COMMAND, PciCommand
 
 CFGBAR, MEMBAR1, MEMBAR2 = 0, 2, 4
+_MEMORY_ENABLE = int(PciCommand.MEMORY)
 CFGBAR_SIZE = 1 << 20
 MEMBAR_SIZE = 4 << 20
 MEMBAR2_RESERVED = 0x2000  # the window's own MSI-X table (+0) and PBA (+0x1000)
@@ -255,7 +256,7 @@ class VmdWindow(DeviceModel):
         if last is not None and last[0] == membar and last[1] <= offset < last[2]:
             return last[3], offset - last[1]
         child = self.child.config
-        if not child.command & PciCommand.MEMORY:
+        if not child.data[COMMAND] & _MEMORY_ENABLE:  # the config byte: no IntFlag arithmetic
             return None
         membar_base = self.config.bar_address(membar) or 0
         for index, layout in child.bars.items():

@@ -11,7 +11,8 @@ HEADER_SIZE = HEADER.size
 MAJOR_VERSION = 0
 MINOR_VERSION = 0
 
-#: Largest message we accept before a capability negotiation lowered it.
+#: The specification's default ``max_data_xfer_size`` of a peer that names none,
+#: and the largest data transfer we accept (and advertise).
 DEFAULT_MAX_DATA_XFER = 1024 * 1024
 DEFAULT_MAX_MSG_FDS = 8
 PAGE_SIZE = 4096
@@ -31,8 +32,11 @@ class VfioCommand(enum.IntEnum):
     DMA_READ = 11
     DMA_WRITE = 12
     DEVICE_RESET = 13
-    DIRTY_PAGES = 14
+    DIRTY_PAGES = 14  # migration v1, dropped from the specification
     REGION_WRITE_MULTI = 15
+    DEVICE_FEATURE = 16
+    MIG_DATA_READ = 17
+    MIG_DATA_WRITE = 18
 
 
 class MsgFlags(enum.IntFlag):

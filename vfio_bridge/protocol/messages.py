@@ -157,6 +157,8 @@ class DmaMap(_Fixed):
 @dataclass(frozen=True, slots=True)
 class DmaUnmap(_Fixed):
     _STRUCT: ClassVar[struct.Struct] = struct.Struct("<IIQQ")
+    #: Bytes of the fixed part, which the reply echoes.
+    FIXED_SIZE: ClassVar[int] = _STRUCT.size
     argsz: int
     flags: int
     iova: int
@@ -172,6 +174,8 @@ class DmaUnmap(_Fixed):
 @dataclass(frozen=True, slots=True)
 class DeviceInfo(_Fixed):
     _STRUCT: ClassVar[struct.Struct] = struct.Struct("<IIII")
+    #: Bytes of the reply payload, the least ``argsz`` a request may ask for.
+    FIXED_SIZE: ClassVar[int] = _STRUCT.size
     argsz: int
     flags: int = 0
     num_regions: int = 0
@@ -259,6 +263,8 @@ class RegionInfo:
 @dataclass(frozen=True, slots=True)
 class IrqInfo(_Fixed):
     _STRUCT: ClassVar[struct.Struct] = struct.Struct("<IIII")
+    #: Bytes of the reply payload, the least ``argsz`` a request may ask for.
+    FIXED_SIZE: ClassVar[int] = _STRUCT.size
     argsz: int
     flags: int = 0
     index: int = 0
@@ -293,10 +299,12 @@ class IrqSet:
 
 # --- REGION_READ / REGION_WRITE -------------------------------------------------
 
-REGION_ACCESS = struct.Struct("<QII")
+_REGION_ACCESS = struct.Struct("<QII")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, unlike the other bodies: one is parsed for every MMIO, and a frozen
+# dataclass costs three times as much to build (0.6 us more, measured).
+@dataclass(slots=True)
 class RegionAccess:
     """REGION_READ/WRITE: read requests and write replies carry no data."""
 
@@ -305,16 +313,20 @@ class RegionAccess:
     count: int
     data: bytes = b""
 
+    #: Bytes of the fixed part (offset, region, count) that every reply echoes.
+    FIXED_SIZE: ClassVar[int] = _REGION_ACCESS.size
+
     def pack(self) -> bytes:
-        return REGION_ACCESS.pack(self.offset, self.region, self.count) + self.data
+        return _REGION_ACCESS.pack(self.offset, self.region, self.count) + self.data
 
     @classmethod
     def unpack(cls, body: bytes | memoryview, with_data: bool) -> RegionAccess:
-        _need(body, REGION_ACCESS.size, "REGION_ACCESS")
-        offset, region, count = REGION_ACCESS.unpack_from(body)
+        """Parse a body; ``with_data`` requires ``count`` data bytes after the fixed part."""
+        _need(body, _REGION_ACCESS.size, "REGION_ACCESS")
+        offset, region, count = _REGION_ACCESS.unpack_from(body)
         data = b""
         if with_data:
-            data = bytes(body[REGION_ACCESS.size : REGION_ACCESS.size + count])
+            data = bytes(body[_REGION_ACCESS.size : _REGION_ACCESS.size + count])
             if len(data) != count:
                 raise ProtocolError(
                     f"region access announces {count} bytes but carries {len(data)}"
@@ -327,7 +339,7 @@ class RegionAccess:
 # The spec and libvfio-user lay DMA_READ/WRITE out as {u64 address; u64 count;
 # data}. (QEMU's protocol.h once declared count as u32 with data at byte 12; the
 # QEMU 11 client puts the data at byte 16, as the interop test checks.)
-DMA_ACCESS = struct.Struct("<QQ")
+_DMA_ACCESS = struct.Struct("<QQ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,15 +351,15 @@ class DmaAccess:
     data: bytes = b""
 
     def pack(self) -> bytes:
-        return DMA_ACCESS.pack(self.addr, self.count) + self.data
+        return _DMA_ACCESS.pack(self.addr, self.count) + self.data
 
     @classmethod
     def unpack(cls, body: bytes | memoryview, with_data: bool) -> DmaAccess:
-        _need(body, DMA_ACCESS.size, "DMA_ACCESS")
-        addr, count = DMA_ACCESS.unpack_from(body)
+        _need(body, _DMA_ACCESS.size, "DMA_ACCESS")
+        addr, count = _DMA_ACCESS.unpack_from(body)
         data = b""
         if with_data:
-            data = bytes(body[DMA_ACCESS.size : DMA_ACCESS.size + count])
+            data = bytes(body[_DMA_ACCESS.size : _DMA_ACCESS.size + count])
             if len(data) != count:
                 raise ProtocolError(f"DMA access announces {count} bytes but carries {len(data)}")
         return cls(addr, count, data)

@@ -39,9 +39,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from ..transaction import ZERO_BLOCK, Extent, Transaction
-from .nvme import DATASET_MANAGEMENT, READ, WRITE, WRITE_ZEROES
-from .nvme_transactions import ADMIN_OPS, IO_OPS
+from vfio_bridge.models.nvme import DATASET_MANAGEMENT, READ, WRITE, WRITE_ZEROES
+from vfio_bridge.models.nvme_transactions import ADMIN_OPS, IO_OPS
+from vfio_bridge.transaction import ZERO_BLOCK, Extent, Transaction
 
 log = logging.getLogger(__name__)
 

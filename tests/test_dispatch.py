@@ -1,0 +1,168 @@
+"""The session's sans-I/O parts without a socket: dispatcher, interrupts, regions, host bus.
+
+Wire expectations are written from the byte offsets of QEMU's
+``docs/interop/vfio-user.rst`` (header: msg_id u16 @0, command u16 @2, size
+u32 @4, flags u32 @8, error u32 @12; REGION_READ/WRITE: offset u64 @0,
+region u32 @8, count u32 @12, data @16 after the header), not from our
+packing code.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+import pytest
+
+from vfio_bridge.device import DmaError, IrqType
+from vfio_bridge.device.hosting import DeferredWork, gather, scatter
+from vfio_bridge.dispatch import Dispatcher
+from vfio_bridge.hostbus import HostBus
+from vfio_bridge.interrupts import Interrupts
+from vfio_bridge.models.edu import Edu
+from vfio_bridge.protocol import Header, IrqIndex, IrqSetFlags, Message
+from vfio_bridge.recorder import Recorder
+from vfio_bridge.regions import split
+
+VERSION, REGION_READ, REGION_WRITE, SET_IRQS = 1, 9, 10, 8
+REPLY, NO_REPLY, ERROR = 0x1, 0x10, 0x20
+CONFIG, BAR0 = 7, 0
+
+
+class Fixture:
+    """A dispatcher for edu with interrupts that land in a list instead of eventfds."""
+
+    def __init__(self) -> None:
+        self.model = Edu()
+        self.notified: list[int] = []
+        self.interrupts = Interrupts(self.model, notify=self.notified.append)
+        self.bus = HostBus(self.model, Recorder(None), self.interrupts)
+        self.dispatcher = Dispatcher(self.model, Recorder(None), self.bus, self.interrupts)
+        self.model.attach(self.bus)
+
+    def send(
+        self, msg_id: int, command: int, body: bytes, flags: int = 0, fds: list[int] | None = None
+    ) -> tuple[bytes, list[int]] | None:
+        header = Header(msg_id, command, 16 + len(body), flags)
+        return self.dispatcher.handle(Message(header, body, fds or []))
+
+    def negotiate(self) -> None:
+        assert self.send(0, VERSION, struct.pack("<HH", 0, 0) + b'{"capabilities":{}}\0')
+
+
+def access(offset: int, region: int, count: int, data: bytes = b"") -> bytes:
+    return struct.pack("<QII", offset, region, count) + data
+
+
+def reply_header(reply: bytes) -> tuple[int, int, int, int, int]:
+    return struct.unpack_from("<HHIII", reply)
+
+
+@pytest.fixture
+def fx() -> Fixture:
+    return Fixture()
+
+
+def test_region_read_reply_bytes(fx: Fixture) -> None:
+    fx.negotiate()
+    reply = fx.send(7, REGION_READ, access(0, CONFIG, 4))
+    assert reply is not None
+    data, fds = reply
+    assert fds == []
+    assert reply_header(data) == (7, REGION_READ, 16 + 16 + 4, REPLY, 0)
+    assert struct.unpack_from("<QII", data, 16) == (0, CONFIG, 4)
+    assert data[32:36] == struct.pack("<HH", 0x1234, 0x11E8)  # edu's vendor, device ids
+
+
+def test_requests_before_version_get_einval(fx: Fixture) -> None:
+    reply = fx.send(3, REGION_READ, access(0, CONFIG, 4))
+    assert reply is not None
+    assert reply_header(reply[0]) == (3, REGION_READ, 16, REPLY | ERROR, errno.EINVAL)
+
+
+def test_posted_write_is_applied_without_a_reply(fx: Fixture) -> None:
+    fx.negotiate()
+    assert fx.send(1, REGION_WRITE, access(4, BAR0, 4, b"\x01\0\0\0"), NO_REPLY) is None
+    reply = fx.send(2, REGION_READ, access(4, BAR0, 4))
+    assert reply is not None and reply[0][32:36] == b"\xfe\xff\xff\xff"
+
+
+def test_write_reply_echoes_the_access_without_data(fx: Fixture) -> None:
+    fx.negotiate()
+    reply = fx.send(5, REGION_WRITE, access(4, BAR0, 4, bytes(4)))
+    assert reply is not None
+    assert reply_header(reply[0]) == (5, REGION_WRITE, 32, REPLY, 0)
+    assert reply[0][16:] == access(4, BAR0, 4)
+
+
+def test_unasked_reply_is_dropped_and_its_descriptors_closed(fx: Fixture) -> None:
+    fd = os.eventfd(0)
+    assert fx.send(9, REGION_READ, access(0, CONFIG, 4), REPLY, [fd]) is None
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_odd_accesses_are_cut_into_aligned_pieces() -> None:
+    assert split(0, 8) == [(0, 8)]
+    assert split(1, 3) == [(1, 1), (2, 2)]
+    assert split(6, 8) == [(6, 2), (8, 4), (12, 2)]
+    assert split(0, 24) == [(0, 8), (8, 8), (16, 8)]
+
+
+def test_interrupts_in_a_burst_are_held_and_signalled_once(fx: Fixture) -> None:
+    fx.interrupts.eventfds[(IrqIndex.MSI, 0)] = 42  # never written: notify is a list
+    fx.interrupts.in_burst = True
+    assert fx.bus.signal_irq(IrqType.MSI, 0)
+    assert fx.bus.signal_irq(IrqType.MSI, 0)
+    assert fx.notified == []
+    fx.interrupts.in_burst = False
+    fx.interrupts.flush()
+    assert fx.notified == [42]
+    assert not fx.interrupts.pending
+
+
+def test_intx_is_automasked_until_unmasked(fx: Fixture) -> None:
+    fx.negotiate()
+    fx.interrupts.eventfds[(IrqIndex.INTX, 0)] = 43
+    assert fx.interrupts.signal(IrqType.INTX, 0)
+    assert not fx.interrupts.signal(IrqType.INTX, 0)  # masked by the first
+    unmask = int(IrqSetFlags.DATA_NONE | IrqSetFlags.ACTION_UNMASK)
+    assert fx.send(4, SET_IRQS, struct.pack("<IIIII", 20, unmask, IrqIndex.INTX, 0, 1))
+    assert fx.interrupts.signal(IrqType.INTX, 0)
+    assert fx.notified == [43, 43]
+
+
+def test_deferred_work_survives_a_fault_and_does_not_nest() -> None:
+    faults: list[DmaError] = []
+    done: list[str] = []
+    work = DeferredWork(faults.append)
+
+    def failing() -> None:
+        raise DmaError("unmapped")
+
+    def nesting() -> None:
+        work.add(lambda: done.append("inner"))
+        work.run()  # joins the running queue instead of recursing
+        done.append("outer")
+
+    work.add(failing)
+    work.add(nesting)
+    work.run()
+    assert [str(f) for f in faults] == ["unmapped"]
+    assert done == ["outer", "inner"]
+    assert len(work) == 0
+
+
+def test_gather_and_scatter_walk_segments_in_order() -> None:
+    memory = bytearray(range(16))
+
+    def read(addr: int, length: int) -> bytes:
+        return bytes(memory[addr : addr + length])
+
+    def write(addr: int, data: bytes) -> None:
+        memory[addr : addr + len(data)] = data
+
+    assert gather(read, [(8, 2), (0, 3)]) == bytes([8, 9, 0, 1, 2])
+    scatter(write, [(12, 2), (1, 1)], b"xyz")
+    assert memory[12:14] == b"xy" and memory[1:2] == b"z"

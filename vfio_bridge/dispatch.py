@@ -1,0 +1,268 @@
+"""The server's side of the protocol, sans I/O: a request in, the reply to send out.
+
+:class:`Dispatcher` is fed one :class:`~vfio_bridge.protocol.Message` at a time
+and returns the framed reply and the descriptors to pass with it, or None when
+nothing is to be sent. It never touches a socket; what a request does to the
+device goes through the model, the :class:`~vfio_bridge.interrupts.Interrupts`
+table and the :class:`~vfio_bridge.hostbus.HostBus`.
+
+Rules:
+
+1. VERSION comes first; any other request before it is refused (EINVAL).
+2. A refused request gets an error reply carrying the errno of the
+   :class:`ProtocolError`, is logged as a ``device_error`` event, and the
+   connection stays up. Errnos follow libvfio-user where the specification
+   names none: EINVAL for an access outside a region and for the migration
+   commands (we do not support migration), ENOSYS for unknown commands.
+3. A request with NO_REPLY gets no reply, whether it succeeds or fails
+   (QEMU posts BAR writes that way and reports any reply as unexpected).
+4. Each side's ``max_data_xfer_size`` bounds what the *other* side sends:
+   region accesses from the client are held to ours
+   (:data:`MAX_DATA_XFER`, advertised in the VERSION reply), our
+   DMA_READ/DMA_WRITE requests to the client's (:attr:`client_max_data_xfer`).
+5. Replies the client sends unasked are dropped with a warning.
+6. Descriptors that came with a request are closed once it is handled,
+   except those a handler took ownership of (DMA_MAP's, SET_IRQS' eventfds).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable
+
+from .device import DeviceModel, DmaError
+from .hostbus import HostBus
+from .interrupts import Interrupts
+from .protocol import (
+    DeviceFlags,
+    DeviceInfo,
+    DmaMap,
+    DmaMapFlags,
+    DmaUnmap,
+    DmaUnmapFlags,
+    IrqInfo,
+    IrqSet,
+    Message,
+    MsgFlags,
+    ProtocolError,
+    RegionAccess,
+    RegionFlags,
+    RegionInfo,
+    Version,
+    VfioCommand,
+    frame,
+)
+from .protocol.constants import (
+    DEFAULT_MAX_DATA_XFER,
+    MAJOR_VERSION,
+    MINOR_VERSION,
+    NUM_IRQS,
+    NUM_REGIONS,
+    PAGE_SIZE,
+)
+from .recorder import Recorder
+from .regions import Regions
+
+log = logging.getLogger(__name__)
+
+MAX_MSG_FDS = 16
+#: The largest region access we accept, whatever the client accepts.
+MAX_DATA_XFER = DEFAULT_MAX_DATA_XFER
+#: Room for a REGION_WRITE of the largest transfer plus headers.
+MAX_MESSAGE_SIZE = MAX_DATA_XFER + 4 * PAGE_SIZE
+
+#: A framed reply and the descriptors to pass with it.
+Reply = tuple[bytes, list[int]]
+_Handler = Callable[[Message], Reply | bytes]
+_REPLY = int(MsgFlags.REPLY)
+_ERROR_REPLY = int(MsgFlags.REPLY | MsgFlags.ERROR)
+_ACCESS_SIZE = RegionAccess.FIXED_SIZE
+
+
+class Dispatcher:
+    """Answers the requests of one client for ``model``."""
+
+    def __init__(
+        self, model: DeviceModel, recorder: Recorder, bus: HostBus, interrupts: Interrupts
+    ) -> None:
+        self.model = model
+        self.recorder = recorder
+        self.bus = bus
+        self.interrupts = interrupts
+        self.regions = Regions(model, recorder)
+        self.negotiated = False
+        #: Largest data transfer the client accepts in one of our DMA requests (rule 4).
+        self.client_max_data_xfer = DEFAULT_MAX_DATA_XFER
+        self._handlers: dict[int, _Handler] = {
+            VfioCommand.VERSION: self._version,
+            VfioCommand.DMA_MAP: self._dma_map,
+            VfioCommand.DMA_UNMAP: self._dma_unmap,
+            VfioCommand.DEVICE_GET_INFO: self._device_info,
+            VfioCommand.DEVICE_GET_REGION_INFO: self._region_info,
+            VfioCommand.DEVICE_GET_IRQ_INFO: self._irq_info,
+            VfioCommand.DEVICE_SET_IRQS: self._set_irqs,
+            VfioCommand.REGION_READ: self._region_read,
+            VfioCommand.REGION_WRITE: self._region_write,
+            VfioCommand.DEVICE_RESET: self._device_reset,
+            VfioCommand.DIRTY_PAGES: _no_migration,
+            VfioCommand.DEVICE_FEATURE: _no_migration,
+            VfioCommand.MIG_DATA_READ: _no_migration,
+            VfioCommand.MIG_DATA_WRITE: _no_migration,
+        }
+
+    def handle(self, message: Message) -> Reply | None:
+        """Serve one message; the reply to send, or None when there is none to send."""
+        header = message.header
+        if header.is_reply:
+            message.close_fds()
+            log.warning(
+                "unexpected reply id %d to command %d; dropped", header.msg_id, header.command
+            )
+            return None
+        try:
+            handler = self._handlers.get(header.command)
+            if handler is None:
+                raise ProtocolError(f"command {header.command} not supported", errno.ENOSYS)
+            if not self.negotiated and header.command != VfioCommand.VERSION:
+                raise ProtocolError("VERSION must be negotiated first", errno.EINVAL)
+            result = handler(message)
+        except ProtocolError as exc:
+            log.warning("command %d id %d refused: %s", header.command, header.msg_id, exc)
+            self.recorder.device_error("refused", f"command {header.command}: {exc}")
+            if header.no_reply:
+                return None
+            return frame(header.msg_id, header.command, b"", _ERROR_REPLY, exc.errno), []
+        finally:
+            message.close_fds()
+        if header.no_reply:
+            return None
+        if isinstance(result, tuple):
+            body, fds = result
+            return frame(header.msg_id, header.command, body, _REPLY), fds
+        return frame(header.msg_id, header.command, result, _REPLY), []
+
+    # --- negotiation and device description ------------------------------------------
+
+    def _version(self, message: Message) -> bytes:
+        request = Version.unpack(message.body)
+        if request.major != MAJOR_VERSION:
+            raise ProtocolError(
+                f"protocol major version {request.major} unsupported", errno.ENOTSUP
+            )
+        caps = request.capabilities.get("capabilities", {})
+        if not isinstance(caps, dict):
+            raise ProtocolError("capabilities member is not an object")
+        client_xfer = caps.get("max_data_xfer_size", DEFAULT_MAX_DATA_XFER)
+        if isinstance(client_xfer, bool) or not isinstance(client_xfer, int) or client_xfer <= 0:
+            raise ProtocolError("max_data_xfer_size is not a positive integer")
+        self.client_max_data_xfer = client_xfer
+        self.negotiated = True
+        reply = Version(
+            MAJOR_VERSION,
+            min(request.minor, MINOR_VERSION),
+            {
+                "capabilities": {
+                    "max_msg_fds": MAX_MSG_FDS,
+                    "max_data_xfer_size": MAX_DATA_XFER,
+                    "pgsizes": PAGE_SIZE,
+                    "max_dma_maps": self.bus.dma.max_mappings,
+                }
+            },
+        )
+        return reply.pack()
+
+    def _device_info(self, message: Message) -> bytes:
+        request = DeviceInfo.unpack(message.body)
+        if request.argsz < DeviceInfo.FIXED_SIZE:
+            raise ProtocolError(f"DEVICE_GET_INFO argsz {request.argsz} too small")
+        flags = DeviceFlags.PCI | DeviceFlags.RESET
+        return DeviceInfo(DeviceInfo.FIXED_SIZE, flags, NUM_REGIONS, NUM_IRQS).pack()
+
+    def _region_info(self, message: Message) -> bytes:
+        request = RegionInfo.unpack(message.body)
+        fixed = RegionInfo.FIXED_SIZE
+        _check_query("REGION_INFO", request.argsz, fixed, request.index, NUM_REGIONS)
+        size = self.regions.sizes[request.index]
+        # Regions are never mmappable: every access must reach the recorder.
+        flags = RegionFlags.READ | RegionFlags.WRITE if size else 0
+        return RegionInfo(RegionInfo.FIXED_SIZE, flags, request.index, 0, size, 0).pack()
+
+    def _irq_info(self, message: Message) -> bytes:
+        request = IrqInfo.unpack(message.body)
+        _check_query("IRQ_INFO", request.argsz, IrqInfo.FIXED_SIZE, request.index, NUM_IRQS)
+        count, flags = self.interrupts.shape(request.index)
+        return IrqInfo(IrqInfo.FIXED_SIZE, flags, request.index, count).pack()
+
+    def _set_irqs(self, message: Message) -> bytes:
+        self.interrupts.set_irqs(IrqSet.unpack(message.body), message.fds)
+        return b""
+
+    # --- region accesses: the hot path -------------------------------------------------
+
+    def _region_read(self, message: Message) -> bytes:
+        body = message.body
+        access = RegionAccess.unpack(body, with_data=False)
+        self.regions.check(access.region, access.offset, access.count, MAX_DATA_XFER)
+        return body[:_ACCESS_SIZE] + self.regions.read(access.region, access.offset, access.count)
+
+    def _region_write(self, message: Message) -> bytes:
+        body = message.body
+        access = RegionAccess.unpack(body, with_data=False)
+        data = body[_ACCESS_SIZE:]
+        if len(data) != access.count:
+            raise ProtocolError(
+                f"REGION_WRITE announces {access.count} bytes but carries {len(data)}"
+            )
+        self.regions.check(access.region, access.offset, access.count, MAX_DATA_XFER)
+        self.regions.write(access.region, access.offset, data)
+        return body[:_ACCESS_SIZE]
+
+    def _device_reset(self, message: Message) -> bytes:
+        self.recorder.event("reset", reason="vfio")
+        self.model.reset()
+        self.interrupts.reset()
+        self.bus.reset()
+        return b""
+
+    # --- DMA mappings ---------------------------------------------------------------------
+
+    def _dma_map(self, message: Message) -> bytes:
+        request = DmaMap.unpack(message.body)
+        if len(message.fds) > 1:
+            raise ProtocolError("DMA_MAP passed more than one descriptor")
+        if request.flags & ~(DmaMapFlags.READ | DmaMapFlags.WRITE):
+            raise ProtocolError(f"DMA_MAP flags {request.flags:#x} unknown")
+        fd = message.fds.pop() if message.fds else -1
+        try:
+            self.bus.map(
+                request.iova,
+                request.size,
+                request.flags,
+                bool(request.flags & DmaMapFlags.WRITE),
+                fd,
+                request.offset,
+            )
+        except DmaError as exc:
+            raise ProtocolError(f"DMA_MAP: {exc}") from None
+        return b""
+
+    def _dma_unmap(self, message: Message) -> bytes:
+        request = DmaUnmap.unpack(message.body)
+        if request.flags & DmaUnmapFlags.GET_DIRTY_BITMAP:
+            raise ProtocolError("dirty page tracking is not supported", errno.ENOTSUP)
+        everything = bool(request.flags & DmaUnmapFlags.ALL)
+        self.bus.unmap(request.iova, request.size, request.flags, everything)
+        return message.body[: DmaUnmap.FIXED_SIZE]
+
+
+def _check_query(what: str, argsz: int, fixed: int, index: int, count: int) -> None:
+    """Refuse an info query whose reply would not fit or whose index does not exist."""
+    if argsz < fixed:
+        raise ProtocolError(f"{what} argsz {argsz} too small")
+    if not 0 <= index < count:
+        raise ProtocolError(f"{what} index {index} does not exist")
+
+
+def _no_migration(message: Message) -> bytes:
+    raise ProtocolError("migration is not supported", errno.EINVAL)
