@@ -258,7 +258,10 @@ def main() -> None:
     cpu_us = {lay.name: {op: {p: [] for p in servers} for op in OPS} for lay in chosen}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="xvpci-mmio-") as tmp:
-        bench = Bench(Path(tmp), built)
+        try:
+            bench = Bench(Path(tmp), built)
+        except HarnessError as exc:
+            raise SystemExit(f"error: {exc}") from None
         try:
             for round_no in range(args.rounds):
                 for layout in _rotate(chosen, round_no):
@@ -271,6 +274,8 @@ def main() -> None:
                             if cpu is not None:
                                 cpu_us[layout.name][op][path].append(cpu)
                 print(f"round {round_no + 1}/{args.rounds} done", flush=True)
+        except HarnessError as exc:
+            raise SystemExit(f"error: {exc}") from None
         finally:
             bench.close()
             os.sched_setaffinity(0, own_cpus)
