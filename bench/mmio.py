@@ -1,122 +1,391 @@
-"""MMIO round trips per second: our edu model over vfio-user vs QEMU's built-in edu.
+"""MMIO round trips per second through QEMU: libvfio-user, our server, QEMU's own edu.
 
-Measured side by side in one run, in interleaved rounds (the median round
-counts, as these machines are noisy):
+One QEMU under qtest (the benchmark plays the CPU) holds an edu-like device
+from each server, side by side:
 
-- the Python client reading our server directly (no QEMU);
-- QEMU (qtest as the CPU) reading and writing our edu on vfio-user-pci, with
-  the server's adaptive polling on (the default) and off (``--poll-us 0``);
-- QEMU reading and writing its own ``-device edu`` in the same machine.
+- libvfio-user (nutanix/libvfio-user, release build) serving the small C
+  server ``bench/libvfio_user_edu.c`` (see :mod:`bench.libvfio_user`);
+- our edu model, with the server's adaptive polling on (the default) and off
+  (``--poll-us 0``);
+- QEMU's built-in ``-device edu``.
 
-A libvfio-user sample-server column needs a libvfio-user build, which Debian
-does not package; the table says so when it is absent.
-Usage: python -m bench.mmio [--accesses N] [--rounds N]
+Each vfio-user server serves two devices, one with QEMU's posted region
+writes (its default) and one with ``x-no-posted-writes=on``. Three kinds of
+access: reads of the identification register, non-posted writes, and posted
+writes (a round of posted writes ends with one read, which waits for them
+all, so the server's work is in the time).
+
+Three CPU layouts, switched by pinning every thread of QEMU, the servers and
+this process: all on one CPU; QEMU and this process on one CPU and the
+servers on another; unpinned. Each round visits every layout and device, in
+an order that turns from round to round; the tables give medians over rounds,
+and ratios are medians of the per-round ratios (both sides measured moments
+apart). Without a libvfio-user checkout the column stays empty and the output
+says why.
+
+Usage: python -m bench.mmio [--libvfio-user-src DIR] [--accesses N] [--rounds N]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from harness.errors import HarnessError
 from harness.qemu_install import find_qemu
 from harness.qtest import QtestMachine, vfio_user_device
 from harness.served import ServedModel
-from vfio_bridge.client import VfioUserClient
 
+from . import libvfio_user
 from .common import print_table, save
 
 EDU_ID = 0x010000ED
-EDU_SCRATCH = 0x04
-#: slot -> BAR0 address for the three edu devices in the machine.
-SLOTS = {"builtin": (3, 0xFE000000), "polling": (4, 0xFE100000), "no polling": (5, 0xFE200000)}
+EDU_LIVENESS = 0x04
+BAR_BASE = 0xFE000000
+BAR_STRIDE = 0x100000  # every edu's BAR0 is 1 MiB
+FIRST_SLOT = 3
+
+LIBVFIO_USER = "libvfio-user"
+POLLING = "ours, polling"
+NO_POLLING = "ours, no polling"
+BUILTIN = "built-in edu"
+PATHS = (LIBVFIO_USER, POLLING, NO_POLLING, BUILTIN)
+OURS = (POLLING, NO_POLLING)
+READ, WRITE, POSTED = "read", "write (non-posted)", "write (posted)"
+OPS = (READ, WRITE, POSTED)
+T = TypeVar("T")
+ONE_CPU, OWN_CPU, UNPINNED = "all on one CPU", "server on its own CPU", "unpinned"
 
 
-def _enable(machine: QtestMachine, slot: int, bar: int) -> None:
-    devfn = slot << 3
-    machine.pci_write(devfn, 0x10, bar)
-    machine.pci_write(devfn, 0x04, 0x6)
-    if machine.readl(bar) != EDU_ID:
-        raise SystemExit(f"edu in slot {slot} does not answer at {bar:#x}")
+@dataclass
+class Device:
+    """One edu in the machine: its slot, BAR0 address, and whether QEMU posts its writes."""
+
+    path: str
+    slot: int
+    bar: int
+    posted: bool
+    server_pid: int | None  # None: QEMU's own device
 
 
-def _rate(access: Callable[[], object], count: int) -> float:
+@dataclass
+class Layout:
+    name: str
+    driver: set[int]  # this process and QEMU
+    servers: set[int]
+
+
+def layouts(cpus: list[int]) -> tuple[list[Layout], str | None]:
+    """The layouts this machine can hold, and why one is left out (or None)."""
+    every = set(cpus)
+    chosen = [Layout(ONE_CPU, {cpus[0]}, {cpus[0]})]
+    skipped = None
+    if len(cpus) > 1:
+        chosen.append(Layout(OWN_CPU, {cpus[0]}, {cpus[1]}))
+    else:
+        skipped = f"{OWN_CPU}: this process may use only CPU {cpus[0]}"
+    chosen.append(Layout(UNPINNED, every, every))
+    return chosen, skipped
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Set the CPU affinity of every thread of ``pid`` (QEMU has several)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task), cpus)
+
+
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds ``pid``'s main thread has run (the servers are single-threaded)."""
+    with open(f"/proc/{pid}/schedstat") as stat:
+        return int(stat.read().split()[0])
+
+
+def _timed(access: Callable[[], object], count: int, finish: Callable[[], object]) -> float:
     start = time.perf_counter()
     for _ in range(count):
         access()
+    finish()
     return count / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--accesses", type=int, default=3000, help="accesses per round")
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-    qemu = find_qemu()
-    rates: dict[str, list[float]] = {}
+def _nothing() -> None:
+    return None
 
-    def note(key: str, value: float) -> None:
-        rates.setdefault(key, []).append(value)
 
-    with tempfile.TemporaryDirectory(prefix="xvpci-mmio-") as tmp:
-        work = Path(tmp)
-        polling = ServedModel("edu", work / "p", None, name="polling")
-        quiet = ServedModel("edu", work / "q", None, name="quiet", server_args=["--poll-us", "0"])
+class Bench:
+    """The machine, its devices and their servers; every process ended by its pid on close."""
+
+    def __init__(self, work: Path, libvfio_build: libvfio_user.Build | None) -> None:
+        self.servers: list[ServedModel | libvfio_user.EduServer] = []
+        self.devices: list[Device] = []
+        self.machine: QtestMachine | None = None
+        specs: list[str] = []
         try:
-            devices = [
-                f"edu,addr={SLOTS['builtin'][0]}.0",
-                vfio_user_device(polling.socket_path, addr=f"{SLOTS['polling'][0]}.0"),
-                vfio_user_device(quiet.socket_path, addr=f"{SLOTS['no polling'][0]}.0"),
-            ]
-            with QtestMachine(qemu, devices, work) as machine:
-                for slot, bar in SLOTS.values():
-                    _enable(machine, slot, bar)
-                for _ in range(args.rounds):
-                    for name, (_, bar) in SLOTS.items():
-                        note(f"read {name}", _rate(lambda b=bar: machine.readl(b), args.accesses))
-                        write = lambda b=bar: machine.writel(b + EDU_SCRATCH, 0x5A)  # noqa: E731
-                        note(f"write {name}", _rate(write, args.accesses))
-            with VfioUserClient(polling.socket_path) as client:
-                client.negotiate()
-                for _ in range(args.rounds):
-                    note("read client", _rate(lambda: client.region_read(0, 0, 4), args.accesses))
+            specs.append(self._add(BUILTIN, True, "edu"))
+            if libvfio_build is not None:
+                for posted in (True, False):
+                    socket_path = work / f"lvu-{'p' if posted else 'np'}.sock"
+                    server = libvfio_user.EduServer(libvfio_build, socket_path)
+                    self.servers.append(server)
+                    specs.append(self._add(LIBVFIO_USER, posted, socket_path, server.pid))
+            for path, args in ((POLLING, []), (NO_POLLING, ["--poll-us", "0"])):
+                for posted in (True, False):
+                    name = f"{'poll' if path == POLLING else 'quiet'}-{'p' if posted else 'np'}"
+                    served = ServedModel("edu", work / "s", None, name=name, server_args=args)
+                    self.servers.append(served)
+                    specs.append(self._add(path, posted, served.socket_path, served.pid))
+            self.machine = QtestMachine(find_qemu(), specs, work)
+            for device in self.devices:
+                self._enable(device)
+        except BaseException:
+            self.close()
+            raise
+
+    def _add(
+        self, path: str, posted: bool, socket_or_builtin: Path | str, pid: int | None = None
+    ) -> str:
+        slot = FIRST_SLOT + len(self.devices)
+        device = Device(path, slot, BAR_BASE + BAR_STRIDE * len(self.devices), posted, pid)
+        self.devices.append(device)
+        if socket_or_builtin == "edu":
+            return f"edu,addr={slot}.0"
+        props = {} if posted else {"x-no-posted-writes": True}
+        return vfio_user_device(socket_or_builtin, addr=f"{slot}.0", **props)
+
+    def _enable(self, device: Device) -> None:
+        assert self.machine is not None
+        devfn = device.slot << 3
+        self.machine.pci_write(devfn, 0x10, device.bar)
+        self.machine.pci_write(devfn, 0x04, 0x6)  # memory space, bus master
+        ident = self.machine.readl(device.bar)
+        self.machine.writel(device.bar + EDU_LIVENESS, 0x5A)
+        inverted = self.machine.readl(device.bar + EDU_LIVENESS)
+        if ident != EDU_ID or inverted != 0xFFFFFFA5:
+            raise HarnessError(
+                f"{device.path} edu in slot {device.slot} answers {ident:#x}/{inverted:#x} "
+                f"instead of {EDU_ID:#x}/0xffffffa5"
+            )
+
+    def place(self, layout: Layout) -> None:
+        assert self.machine is not None
+        os.sched_setaffinity(0, layout.driver)
+        pin(self.machine.process.pid, layout.driver)
+        for server in self.servers:
+            pin(server.pid, layout.servers)
+
+    def measure(self, path: str, op: str, count: int) -> tuple[float, float | None]:
+        """Accesses per second of ``op`` on ``path``'s edu (after a short warm-up), and
+        the microseconds of CPU its server ran per access (None for QEMU's own edu)."""
+        machine = self.machine
+        assert machine is not None
+        # Reads and posted writes go to the device whose writes QEMU posts; the
+        # built-in edu has only one kind of write.
+        posted = op != WRITE or path == BUILTIN
+        device = next(d for d in self.devices if d.path == path and d.posted == posted)
+        ident = device.bar
+        liveness = device.bar + EDU_LIVENESS
+        if op == READ:
+            access: Callable[[], object] = lambda: machine.readl(ident)  # noqa: E731
+            finish: Callable[[], object] = _nothing
+        else:
+            access = lambda: machine.writel(liveness, 0x5A)  # noqa: E731
+            # Posted writes are done when a read behind them returns.
+            finish = (lambda: machine.readl(ident)) if op == POSTED else _nothing
+        _timed(access, max(50, count // 10), finish)
+        pid = device.server_pid
+        if pid is None:
+            return _timed(access, count, finish), None
+        ran = cpu_ns(pid)
+        rate = _timed(access, count, finish)
+        return rate, (cpu_ns(pid) - ran) / count / 1000
+
+    def close(self) -> None:
+        if self.machine is not None:
+            self.machine.close()
+            self.machine = None
+        for server in self.servers:
+            server.stop()
+        self.servers.clear()
+
+
+def _rotate(items: list[T], by: int) -> list[T]:
+    by %= len(items)
+    return items[by:] + items[:by]
+
+
+def _median_ratio(numerators: Iterable[float], denominators: Iterable[float]) -> float:
+    return statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--libvfio-user-src",
+        metavar="DIR",
+        help=f"clone of nutanix/libvfio-user to build (default ${libvfio_user.SOURCE_ENV})",
+    )
+    parser.add_argument("--accesses", type=int, default=2000, help="accesses per measurement")
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args()
+
+    load_start = os.getloadavg()
+    built: libvfio_user.Build | None = None
+    try:
+        built = libvfio_user.build(libvfio_user.source_from(args.libvfio_user_src))
+        libvfio_status = f"built from {built.source} at {built.revision} (release)"
+    except libvfio_user.Unavailable as exc:
+        libvfio_status = f"not measured: {exc}"
+    print(f"libvfio-user: {libvfio_status}", flush=True)
+    paths = [p for p in PATHS if built is not None or p != LIBVFIO_USER]
+    own_cpus = os.sched_getaffinity(0)
+    chosen, skipped = layouts(sorted(own_cpus))
+
+    # rates[layout][op][path] = one value per round
+    rates = {lay.name: {op: {p: [] for p in paths} for op in OPS} for lay in chosen}
+    servers = [p for p in paths if p != BUILTIN]
+    # cpu_us[layout][op][path]: the server's CPU microseconds per access, one per round
+    cpu_us = {lay.name: {op: {p: [] for p in servers} for op in OPS} for lay in chosen}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="xvpci-mmio-") as tmp:
+        try:
+            bench = Bench(Path(tmp), built)
+        except HarnessError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        try:
+            for round_no in range(args.rounds):
+                for layout in _rotate(chosen, round_no):
+                    bench.place(layout)
+                    order = paths if round_no % 2 == 0 else paths[::-1]
+                    for path in _rotate(list(order), round_no // 2):
+                        for op in OPS:
+                            rate, cpu = bench.measure(path, op, args.accesses)
+                            rates[layout.name][op][path].append(rate)
+                            if cpu is not None:
+                                cpu_us[layout.name][op][path].append(cpu)
+                print(f"round {round_no + 1}/{args.rounds} done", flush=True)
+        except HarnessError as exc:
+            raise SystemExit(f"error: {exc}") from None
         finally:
-            polling.stop()
-            quiet.stop()
-    median = {key: statistics.median(values) for key, values in rates.items()}
-    rows = []
-    for kind in ("read", "write"):
-        builtin = median[f"{kind} builtin"]
-        rows.append([f"QEMU qtest {kind}s -> our edu, polling on", median[f"{kind} polling"],
-                     median[f"{kind} polling"] / builtin])  # fmt: skip
-        rows.append([f"QEMU qtest {kind}s -> our edu, polling off", median[f"{kind} no polling"],
-                     median[f"{kind} no polling"] / builtin])  # fmt: skip
-        rows.append([f"QEMU qtest {kind}s -> QEMU built-in edu", builtin, 1.0])
-    rows.append(["Python client reads -> our server", median["read client"], "-"])
-    rows.append(["libvfio-user sample server", "not built here", "-"])
+            bench.close()
+            os.sched_setaffinity(0, own_cpus)
+    seconds = time.monotonic() - started
+    load_end = os.getloadavg()
+
+    median = {
+        lay: {op: {p: statistics.median(v) for p, v in by_p.items()} for op, by_p in by_op.items()}
+        for lay, by_op in rates.items()
+    }
+    median_cpu = {
+        lay: {op: {p: statistics.median(v) for p, v in by_p.items()} for op, by_p in by_op.items()}
+        for lay, by_op in cpu_us.items()
+    }
+    versus: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for reference in (LIBVFIO_USER, BUILTIN):
+        if reference not in paths:
+            continue
+        versus[reference] = {
+            lay: {
+                op: {
+                    p: _median_ratio(rates[lay][op][p], rates[lay][op][reference])
+                    for p in paths
+                    if p != reference
+                }
+                for op in OPS
+            }
+            for lay in rates
+        }
+
+    names = [lay.name for lay in chosen]
+    for op in OPS:
+        rows = [[p, *(median[lay][op][p] for lay in names)] for p in paths]
+        print_table(
+            f"{op}: accesses per second, median of {args.rounds} rounds of {args.accesses}",
+            ["path", *names],
+            rows,
+        )
+    rows = [
+        [f"{op}, {p}", *(median_cpu[lay][op][p] for lay in names)] for op in OPS for p in servers
+    ]
     print_table(
-        f"MMIO on the edu device, median of {args.rounds} interleaved rounds of "
-        f"{args.accesses} accesses",
-        ["path", "accesses/s", "vs built-in"],
+        "server CPU microseconds per access (median; polling spends CPU by design)",
+        ["access, server", *names],
         rows,
     )
+    for reference, table in versus.items():
+        rows = [
+            [f"{op}, {p}", *(table[lay][op][p] for lay in names)]
+            for op in OPS
+            for p in paths
+            if p != reference and (reference == LIBVFIO_USER or p in OURS)
+        ]
+        print_table(f"vs {reference} (median of per-round ratios)", ["access, path", *names], rows)
+
+    reached = _reached(versus.get(LIBVFIO_USER), names)
+    note = _note(reached, libvfio_status, skipped)
+    print(f"\n{note}")
     print(
-        "\nQEMU posts vfio-user region writes (no reply awaited), so its write rate to our"
-        "\nmodel can exceed the built-in device's; reads are full round trips."
+        f"\n{seconds:.0f} s; load average {load_start[0]:.2f} at the start, "
+        f"{load_end[0]:.2f} at the end"
     )
     data = {
-        "accesses_per_round": args.accesses,
+        "accesses_per_measurement": args.accesses,
         "rounds": args.rounds,
+        "seconds": round(seconds, 1),
+        "load_average_1min": {"start": load_start[0], "end": load_end[0]},
+        "layouts": {
+            lay.name: {
+                "qemu_and_driver_cpus": sorted(lay.driver),
+                "server_cpus": sorted(lay.servers),
+            }
+            for lay in chosen
+        },
+        "skipped_layout": skipped,
+        "libvfio_user": libvfio_status,
         "median_per_s": median,
-        "ratio_read_to_builtin": median["read polling"] / median["read builtin"],
-        "ratio_write_to_builtin": median["write polling"] / median["write builtin"],
-        "ratio_read_to_builtin_without_polling": median["read no polling"] / median["read builtin"],
-        "libvfio_user": "not available: Debian does not package libvfio-user",
+        "server_cpu_us_per_access": median_cpu,
+        "ratio_to_libvfio_user": versus.get(LIBVFIO_USER),
+        "ratio_to_builtin": versus.get(BUILTIN),
+        "reaches_libvfio_user": reached,
+        "note": note,
     }
     print(f"\nresult: {save('mmio', data)}")
+
+
+def _reached(
+    table: dict[str, dict[str, dict[str, float]]] | None, names: list[str]
+) -> dict[str, list[str]] | None:
+    """For each of our configurations and accesses, the layouts where it is >= 1.0x libvfio-user."""
+    if table is None:
+        return None
+    return {
+        f"{op}, {path}": [lay for lay in names if table[lay][op][path] >= 1.0]
+        for path in OURS
+        for op in OPS
+    }
+
+
+def _note(reached: dict[str, list[str]] | None, status: str, skipped: str | None) -> str:
+    lines = []
+    if reached is None:
+        lines.append(f"libvfio-user column empty: {status}")
+    else:
+        for key, where in reached.items():
+            layouts_text = ", ".join(where) if where else "no layout"
+            lines.append(f"{key}: >= 1.0x libvfio-user in {layouts_text}")
+    if skipped:
+        lines.append(f"layout left out: {skipped}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -51,33 +51,10 @@ class ServedModel:
             argv, f"server {self.name}", stdout=subprocess.PIPE, stderr=self.stderr_path
         )
         try:
-            self._wait_ready(timeout)
+            wait_ready(self.process, self.name, timeout)
         except BaseException:
             self.process.stop()
             raise
-
-    def _wait_ready(self, timeout: float) -> None:
-        stdout = self.process.proc.stdout
-        assert stdout is not None
-        deadline = time.monotonic() + timeout
-        line = b""
-        while not line.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise HarnessError(f"server for {self.name} not ready within {timeout} s")
-            readable, _, _ = select.select([stdout], [], [], remaining)
-            if not readable:
-                continue
-            chunk = os.read(stdout.fileno(), 4096)
-            if not chunk:
-                self.process.proc.wait()
-                raise HarnessError(
-                    f"server for {self.name} exited with status {self.process.proc.returncode}: "
-                    f"{self.process.stderr_tail()}"
-                )
-            line += chunk
-        if not line.startswith(b"ready:"):
-            raise HarnessError(f"server for {self.name} said {line!r} instead of ready")
 
     @property
     def pid(self) -> int:
@@ -94,3 +71,28 @@ class ServedModel:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def wait_ready(process: ManagedProcess, name: str, timeout: float) -> None:
+    """Wait for the line a server prints on stdout once its socket listens ("ready: ...")."""
+    stdout = process.proc.stdout
+    assert stdout is not None
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise HarnessError(f"server for {name} not ready within {timeout} s")
+        readable, _, _ = select.select([stdout], [], [], remaining)
+        if not readable:
+            continue
+        chunk = os.read(stdout.fileno(), 4096)
+        if not chunk:
+            process.proc.wait()
+            raise HarnessError(
+                f"server for {name} exited with status {process.proc.returncode}: "
+                f"{process.stderr_tail()}"
+            )
+        line += chunk
+    if not line.startswith(b"ready:"):
+        raise HarnessError(f"server for {name} said {line!r} instead of ready")

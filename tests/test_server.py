@@ -329,3 +329,13 @@ def test_reader_limit_matches_the_advertised_transfer_size() -> None:
     reader = MessageReader(MAX_MESSAGE_SIZE, 16)
     big = frame(1, VfioCommand.REGION_WRITE, RegionAccess(0, 0, 1 << 20, bytes(1 << 20)).pack())
     assert len(reader.feed(big)) == 1
+
+
+def test_stop_ends_a_session_waiting_for_its_client(
+    edu_server: ThreadedServer, client: VfioUserClient
+) -> None:
+    # Between requests the session waits in a blocking receive, not on the wakeup
+    # pipe; stop() shuts the connection down so that the receive returns.
+    assert client.read32(BAR0, 0) == 0x010000ED
+    edu_server.stop()  # fails if the serving thread is still there
+    assert edu_server.server.connections == 1

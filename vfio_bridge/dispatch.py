@@ -78,6 +78,7 @@ _Handler = Callable[[Message], Reply | bytes]
 _REPLY = int(MsgFlags.REPLY)
 _ERROR_REPLY = int(MsgFlags.REPLY | MsgFlags.ERROR)
 _ACCESS_SIZE = RegionAccess.FIXED_SIZE
+_access_fields = RegionAccess.fields
 
 
 class Dispatcher:
@@ -202,20 +203,18 @@ class Dispatcher:
 
     def _region_read(self, message: Message) -> bytes:
         body = message.body
-        access = RegionAccess.unpack(body, with_data=False)
-        self.regions.check(access.region, access.offset, access.count, MAX_DATA_XFER)
-        return body[:_ACCESS_SIZE] + self.regions.read(access.region, access.offset, access.count)
+        offset, region, count = _access_fields(body)
+        self.regions.check(region, offset, count, MAX_DATA_XFER)
+        return body[:_ACCESS_SIZE] + self.regions.read(region, offset, count)
 
     def _region_write(self, message: Message) -> bytes:
         body = message.body
-        access = RegionAccess.unpack(body, with_data=False)
+        offset, region, count = _access_fields(body)
         data = body[_ACCESS_SIZE:]
-        if len(data) != access.count:
-            raise ProtocolError(
-                f"REGION_WRITE announces {access.count} bytes but carries {len(data)}"
-            )
-        self.regions.check(access.region, access.offset, access.count, MAX_DATA_XFER)
-        self.regions.write(access.region, access.offset, data)
+        if len(data) != count:
+            raise ProtocolError(f"REGION_WRITE announces {count} bytes but carries {len(data)}")
+        self.regions.check(region, offset, count, MAX_DATA_XFER)
+        self.regions.write(region, offset, data)
         return body[:_ACCESS_SIZE]
 
     def _device_reset(self, message: Message) -> bytes:

@@ -20,6 +20,8 @@ from .protocol.constants import NUM_REGIONS
 from .recorder import Recorder
 
 _DEVICE_WIDTHS = (1, 2, 4, 8)
+# A plain int: comparing with an IntEnum member looks it up on its class every time.
+_CONFIG = int(Region.CONFIG)
 
 
 class Regions:
@@ -58,7 +60,7 @@ class Regions:
 
     def read(self, region: int, offset: int, count: int) -> bytes:
         """Read a checked access (see :meth:`check`)."""
-        if region == Region.CONFIG:
+        if region == _CONFIG:
             data = self.model.config.read(offset, count)
             self._record_config(False, offset, count, data)
             return data
@@ -78,7 +80,7 @@ class Regions:
     def write(self, region: int, offset: int, data: bytes) -> None:
         """Write a checked access (see :meth:`check`)."""
         count = len(data)
-        if region == Region.CONFIG:
+        if region == _CONFIG:
             self._record_config(True, offset, count, data)
             self.model.config.write(offset, data)
             return

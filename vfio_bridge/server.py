@@ -66,6 +66,9 @@ class VfioUserServer:
         self.refused = 0
         # A connection accepted while the previous client was leaving; served next.
         self._handed_over: socket.socket | None = None
+        # The connection being served, which stop() shuts down to end the session's
+        # blocking receive.
+        self._serving: socket.socket | None = None
 
     def listen(self) -> None:
         """Create the socket (mode 0600); a stale socket file is replaced, anything else refused."""
@@ -98,6 +101,13 @@ class VfioUserServer:
         # A full pipe or a closed server already means "stop".
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
+        # The session waits in a blocking receive: the end of the stream ends it.
+        # (Set before the pipe is checked in _serve_connection, so either this
+        # sees the connection or that sees the pipe.)
+        serving = self._serving
+        if serving is not None:
+            with contextlib.suppress(OSError):  # already closed
+                serving.shutdown(socket.SHUT_RD)
 
     def serve(self, max_connections: int | None = None) -> None:
         """Accept and serve clients until ``stop()`` or ``max_connections`` were served."""
@@ -137,8 +147,10 @@ class VfioUserServer:
         log.info("client %d connected", self.connections)
         door = _BusyDoor(self, self.connections)
         door.start()
+        self._serving = conn
         try:
-            session.run()
+            if not self._stopping():
+                session.run()
         except PeerClosed:
             log.info("client %d disconnected", self.connections)
         except ProtocolError as exc:
@@ -148,6 +160,7 @@ class VfioUserServer:
         except OSError as exc:
             log.warning("client %d: socket error %s; connection closed", self.connections, exc)
         finally:
+            self._serving = None
             session.close()
             channel.close()
             self.model.reset()

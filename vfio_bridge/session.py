@@ -63,15 +63,27 @@ class Session:
         self.bus = HostBus(model, recorder, self.interrupts, by_message)
         self.dispatcher = Dispatcher(model, recorder, self.bus, self.interrupts)
         self._handle = self.dispatcher.handle
+        # For waiting on a reply to our own request (with the wakeup fd, so that a
+        # stop is not held up by a client that does not answer). Registered once:
+        # select() would build its descriptor sets on every wait.
+        self._poller = select.poll()
+        self._poller.register(channel.fileno(), select.POLLIN)
+        if wakeup_fd >= 0:
+            self._poller.register(wakeup_fd, select.POLLIN)
         self._next_id = 0
         model.attach(self.bus)
 
     # --- the loop ----------------------------------------------------------------
 
     def run(self) -> None:
-        """Serve requests until the peer closes, sends garbage, or the wakeup fd fires.
+        """Serve requests until the peer closes or sends garbage.
 
-        Raises :class:`~vfio_bridge.transport.PeerClosed` or
+        Between bursts it waits in the channel's blocking receive (one system
+        call per request, not a poll and then a receive), so the way to end it
+        from outside is to shut the socket down for reading, as
+        :meth:`VfioUserServer.stop() <vfio_bridge.server.VfioUserServer.stop>`
+        does; the receive then sees the end of the stream. Raises
+        :class:`~vfio_bridge.transport.PeerClosed` or
         :class:`~vfio_bridge.protocol.ProtocolError`; the caller closes the channel.
         """
         channel = self.channel
@@ -82,6 +94,7 @@ class Session:
         interrupts = self.interrupts
         dispatch = self.dispatch
         run_deferred = self.bus.deferred.run
+        polls = budget.limit > 0  # without polling, no clock to read around the wait
         while True:
             ready = False
             if budget.budget:
@@ -89,11 +102,10 @@ class Session:
                 while not (ready := fill(False)) and clock() < until:
                     os.sched_yield()
             if not ready:
-                started = clock()
-                if not self._wait_readable(None):
-                    return
+                started = clock() if polls else 0.0
                 fill()
-                budget.blocked(clock() - started)
+                if polls:
+                    budget.blocked(clock() - started)
             # Rule 2: handlers that wait for a reply take messages from the same
             # backlog, so what arrived behind this one is served in order either way.
             interrupts.in_burst = True
@@ -110,13 +122,11 @@ class Session:
     def _wait_readable(self, timeout: float | None) -> bool:
         if self.channel.has_backlog:
             return True
-        watch = [self.channel.fileno()]
-        if self.wakeup_fd >= 0:
-            watch.append(self.wakeup_fd)
-        readable, _, _ = select.select(watch, [], [], timeout)
-        if self.wakeup_fd >= 0 and self.wakeup_fd in readable:
-            return False
-        return bool(readable)
+        events = self._poller.poll(None if timeout is None else timeout * 1000)
+        for fd, _ in events:
+            if fd == self.wakeup_fd:
+                return False
+        return bool(events)
 
     def dispatch(self, message: Message) -> None:
         """Handle one request and send its reply, if it has one."""

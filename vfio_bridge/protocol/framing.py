@@ -28,8 +28,9 @@ class Message:
     fds: list[int] = field(default_factory=list)
 
     def close_fds(self) -> None:
-        close_quietly(self.fds)
-        self.fds.clear()
+        if self.fds:
+            close_quietly(self.fds)
+            self.fds.clear()
 
 
 class MessageReader:
@@ -43,7 +44,7 @@ class MessageReader:
         self._fds: list[int] = []
 
     def feed(
-        self, data: bytes | memoryview, fds: list[int] | tuple[int, ...] = ()
+        self, data: bytes | bytearray | memoryview, fds: list[int] | tuple[int, ...] = ()
     ) -> list[Message]:
         """Add a chunk of the stream and the descriptors that came with it.
 
@@ -52,22 +53,27 @@ class MessageReader:
         :class:`ProtocolError` is raised; the stream cannot be resynchronised
         after that.
         """
+        # Parse straight from the chunk unless part of a message waits in the
+        # buffer (then the chunk joins it first): usually a chunk holds whole
+        # messages, and each body is copied out once.
         buf = self._buf
+        if buf:
+            buf += data
+            data = buf
         # Who owns this chunk's descriptors, as an index into the returned list
         # (its length: the unfinished message): the last message beginning in
         # the chunk, else the one it continues; both are 0 until another begins.
         owner = 0
-        buf += data
         done: list[Message] = []
         pos = 0
-        end = len(buf)
+        end = len(data)
         while True:
             header = self._header
             if header is None:
                 if end - pos < HEADER_SIZE:
                     break
                 try:
-                    header = Header.unpack(buf[pos : pos + HEADER_SIZE])
+                    header = Header.unpack(data, pos)
                     if header.size > self.max_message_size:
                         raise ProtocolError(
                             f"message of {header.size} bytes exceeds the limit of "
@@ -83,13 +89,16 @@ class MessageReader:
             body_end = pos + header.size - HEADER_SIZE
             if body_end > end:
                 break
-            done.append(Message(header, bytes(buf[pos:body_end]), self._fds))
+            done.append(Message(header, bytes(data[pos:body_end]), self._fds))
             self._header = None
             self._fds = []
             pos = body_end
             if pos < end:
                 owner = len(done)
-        del buf[:pos]
+        if data is buf:
+            del buf[:pos]
+        elif pos < end:
+            buf += data[pos:]
         if fds:
             self._attach(done, owner, fds)
         return done

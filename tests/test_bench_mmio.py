@@ -1,0 +1,45 @@
+"""bench.mmio's set-up rules: where libvfio-user comes from and which CPU layouts run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import libvfio_user
+from bench.mmio import OWN_CPU, layouts
+
+
+def test_no_source_named_says_how_to_name_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(libvfio_user.SOURCE_ENV, raising=False)
+    with pytest.raises(libvfio_user.Unavailable, match=libvfio_user.SOURCE_ENV):
+        libvfio_user.source_from(None)
+
+
+def test_a_directory_that_is_not_a_checkout_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(libvfio_user.Unavailable, match="not a libvfio-user checkout"):
+        libvfio_user.source_from(str(tmp_path))
+
+
+def test_the_option_wins_over_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include/libvfio-user.h").write_text("")
+    (tmp_path / "meson.build").write_text("")
+    monkeypatch.setenv(libvfio_user.SOURCE_ENV, "/nonexistent")
+    assert libvfio_user.source_from(str(tmp_path)) == tmp_path.resolve()
+
+
+def test_layouts_on_one_cpu_leave_out_the_server_cpu() -> None:
+    chosen, skipped = layouts([3])
+    assert [layout.name for layout in chosen] == ["all on one CPU", "unpinned"]
+    assert skipped is not None and OWN_CPU in skipped
+
+
+def test_layouts_on_two_cpus_put_the_server_apart() -> None:
+    chosen, skipped = layouts([0, 1])
+    assert skipped is None
+    own = next(layout for layout in chosen if layout.name == OWN_CPU)
+    assert own.driver == {0} and own.servers == {1}
+    assert chosen[0].driver == chosen[0].servers == {0}
