@@ -117,3 +117,10 @@ def test_a_reader_is_reusable_after_close() -> None:
         os.fstat(held)  # close() closed the unfinished message's descriptor
     (again,) = reader.feed(frame(2, 9, b"ok"))
     assert again.header.msg_id == 2 and again.body == b"ok" and again.fds == []
+
+
+def test_a_header_cut_short_inside_a_chunk_says_how_much_is_left() -> None:
+    chunk = frame(1, 9, b"abcd") + b"\x00" * 6  # a whole message, then 6 bytes of the next
+    assert Header.unpack(chunk).size == 20
+    with pytest.raises(ProtocolError, match=r"^header needs 16 bytes, got 6$"):
+        Header.unpack(chunk, 20)
