@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.cache import cache_dir, locked
-from harness.process import ManagedProcess
-from harness.served import wait_ready
+from harness.served import start_ready, stop_ready
 
 #: Environment variable naming a clone of nutanix/libvfio-user.
 SOURCE_ENV = "XVPCI_LIBVFIO_USER_SRC"
@@ -167,24 +166,17 @@ class EduServer:
     def __init__(self, built: Build, socket_path: Path, timeout: float = 15.0) -> None:
         self.socket_path = socket_path
         self.name = socket_path.stem
-        self.process = ManagedProcess(
+        self.process = start_ready(
             [str(built.server), str(socket_path)],
             f"libvfio-user {self.name}",
-            stdout=subprocess.PIPE,
-            stderr=socket_path.with_suffix(".stderr"),
+            self.name,
+            socket_path.with_suffix(".stderr"),
+            timeout,
         )
-        try:
-            wait_ready(self.process, self.name, timeout)
-        except BaseException:
-            self.stop()
-            raise
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def stop(self) -> int:
-        status = self.process.stop()
-        if self.process.proc.stdout is not None:
-            self.process.proc.stdout.close()
-        return status
+        return stop_ready(self.process)

@@ -47,30 +47,44 @@ class ServedModel:
             argv += ["--meta", f"{key}={value}"]
         argv += server_args
         self.stderr_path = sockdir / f"{self.name}.server.stderr"
-        self.process = ManagedProcess(
-            argv, f"server {self.name}", stdout=subprocess.PIPE, stderr=self.stderr_path
+        self.process = start_ready(
+            argv, f"server {self.name}", self.name, self.stderr_path, timeout
         )
-        try:
-            wait_ready(self.process, self.name, timeout)
-        except BaseException:
-            self.process.stop()
-            raise
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def stop(self) -> int:
-        status = self.process.stop()
-        if self.process.proc.stdout is not None:
-            self.process.proc.stdout.close()
-        return status
+        return stop_ready(self.process)
 
     def __enter__(self) -> ServedModel:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_ready(
+    argv: list[str], label: str, name: str, stderr: Path, timeout: float
+) -> ManagedProcess:
+    """Start a server that prints "ready: ..." on stdout once it listens, and wait for
+    that line; a server that fails to get there is ended by its pid before the error."""
+    process = ManagedProcess(argv, label, stdout=subprocess.PIPE, stderr=stderr)
+    try:
+        wait_ready(process, name, timeout)
+    except BaseException:
+        stop_ready(process)
+        raise
+    return process
+
+
+def stop_ready(process: ManagedProcess) -> int:
+    """End a server started by :func:`start_ready` (by its pid); its exit status."""
+    status = process.stop()
+    if process.proc.stdout is not None:
+        process.proc.stdout.close()
+    return status
 
 
 def wait_ready(process: ManagedProcess, name: str, timeout: float) -> None:
