@@ -61,20 +61,7 @@ def _events(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def _perturb(events: list[dict[str, Any]], seed: int, edits: int) -> list[dict[str, Any]]:
     """Drop, duplicate, swap and poke events at random (model-level noise)."""
-    rng = random.Random(seed)
-    out = list(events)
-    for _ in range(edits):
-        i = rng.randrange(len(out))
-        op = rng.choice(["drop", "dup", "swap", "poke"])
-        if op == "drop":
-            out.pop(i)
-        elif op == "dup":
-            out.insert(i, out[i])
-        elif op == "swap" and i + 1 < len(out):
-            out[i], out[i + 1] = out[i + 1], out[i]
-        elif "value" in out[i]:
-            out[i] = {**out[i], "value": rng.randrange(1 << 16)}
-    return out
+    return random_edits(events, random.Random(seed), edits)
 
 
 def _drop_nth(events: list[dict[str, Any]], kind: str, every: int) -> list[dict[str, Any]]:

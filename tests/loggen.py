@@ -159,11 +159,13 @@ def nvme_completion(sq_head: int, sq_id: int, cid: int, phase: int) -> bytes:
     return completion(0, sq_head, sq_id, cid, phase, 0)
 
 
-def random_edits(base: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
-    """``base`` with one to six random edits: an event dropped, doubled, swapped with
-    the next, or its value changed."""
+def random_edits(
+    base: list[dict[str, Any]], rng: random.Random, edits: int | None = None
+) -> list[dict[str, Any]]:
+    """``base`` with ``edits`` random edits (one to six when None): an event dropped,
+    doubled, swapped with the next, or its value changed."""
     b = list(base)
-    for _ in range(rng.randint(1, 6)):
+    for _ in range(rng.randint(1, 6) if edits is None else edits):
         i = rng.randrange(len(b))
         op = rng.choice(["drop", "dup", "swap", "poke"])
         if op == "drop":
