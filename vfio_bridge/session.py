@@ -100,7 +100,7 @@ class Session:
         interrupts = self.interrupts
         dispatch = self.dispatch
         region_access = self.dispatcher.region_access
-        send = self._send
+        send = channel.send
         run_deferred = self.bus.deferred.run
         flush_log = self.recorder.flush
         polls = budget.limit > 0  # without polling, no clock to read around the wait
@@ -108,15 +108,17 @@ class Session:
             # The hot path: a region access that arrived alone comes back parsed
             # (take_access); anything else waits in the channel's backlog.
             access = None
+            polled = False  # polling took messages into the backlog
             if budget.budget:
                 until = clock() + budget.budget
                 while (
                     (access := take_access(False)) is None
-                    and not channel.has_backlog
+                    and not (polled := channel.has_backlog)
                     and clock() < until
                 ):
                     os.sched_yield()
-            if access is None and not channel.has_backlog:
+            if access is None and not polled:
+                # (The backlog is empty here: the burst below drains it.)
                 started = clock() if polls else 0.0
                 access = take_access()
                 if polls:
@@ -128,6 +130,8 @@ class Session:
                 if access is not None:
                     reply = region_access(*access)
                     if reply is not None:
+                        if interrupts.pending:  # rule 3, as in _send()
+                            interrupts.flush()
                         send(reply)
                     run_deferred()
                 while (message := next_message()) is not None:
