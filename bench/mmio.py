@@ -335,7 +335,7 @@ def main() -> None:
         print_table(f"vs {reference} (median of per-round ratios)", ["access, path", *names], rows)
 
     reached = _reached(versus.get(LIBVFIO_USER), names)
-    note = _note(reached, libvfio_status, skipped)
+    note = _note(reached, libvfio_status, skipped, max(load_start[0], load_end[0]), len(own_cpus))
     print(f"\n{note}")
     print(
         f"\n{seconds:.0f} s; load average {load_start[0]:.2f} at the start, "
@@ -378,8 +378,23 @@ def _reached(
     }
 
 
-def _note(reached: dict[str, list[str]] | None, status: str, skipped: str | None) -> str:
+def _note(
+    reached: dict[str, list[str]] | None,
+    status: str,
+    skipped: str | None,
+    load: float = 0.0,
+    cpus: int = 1,
+) -> str:
+    """What the run shows, in words: which layouts reach libvfio-user, and whether the
+    machine was quiet enough for round-trip rates to mean anything."""
     lines = []
+    if load > cpus:
+        # Other work then takes turns with QEMU and the servers, more with some than
+        # with others: rates follow the scheduler, not the servers.
+        lines.append(
+            f"machine loaded (1-minute load average up to {load:.1f} on {cpus} CPUs): the "
+            "rates and ratios below are not reliable; server CPU per access holds better"
+        )
     if reached is None:
         lines.append(f"libvfio-user column empty: {status}")
     else:
