@@ -353,6 +353,14 @@ def test_take_access_parses_a_lone_access_and_frames_everything_else() -> None:
         theirs.send(info[20:] + read)
         assert channel.take_access() is None
         assert [m.header.msg_id for m in _drain(channel)] == [2, 1]
+        # the rest of a message that looks like an access of its own is still the rest
+        carrier = frame(3, VfioCommand.REGION_WRITE, RegionAccess(0, BAR0, 32, read).pack())
+        theirs.send(carrier[:32])
+        assert channel.take_access() is None and not channel.has_backlog
+        theirs.send(carrier[32:])
+        assert channel.take_access() is None
+        (message,) = _drain(channel)
+        assert message.header.msg_id == 3 and message.body[16:] == read
         # messages already waiting come first: no receive while the backlog holds any
         theirs.send(info + read)
         assert channel.fill() and channel.take_access() is None
