@@ -78,9 +78,14 @@ def build(source: Path) -> Build:
     server_hash = hashlib.sha256(SERVER_SOURCE.read_bytes()).hexdigest()[:12]
     server = home / f"libvfio_user_edu-{server_hash}"
     env = {**os.environ, "PATH": tools}
+    meson = shutil.which("meson", path=tools)
     with locked("libvfio-user"):
         build_dir = home / "build"
-        if not (build_dir / "build.ninja").is_file():
+        # build.ninja calls meson by the path it was set up with: a build set up by
+        # a meson that is gone (another virtualenv) fails, so it is set up again.
+        stamp = home / "meson-path"
+        stale = not stamp.is_file() or stamp.read_text() != meson
+        if stale or not (build_dir / "build.ninja").is_file():
             shutil.rmtree(build_dir, ignore_errors=True)
             home.mkdir(parents=True, exist_ok=True)
             _run(
@@ -95,6 +100,7 @@ def build(source: Path) -> Build:
                 home / "meson-setup.log",
                 env,
             )
+            stamp.write_text(str(meson))
         _run(["ninja", "-C", str(build_dir)], home / "ninja.log", env)
         if not server.is_file():
             lib = build_dir / "lib"

@@ -5,8 +5,8 @@ from each server, side by side:
 
 - libvfio-user (nutanix/libvfio-user, release build) serving the small C
   server ``bench/libvfio_user_edu.c`` (see :mod:`bench.libvfio_user`);
-- our edu model, with the server's adaptive polling on (the default) and off
-  (``--poll-us 0``);
+- our edu model, with the server's adaptive polling on (``--poll-us 200``, the
+  default with two CPUs or more) and off (``--poll-us 0``);
 - QEMU's built-in ``-device edu``.
 
 Each vfio-user server serves two devices, one with QEMU's posted region
@@ -43,6 +43,7 @@ from harness.errors import HarnessError
 from harness.qemu_install import find_qemu
 from harness.qtest import QtestMachine, vfio_user_device
 from harness.served import ServedModel
+from vfio_bridge.polling import DEFAULT_POLL_MAX_US
 
 from . import libvfio_user
 from .common import print_table, save
@@ -137,7 +138,9 @@ class Bench:
                     server = libvfio_user.EduServer(libvfio_build, socket_path)
                     self.servers.append(server)
                     specs.append(self._add(LIBVFIO_USER, posted, socket_path, server.pid))
-            for path, args in ((POLLING, []), (NO_POLLING, ["--poll-us", "0"])):
+            # Both explicit: a server started on one CPU would not poll by default.
+            polling = ["--poll-us", str(DEFAULT_POLL_MAX_US)]
+            for path, args in ((POLLING, polling), (NO_POLLING, ["--poll-us", "0"])):
                 for posted in (True, False):
                     name = f"{'poll' if path == POLLING else 'quiet'}-{'p' if posted else 'np'}"
                     served = ServedModel("edu", work / "s", None, name=name, server_args=args)
@@ -332,7 +335,7 @@ def main() -> None:
         print_table(f"vs {reference} (median of per-round ratios)", ["access, path", *names], rows)
 
     reached = _reached(versus.get(LIBVFIO_USER), names)
-    note = _note(reached, libvfio_status, skipped)
+    note = _note(reached, libvfio_status, skipped, max(load_start[0], load_end[0]), len(own_cpus))
     print(f"\n{note}")
     print(
         f"\n{seconds:.0f} s; load average {load_start[0]:.2f} at the start, "
@@ -375,8 +378,23 @@ def _reached(
     }
 
 
-def _note(reached: dict[str, list[str]] | None, status: str, skipped: str | None) -> str:
+def _note(
+    reached: dict[str, list[str]] | None,
+    status: str,
+    skipped: str | None,
+    load: float = 0.0,
+    cpus: int = 1,
+) -> str:
+    """What the run shows, in words: which layouts reach libvfio-user, and whether the
+    machine was quiet enough for round-trip rates to mean anything."""
     lines = []
+    if load > cpus:
+        # Other work then takes turns with QEMU and the servers, more with some than
+        # with others: rates follow the scheduler, not the servers.
+        lines.append(
+            f"machine loaded (1-minute load average up to {load:.1f} on {cpus} CPUs): the "
+            "rates and ratios below are not reliable; server CPU per access holds better"
+        )
     if reached is None:
         lines.append(f"libvfio-user column empty: {status}")
     else:

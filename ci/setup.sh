@@ -37,6 +37,10 @@ compgen -c ld64.lld | grep -x 'ld64.lld\(-[0-9]*\)\?' >/dev/null || missing+=(ll
 # `xvpci kext testbed` builds the kext's Linux test bed: g++ with static libstdc++/libc, make
 command -v g++ >/dev/null || missing+=(g++)
 command -v make >/dev/null || missing+=(make)
+# `python -m bench.mmio` builds libvfio-user (meson finds json-c and cmocka by pkg-config)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+pkg-config --exists json-c 2>/dev/null || missing+=(libjson-c-dev)
+pkg-config --exists cmocka 2>/dev/null || missing+=(libcmocka-dev)
 if ((${#missing[@]})); then
     if [[ $(id -u) != 0 ]]; then
         echo "ci/setup.sh: installing ${missing[*]} needs root: run \`sudo bash ci/setup.sh\`" \
@@ -53,10 +57,11 @@ if [[ ! -x .venv/bin/python ]]; then
     echo "[setup] creating .venv" >&2
     quietly python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import vfio_bridge, harness.assets.guests, harness.assets.kext, pytest, xdist, hypothesis, atheris, build, qemu.qmp, paramiko, xxhash, orjson" 2>/dev/null; then
-    echo "[setup] installing the project and its test dependencies into .venv" >&2
+if ! .venv/bin/python -c "import vfio_bridge, harness.assets.guests, harness.assets.kext, pytest, xdist, hypothesis, atheris, build, qemu.qmp, paramiko, xxhash, orjson" 2>/dev/null ||
+    [[ ! -x .venv/bin/meson || ! -x .venv/bin/ninja ]]; then
+    echo "[setup] installing the project and its test and bench dependencies into .venv" >&2
     quietly .venv/bin/pip install --upgrade pip
-    quietly .venv/bin/pip install -e '.[test]'
+    quietly .venv/bin/pip install -e '.[test,bench]'
 fi
 
 .venv/bin/xvpci provision

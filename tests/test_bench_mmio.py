@@ -1,4 +1,5 @@
-"""bench.mmio's set-up rules: where libvfio-user comes from and which CPU layouts run."""
+"""bench.mmio's set-up rules: where libvfio-user comes from, which CPU layouts run, and
+what its note says."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import libvfio_user
-from bench.mmio import OWN_CPU, layouts
+from bench.mmio import ONE_CPU, OWN_CPU, _note, layouts
 
 
 def test_no_source_named_says_how_to_name_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,3 +44,13 @@ def test_layouts_on_two_cpus_put_the_server_apart() -> None:
     own = next(layout for layout in chosen if layout.name == OWN_CPU)
     assert own.driver == {0} and own.servers == {1}
     assert chosen[0].driver == chosen[0].servers == {0}
+
+
+def test_the_note_says_when_the_machine_was_too_loaded_for_rates() -> None:
+    reached = {"read, ours, no polling": [ONE_CPU]}
+    quiet = _note(reached, "built", None, load=0.9, cpus=2)
+    assert "not reliable" not in quiet
+    assert quiet == "read, ours, no polling: >= 1.0x libvfio-user in all on one CPU"
+    loaded = _note(reached, "built", None, load=7.5, cpus=2)
+    assert loaded.startswith("machine loaded (1-minute load average up to 7.5 on 2 CPUs)")
+    assert loaded.endswith(quiet)

@@ -12,16 +12,18 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import read_log
 from vfio_bridge.device import DmaError, IrqType
 from vfio_bridge.device.hosting import DeferredWork, gather, scatter
 from vfio_bridge.dispatch import Dispatcher
 from vfio_bridge.hostbus import HostBus
 from vfio_bridge.interrupts import Interrupts
 from vfio_bridge.models.edu import Edu
-from vfio_bridge.protocol import Header, IrqIndex, IrqSetFlags, Message
+from vfio_bridge.protocol import Header, IrqIndex, IrqSetFlags, Message, access_request
 from vfio_bridge.recorder import Recorder
 from vfio_bridge.regions import split
 
@@ -33,12 +35,13 @@ CONFIG, BAR0 = 7, 0
 class Fixture:
     """A dispatcher for edu with interrupts that land in a list instead of eventfds."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: Path | None = None) -> None:
         self.model = Edu()
         self.notified: list[int] = []
         self.interrupts = Interrupts(self.model, notify=self.notified.append)
-        self.bus = HostBus(self.model, Recorder(None), self.interrupts)
-        self.dispatcher = Dispatcher(self.model, Recorder(None), self.bus, self.interrupts)
+        self.recorder = Recorder(log)
+        self.bus = HostBus(self.model, self.recorder, self.interrupts)
+        self.dispatcher = Dispatcher(self.model, self.recorder, self.bus, self.interrupts)
         self.model.attach(self.bus)
 
     def send(
@@ -94,6 +97,63 @@ def test_write_reply_echoes_the_access_without_data(fx: Fixture) -> None:
     assert reply is not None
     assert reply_header(reply[0]) == (5, REGION_WRITE, 32, REPLY, 0)
     assert reply[0][16:] == access(4, BAR0, 4)
+
+
+# Region accesses of every outcome: aligned and split, config space, posted, and
+# each refusal (no such region, outside it, too big, a write whose data does not
+# match its count), some of them before VERSION.
+ACCESSES = [
+    (REGION_READ, access(0, BAR0, 4), 0),
+    (REGION_READ, access(0, CONFIG, 2), 0),
+    (REGION_READ, access(0, CONFIG, 64), 0),
+    (REGION_READ, access(2, BAR0, 8), 0),  # cut into 2+4+2
+    (REGION_READ, access(0, BAR0, 4) + b"extra", 0),  # bytes after a read's fixed part
+    (REGION_WRITE, access(4, BAR0, 4, b"\x5a\0\0\0"), 0),
+    (REGION_WRITE, access(4, BAR0, 4, b"\x11\0\0\0"), NO_REPLY),
+    (REGION_WRITE, access(3, BAR0, 3, b"abc"), 0),
+    (REGION_WRITE, access(0x40000, BAR0, 16, bytes(range(16))), 0),  # the DMA buffer
+    (REGION_WRITE, access(0x04, CONFIG, 2, b"\x06\0"), NO_REPLY),
+    (REGION_READ, access(0, 6, 4), 0),
+    (REGION_READ, access(0xFFFFC, BAR0, 8), 0),
+    (REGION_READ, access(0, BAR0, 0), 0),
+    (REGION_READ, access(0, BAR0, 2 << 20), 0),
+    (REGION_WRITE, access(4, BAR0, 4, b"\x01"), 0),
+    (REGION_WRITE, access(4, BAR0, 4, b"\x01"), NO_REPLY),
+    (REGION_READ, access(0x40000, BAR0, 16), 0),
+    (REGION_READ, access(4, BAR0, 4), 0),
+]
+
+
+def test_the_hot_path_answers_and_records_as_the_general_path(tmp_path: Path) -> None:
+    """Dispatcher.region_access (fed by access_request) against Dispatcher.handle:
+    the same replies, the same log events and the same device state, refusals included."""
+    general, hot = Fixture(tmp_path / "general.jsonl"), Fixture(tmp_path / "hot.jsonl")
+    general_replies, hot_replies = [], []
+    for step, (command, body, flags) in enumerate(ACCESSES * 2):
+        if step == 3:  # the first three before VERSION: refused
+            general.negotiate()
+            hot.negotiate()
+        reply = general.send(step, command, body, flags)
+        general_replies.append(None if reply is None else reply[0])
+        message = struct.pack("<HHIII", step, command, 16 + len(body), flags, 0) + body
+        parsed = access_request(message, len(message))
+        assert parsed is not None
+        hot_replies.append(hot.dispatcher.region_access(*parsed))
+    assert hot_replies == general_replies
+    assert any(r is not None and r[8] & ERROR for r in hot_replies)  # refusals compared too
+    general.recorder.close()
+    hot.recorder.close()
+    _, general_events, _ = read_log(tmp_path / "general.jsonl")
+    _, hot_events, _ = read_log(tmp_path / "hot.jsonl")
+    for event in general_events + hot_events:
+        del event["t_ns"]
+    assert hot_events == general_events
+    assert {e["kind"] for e in hot_events} >= {
+        "mmio_read",
+        "mmio_write",
+        "cfg_read",
+        "device_error",
+    }
 
 
 def test_unasked_reply_is_dropped_and_its_descriptors_closed(fx: Fixture) -> None:

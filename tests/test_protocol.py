@@ -21,11 +21,14 @@ from vfio_bridge.protocol import (
     MessageReader,
     MsgFlags,
     ProtocolError,
+    Region,
     RegionAccess,
     RegionInfo,
     SparseMmapCap,
     Version,
     VfioCommand,
+    access_reply,
+    access_request,
     frame,
 )
 
@@ -104,6 +107,67 @@ def test_frame_sets_size_and_flags() -> None:
     header = Header.unpack(data)
     assert (header.msg_id, header.command, header.size) == (7, VfioCommand.REGION_READ, 32)
     assert header.is_reply and not header.is_error and not header.no_reply
+
+
+def test_access_reply_is_the_framed_echo_of_the_access() -> None:
+    echo = RegionAccess(0x40, Region.BAR0, 4).pack()
+    assert access_reply(9, VfioCommand.REGION_READ, 0x40, 0, 4, b"abcd") == frame(
+        9, VfioCommand.REGION_READ, echo + b"abcd", MsgFlags.REPLY
+    )
+
+
+# Everything the hot path's parser takes, and what it leaves to the general path.
+_READ_BODY = RegionAccess(8, Region.BAR0, 4).pack()
+_WRITE_BODY = RegionAccess(8, Region.BAR0, 4, b"wxyz").pack()
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (frame(3, VfioCommand.REGION_READ, _READ_BODY), (3, 9, 0, 8, 0, 4, b"")),
+        (frame(3, VfioCommand.REGION_WRITE, _WRITE_BODY), (3, 10, 0, 8, 0, 4, b"wxyz")),
+        (
+            frame(3, VfioCommand.REGION_WRITE, _WRITE_BODY, MsgFlags.NO_REPLY),
+            (3, 10, 0x10, 8, 0, 4, b"wxyz"),
+        ),
+        # a whole access followed by the start of the next message: the first is taken
+        (frame(3, VfioCommand.REGION_READ, _READ_BODY) + b"\x04\x00", (3, 9, 0, 8, 0, 4, b"")),
+        (frame(3, VfioCommand.REGION_READ, _READ_BODY, MsgFlags.REPLY), None),
+        (frame(3, VfioCommand.REGION_READ, _READ_BODY, MsgFlags.ERROR), None),
+        (frame(3, VfioCommand.REGION_READ, _READ_BODY, 0x3), None),  # unknown type
+        (frame(3, VfioCommand.DMA_READ, _READ_BODY), None),
+        (frame(3, VfioCommand.REGION_READ, _READ_BODY[:15]), None),  # short fixed part
+        (frame(3, VfioCommand.REGION_WRITE, _WRITE_BODY)[:-1], None),  # not whole yet
+        (frame(3, VfioCommand.REGION_READ, _READ_BODY)[:20], None),
+    ],
+)
+def test_access_request_takes_only_whole_plain_region_accesses(
+    message: bytes, expected: tuple | None
+) -> None:
+    assert access_request(message, len(message)) == expected
+
+
+@given(st.binary(min_size=32, max_size=48), st.sampled_from([9, 10]), st.sampled_from([0, 0x10]))
+def test_access_request_agrees_with_the_reader(raw: bytes, command: int, flags: int) -> None:
+    """Whatever the hot path's parser takes, the reader frames into the same message."""
+    size = raw[4] % 40  # sizes around the fixed part: too short, exact, longer, too long
+    data = bytearray(raw)
+    data[2:4] = command.to_bytes(2, "little")
+    data[4:8] = size.to_bytes(4, "little")
+    data[8:12] = (flags | (raw[8] & 0x21 if raw[9] & 1 else 0)).to_bytes(4, "little")
+    parsed = access_request(data, len(data))
+    try:
+        messages = MessageReader(4096, 4).feed(bytes(data))
+    except ProtocolError:
+        messages = []
+    if parsed is None:
+        return
+    assert messages, "the reader refuses what the hot path took"
+    header, body = messages[0].header, messages[0].body
+    msg_id, got_command, got_flags, offset, region, count, payload = parsed
+    assert (msg_id, got_command, got_flags) == (header.msg_id, header.command, header.flags)
+    assert (offset, region, count) == RegionAccess.fields(body)
+    assert payload == body[16:]
 
 
 @pytest.mark.parametrize(

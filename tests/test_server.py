@@ -7,6 +7,7 @@ import os
 import select
 import socket
 import stat
+import struct
 
 import pytest
 
@@ -20,6 +21,7 @@ from vfio_bridge.protocol import (
     IrqInfoFlags,
     IrqSet,
     IrqSetFlags,
+    Message,
     MessageReader,
     MsgFlags,
     Region,
@@ -28,7 +30,8 @@ from vfio_bridge.protocol import (
     VfioCommand,
     frame,
 )
-from vfio_bridge.session import MAX_MESSAGE_SIZE
+from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS
+from vfio_bridge.transport import PeerClosed, SocketChannel
 
 BAR0 = Region.BAR0
 CONFIG = Region.CONFIG
@@ -323,6 +326,60 @@ def test_device_reset(client: VfioUserClient) -> None:
     client.write32(BAR0, 0x04, 0)
     client.reset()
     assert client.read32(BAR0, 0x04) == 0
+
+
+def test_take_access_parses_a_lone_access_and_frames_everything_else() -> None:
+    """The channel's hot path: only an access that begins a receive, with no
+    descriptors, skips the backlog; what follows it, in the same receive, is
+    framed before it is served; anything else goes to the backlog as from fill()."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    channel = SocketChannel(ours, MAX_MESSAGE_SIZE, MAX_MSG_FDS)
+    read = frame(1, VfioCommand.REGION_READ, RegionAccess(0, BAR0, 4).pack())
+    info = frame(2, VfioCommand.DEVICE_GET_INFO, bytes(16))
+    try:
+        assert channel.take_access(block=False) is None  # nothing arrived
+        theirs.send(read + info)
+        assert channel.take_access() == (1, VfioCommand.REGION_READ, 0, 0, 0, 4, b"")
+        assert [m.header.msg_id for m in _drain(channel)] == [2]
+        # a descriptor with it: the general path, which hands the descriptor over
+        theirs.sendmsg([read], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", 0))])
+        assert channel.take_access() is None
+        (message,) = _drain(channel)
+        assert message.header.msg_id == 1 and len(message.fds) == 1
+        message.close_fds()
+        # half a message, then the rest (which begins mid-message): the general path
+        theirs.send(info[:20])
+        assert channel.take_access() is None and not channel.has_backlog
+        theirs.send(info[20:] + read)
+        assert channel.take_access() is None
+        assert [m.header.msg_id for m in _drain(channel)] == [2, 1]
+        # the rest of a message that looks like an access of its own is still the rest
+        carrier = frame(3, VfioCommand.REGION_WRITE, RegionAccess(0, BAR0, 32, read).pack())
+        theirs.send(carrier[:32])
+        assert channel.take_access() is None and not channel.has_backlog
+        theirs.send(carrier[32:])
+        assert channel.take_access() is None
+        (message,) = _drain(channel)
+        assert message.header.msg_id == 3 and message.body[16:] == read
+        # messages already waiting come first: no receive while the backlog holds any
+        theirs.send(info + read)
+        assert channel.fill() and channel.take_access() is None
+        theirs.send(read)
+        assert [m.header.msg_id for m in _drain(channel)] == [2, 1]
+        assert channel.take_access() == (1, VfioCommand.REGION_READ, 0, 0, 0, 4, b"")
+        theirs.close()
+        with pytest.raises(PeerClosed):
+            channel.take_access()
+    finally:
+        channel.close()
+        theirs.close()
+
+
+def _drain(channel: SocketChannel) -> list[Message]:
+    messages = []
+    while (message := channel.next_message()) is not None:
+        messages.append(message)
+    return messages
 
 
 def test_reader_limit_matches_the_advertised_transfer_size() -> None:

@@ -9,9 +9,11 @@ import sys
 from collections.abc import Sequence
 
 from .models import MODELS, create_model
-from .polling import DEFAULT_POLL_MAX_US
+from .polling import DEFAULT_POLL_MAX_US, default_poll_max_us
 from .recorder import Recorder
 from .server import ServerError, VfioUserServer
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = """\
 examples:
@@ -19,8 +21,10 @@ examples:
   qemu-system-x86_64 ... -device '{"driver":"vfio-user-pci",
       "socket":{"type":"unix","path":"/tmp/edu.sock"}}'
 
-It prints one line when the socket is ready, then only errors. SIGINT or
-SIGTERM stops it; the socket file is removed and the log gets its trailer.
+It prints one line when the socket is ready (with its polling setting), then
+only errors. SIGINT or SIGTERM stops it; the socket file is removed and the log
+gets its trailer. Polling is off by default when the server may run on one CPU
+only: there it would take the CPU from the client's vCPU.
 exit status: 0 stopped cleanly, 2 bad usage or the socket could not be created.
 """
 
@@ -50,10 +54,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--poll-us",
         type=_non_negative,
-        default=DEFAULT_POLL_MAX_US,
         metavar="US",
         help="longest busy-poll between requests before sleeping, in microseconds; "
-        "adapts to the request rate, 0 turns it off (default %(default)s)",
+        f"adapts to the request rate, 0 turns it off (default {DEFAULT_POLL_MAX_US}, "
+        "or 0 when the server may run on one CPU only)",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
 
@@ -85,7 +89,10 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot write log {args.log}: {exc.strerror}", file=sys.stderr)
         return 2
-    server = VfioUserServer(model, args.socket, recorder, poll_max_us=args.poll_us)
+    poll_us, why_not = (args.poll_us, None) if args.poll_us is not None else default_poll_max_us()
+    if why_not:
+        log.info("polling off: %s (--poll-us turns it on)", why_not)
+    server = VfioUserServer(model, args.socket, recorder, poll_max_us=poll_us)
     try:
         server.listen()
     except ServerError as exc:
@@ -99,8 +106,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    polling = f"polling up to {poll_us:g} us" if poll_us else "no polling"
+    if why_not:
+        polling += " (one CPU)"
     print(
-        f"ready: {model.name} on {args.socket}" + (f", log {args.log}" if args.log else ""),
+        f"ready: {model.name} on {args.socket}"
+        + (f", log {args.log}" if args.log else "")
+        + f", {polling}",
         flush=True,
     )
     try:

@@ -4,7 +4,10 @@
 and returns the framed reply and the descriptors to pass with it, or None when
 nothing is to be sent. It never touches a socket; what a request does to the
 device goes through the model, the :class:`~vfio_bridge.interrupts.Interrupts`
-table and the :class:`~vfio_bridge.hostbus.HostBus`.
+table and the :class:`~vfio_bridge.hostbus.HostBus`. Region accesses, the
+requests of every MMIO, have a second way in that skips the
+:class:`~vfio_bridge.protocol.Message`: :meth:`Dispatcher.region_access`, fed by
+:func:`~vfio_bridge.protocol.access_request`, with the same checks and answers.
 
 Rules:
 
@@ -51,6 +54,7 @@ from .protocol import (
     RegionInfo,
     Version,
     VfioCommand,
+    access_reply,
     frame,
 )
 from .protocol.constants import (
@@ -78,6 +82,7 @@ _Handler = Callable[[Message], Reply | bytes]
 _REPLY = int(MsgFlags.REPLY)
 _ERROR_REPLY = int(MsgFlags.REPLY | MsgFlags.ERROR)
 _ACCESS_SIZE = RegionAccess.FIXED_SIZE
+_REGION_READ = int(VfioCommand.REGION_READ)
 _access_fields = RegionAccess.fields
 
 
@@ -129,11 +134,8 @@ class Dispatcher:
                 raise ProtocolError("VERSION must be negotiated first", errno.EINVAL)
             result = handler(message)
         except ProtocolError as exc:
-            log.warning("command %d id %d refused: %s", header.command, header.msg_id, exc)
-            self.recorder.device_error("refused", f"command {header.command}: {exc}")
-            if header.no_reply:
-                return None
-            return frame(header.msg_id, header.command, b"", _ERROR_REPLY, exc.errno), []
+            refusal = self._refuse(header.msg_id, header.command, header.no_reply, exc)
+            return None if refusal is None else (refusal, [])
         finally:
             message.close_fds()
         if header.no_reply:
@@ -142,6 +144,47 @@ class Dispatcher:
             body, fds = result
             return frame(header.msg_id, header.command, body, _REPLY), fds
         return frame(header.msg_id, header.command, result, _REPLY), []
+
+    def region_access(
+        self,
+        msg_id: int,
+        command: int,
+        flags: int,
+        offset: int,
+        region: int,
+        count: int,
+        data: bytes,
+    ) -> bytes | None:
+        """:meth:`handle` for a REGION_READ or REGION_WRITE request parsed by
+        :func:`~vfio_bridge.protocol.access_request` (flags 0 or NO_REPLY, nothing
+        else): the framed reply, or None when there is none to send.
+
+        The hot path of every MMIO, answering exactly as :meth:`handle` would, with
+        the same checks (:meth:`_read_access`, :meth:`_write_access`) and refusals.
+        """
+        try:
+            if not self.negotiated:
+                raise ProtocolError("VERSION must be negotiated first", errno.EINVAL)
+            if command == _REGION_READ:
+                out = self._read_access(offset, region, count)
+            else:
+                self._write_access(offset, region, count, data)
+                out = b""
+        except ProtocolError as exc:
+            return self._refuse(msg_id, command, flags, exc)
+        if flags:  # NO_REPLY, the only flag access_request lets through
+            return None
+        return access_reply(msg_id, command, offset, region, count, out)
+
+    def _refuse(
+        self, msg_id: int, command: int, no_reply: object, exc: ProtocolError
+    ) -> bytes | None:
+        """Rule 2: log and record a refused request; its error reply unless NO_REPLY."""
+        log.warning("command %d id %d refused: %s", command, msg_id, exc)
+        self.recorder.device_error("refused", f"command {command}: {exc}")
+        if no_reply:
+            return None
+        return frame(msg_id, command, b"", _ERROR_REPLY, exc.errno)
 
     # --- negotiation and device description ------------------------------------------
 
@@ -204,18 +247,25 @@ class Dispatcher:
     def _region_read(self, message: Message) -> bytes:
         body = message.body
         offset, region, count = _access_fields(body)
-        self.regions.check(region, offset, count, MAX_DATA_XFER)
-        return body[:_ACCESS_SIZE] + self.regions.read(region, offset, count)
+        return body[:_ACCESS_SIZE] + self._read_access(offset, region, count)
 
     def _region_write(self, message: Message) -> bytes:
         body = message.body
         offset, region, count = _access_fields(body)
-        data = body[_ACCESS_SIZE:]
+        self._write_access(offset, region, count, body[_ACCESS_SIZE:])
+        return body[:_ACCESS_SIZE]
+
+    # Both paths to a region (handle() and region_access()) go through these two.
+
+    def _read_access(self, offset: int, region: int, count: int) -> bytes:
+        self.regions.check(region, offset, count, MAX_DATA_XFER)
+        return self.regions.read(region, offset, count)
+
+    def _write_access(self, offset: int, region: int, count: int, data: bytes) -> None:
         if len(data) != count:
             raise ProtocolError(f"REGION_WRITE announces {count} bytes but carries {len(data)}")
         self.regions.check(region, offset, count, MAX_DATA_XFER)
         self.regions.write(region, offset, data)
-        return body[:_ACCESS_SIZE]
 
     def _device_reset(self, message: Message) -> bytes:
         self.recorder.event("reset", reason="vfio")

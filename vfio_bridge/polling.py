@@ -12,6 +12,8 @@ idle or slowly driven device costs no CPU.
 
 from __future__ import annotations
 
+import os
+
 #: Default upper bound of the polling budget, in microseconds.
 DEFAULT_POLL_MAX_US = 200
 _START = 25e-6
@@ -40,3 +42,19 @@ class PollBudget:
                 self.budget = 0.0
         elif self.budget < self.limit:
             self.budget = min(self.limit, max(_START, self.budget * _GROW))
+
+
+def default_poll_max_us() -> tuple[float, str | None]:
+    """The polling limit for a server that was not given one, and why it is 0 when it is.
+
+    Polling pays only while the client's vCPU runs elsewhere. A process that may
+    run on one CPU alone (its affinity, or the machine) shares it with the vCPU
+    whenever they meet, and each microsecond polled there is one the vCPU waits.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity on this platform
+        cpus = list(range(os.cpu_count() or 1))
+    if len(cpus) == 1:
+        return 0, f"this process may run on CPU {cpus[0]} only, which a vCPU would share"
+    return DEFAULT_POLL_MAX_US, None

@@ -4,7 +4,8 @@
 is the real one (the fuzz target plugs in a socketless one). Each receive
 takes whatever the socket holds (up to :data:`RECEIVE_CHUNK`) into one reused
 buffer, so a burst of requests costs one system call, and hands it to the
-sans-I/O :class:`MessageReader`, which knows whose descriptors they are.
+sans-I/O :class:`MessageReader`, which knows whose descriptors they are, unless
+it begins with a region access (:meth:`SocketChannel.take_access`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .fdutil import close_quietly
-from .protocol import Message, MessageReader, ProtocolError
+from .protocol import (
+    ACCESS_MESSAGE_SIZE,
+    AccessRequest,
+    Message,
+    MessageReader,
+    ProtocolError,
+    access_request,
+)
 
 _FD_SIZE = array.array("i").itemsize
 # Plain ints: socket.MSG_* are IntFlags, and their arithmetic is slow on the hot path.
@@ -48,6 +56,12 @@ class Channel(Protocol):
         whether a message waits. Raises :class:`PeerClosed` at end of stream."""
         ...
 
+    def take_access(self, block: bool = True) -> AccessRequest | None:
+        """As :meth:`fill`, but a REGION_READ/WRITE request that arrives first, with
+        nothing waiting before it and no descriptors, is returned parsed instead of
+        joining the backlog (what came after it does join). None otherwise."""
+        ...
+
     def next_message(self) -> Message | None:
         """The oldest message of the backlog, or None."""
         ...
@@ -67,8 +81,10 @@ class SocketChannel:
     def __init__(self, sock: socket.socket, max_message_size: int, max_fds: int) -> None:
         self.sock = sock
         self.reader = MessageReader(max_message_size, max_fds)
+        self._max_message_size = max_message_size
         self._ancillary = socket.CMSG_SPACE(max_fds * _FD_SIZE)
         self._chunk = bytearray(RECEIVE_CHUNK)
+        self._chunks = [self._chunk]  # recvmsg_into's buffer list, built once
         self._chunk_view = memoryview(self._chunk)
         # Messages taken off the socket but not yet handed out, oldest first. One
         # receive may complete several; they are handed out one at a time, so a
@@ -97,6 +113,37 @@ class SocketChannel:
                 return False
         return bool(self._backlog)
 
+    def take_access(self, block: bool = True) -> AccessRequest | None:
+        """Read what the socket holds, unless messages already wait; a REGION_READ or
+        REGION_WRITE request at its start is returned parsed, the rest joins the backlog.
+
+        The hot path of every MMIO: it skips the :class:`Message` and the backlog
+        when the receive begins a message (nothing half-received before it), brought
+        no descriptors, and begins with a whole access request
+        (:func:`~vfio_bridge.protocol.access_request`). Everything else is framed
+        into the backlog as by :meth:`fill` and None is returned; so is None when
+        nothing arrived (``block`` false). Raises as :meth:`fill`.
+        """
+        if self._backlog:
+            return None
+        try:
+            size, ancdata, msg_flags, _ = self.sock.recvmsg_into(
+                self._chunks, self._ancillary, 0 if block else _MSG_DONTWAIT
+            )
+        except BlockingIOError:
+            return None
+        if not ancdata and not msg_flags and self.reader.at_boundary:
+            access = access_request(self._chunk, size)
+            # (Over the size limit: the reader refuses it.)
+            if access is not None and (
+                (used := ACCESS_MESSAGE_SIZE + len(access[6])) <= self._max_message_size
+            ):
+                if used < size:  # later messages, framed before this one is served
+                    self._backlog.extend(self.reader.feed(self._chunk_view[used:size]))
+                return access
+        self._backlog.extend(self._framed(size, ancdata, msg_flags))
+        return None
+
     def next_message(self) -> Message | None:
         """The oldest received message not taken yet, or None."""
         return self._backlog.popleft() if self._backlog else None
@@ -108,7 +155,13 @@ class SocketChannel:
         return self._backlog.popleft()
 
     def _receive(self, flags: int) -> list[Message]:
-        size, ancdata, msg_flags, _ = self.sock.recvmsg_into([self._chunk], self._ancillary, flags)
+        size, ancdata, msg_flags, _ = self.sock.recvmsg_into(self._chunks, self._ancillary, flags)
+        return self._framed(size, ancdata, msg_flags)
+
+    def _framed(
+        self, size: int, ancdata: list[tuple[int, int, bytes]], msg_flags: int
+    ) -> list[Message]:
+        """The messages a receive of ``size`` bytes into the chunk completed."""
         fds = _collect_fds(ancdata) if ancdata else []
         if msg_flags & _MSG_CTRUNC:
             close_quietly(fds)

@@ -15,6 +15,8 @@ from .constants import (
 )
 from .framing import Message, MessageReader
 from .messages import (
+    ACCESS_MESSAGE_SIZE,
+    AccessRequest,
     DeviceInfo,
     DmaAccess,
     DmaMap,
@@ -27,11 +29,15 @@ from .messages import (
     RegionInfo,
     SparseMmapCap,
     Version,
+    access_reply,
+    access_request,
     frame,
 )
 
 __all__ = [
+    "ACCESS_MESSAGE_SIZE",
     "HEADER_SIZE",
+    "AccessRequest",
     "DeviceFlags",
     "DeviceInfo",
     "DmaAccess",
@@ -56,5 +62,7 @@ __all__ = [
     "SparseMmapCap",
     "Version",
     "VfioCommand",
+    "access_reply",
+    "access_request",
     "frame",
 ]

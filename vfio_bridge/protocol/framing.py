@@ -43,6 +43,11 @@ class MessageReader:
         self._header: Header | None = None
         self._fds: list[int] = []
 
+    @property
+    def at_boundary(self) -> bool:
+        """No part of a message is held: the next byte fed begins a message."""
+        return self._header is None and not self._buf and not self._fds
+
     def feed(
         self, data: bytes | bytearray | memoryview, fds: list[int] | tuple[int, ...] = ()
     ) -> list[Message]:

@@ -341,6 +341,53 @@ class RegionAccess:
         return cls(offset, region, count, data)
 
 
+# The server's hot path: a whole REGION_READ/WRITE request, header and fixed part
+# parsed by one struct, and its reply built by one, without a Header, a Message or
+# a RegionAccess in between.
+_ACCESS_MESSAGE = struct.Struct("<HHIIIQII")
+#: Bytes of a header and a region access's fixed part: the least an access message holds.
+ACCESS_MESSAGE_SIZE = _ACCESS_MESSAGE.size
+_READ = int(VfioCommand.REGION_READ)
+_WRITE = int(VfioCommand.REGION_WRITE)
+_ACCESS_COMMANDS = (_READ, _WRITE)
+#: Flags of a request that may take the hot path: none, or NO_REPLY (posted writes).
+_PLAIN_FLAGS = (0, _NO_REPLY)
+#: A parsed access request: (msg_id, command, flags, offset, region, count, data),
+#: data being all that follows the fixed part (so the message is
+#: ACCESS_MESSAGE_SIZE + len(data) bytes long).
+AccessRequest = tuple[int, int, int, int, int, int, bytes]
+
+
+def access_request(data: bytes | bytearray | memoryview, end: int) -> AccessRequest | None:
+    """The REGION_READ or REGION_WRITE request at the start of ``data[:end]``, if one
+    lies there whole: a request (no flags but NO_REPLY), at least its fixed part long.
+
+    None for anything else, including anything malformed: that is for
+    :class:`~vfio_bridge.protocol.MessageReader` and the dispatcher's general path,
+    which check it and say what is wrong. So this only ever accepts messages the
+    reader would accept too (its size limit aside, which the caller applies).
+    """
+    if end < ACCESS_MESSAGE_SIZE:
+        return None
+    msg_id, command, size, flags, _error, offset, region, count = _ACCESS_MESSAGE.unpack_from(data)
+    if (
+        command not in _ACCESS_COMMANDS
+        or flags not in _PLAIN_FLAGS
+        or not ACCESS_MESSAGE_SIZE <= size <= end
+    ):
+        return None
+    payload = bytes(data[ACCESS_MESSAGE_SIZE:size]) if size > ACCESS_MESSAGE_SIZE else b""
+    return msg_id, command, flags, offset, region, count, payload
+
+
+def access_reply(
+    msg_id: int, command: int, offset: int, region: int, count: int, data: bytes = b""
+) -> bytes:
+    """The framed reply to a region access: its fixed part echoed, then ``data``."""
+    size = ACCESS_MESSAGE_SIZE + len(data)
+    return _ACCESS_MESSAGE.pack(msg_id, command, size, _REPLY, 0, offset, region, count) + data
+
+
 # --- DMA_READ / DMA_WRITE (server to client) -------------------------------------
 
 # The spec and libvfio-user lay DMA_READ/WRITE out as {u64 address; u64 count;
