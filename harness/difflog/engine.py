@@ -476,12 +476,34 @@ class _Diff:
             self.fast_wait -= 1
             return False
         reader_a, reader_b = self.reader_a, self.reader_b
-        lines_a, lines_b = reader_a.take(FAST_LINES), reader_b.take(FAST_LINES)
-        count = min(len(lines_a), len(lines_b))
-        if count and not all(lines[count - 1].endswith(b"\n") for lines in (lines_a, lines_b)):
-            count -= 1  # a last line cut short is the reader's to judge
+        # B's lines come a block at a time, cut by another process, when B is long
+        # (LogReader.take_block); then as many of A's.
+        block = reader_b.take_block()
+        if block is None:
+            lines_a, lines_b = reader_a.take(FAST_LINES), reader_b.take(FAST_LINES)
+            size_b, raw_b, cut_b = len(lines_b), b"", None
+        else:
+            size_b, raw_b, cut_b = block
+            lines_a, lines_b = reader_a.take(size_b), None
+        count = min(len(lines_a), size_b)
+        if count:
+            if lines_b is not None:
+                whole_b = lines_b[count - 1].endswith(b"\n")
+            else:  # only a block's last line may lack its newline
+                whole_b = count < size_b or raw_b.endswith(b"\n")
+            if not (whole_b and lines_a[count - 1].endswith(b"\n")):
+                count -= 1  # a last line cut short is the reader's to judge
         bodies = _bodies(lines_a[:count])
-        agreeing = _agreeing(bodies, _bodies(lines_b[:count]))
+        if cut_b is not None and count == size_b and None not in bodies:
+            # Lines agree exactly when the bodies joined by newlines (a body has none) do.
+            same = b"\n".join(bodies) == cut_b  # type: ignore[arg-type]
+            agreeing = count if same else _agreeing(bodies, cut_b.split(b"\n"))
+        elif cut_b is not None:
+            agreeing = _agreeing(bodies, cut_b.split(b"\n")[:count])
+        else:
+            if lines_b is None:
+                lines_b = reader_b.block_lines(raw_b)
+            agreeing = _agreeing(bodies, _bodies(lines_b[:count]))
         if agreeing < count:
             agreeing = max(0, agreeing - FAST_CONTEXT)
         if agreeing and not self.shared and not self.norm_a.same_state(self.norm_b):
@@ -489,7 +511,10 @@ class _Diff:
         first_line = reader_a.line_no - len(lines_a) + 1
         used = self._matched_lines(lines_a, bodies, agreeing, first_line) if agreeing else 0
         reader_a.unread(lines_a[used:])
-        reader_b.unread(lines_b[used:])
+        if lines_b is None and used < size_b:
+            lines_b = reader_b.block_lines(raw_b)
+        if lines_b is not None:
+            reader_b.unread(lines_b[used:])
         if not used:
             self.fast_backoff = min(64, 2 * self.fast_backoff or 1)
             self.fast_wait = self.fast_backoff
@@ -589,4 +614,8 @@ def diff_logs(
             f"{path_a} digests payloads with {digests[0]} and {path_b} with {digests[1]}: "
             "their payloads cannot be compared; record both with the same xvpci version"
         )
-    return _Diff(reader_a, reader_b, rules, (pre_a, pre_b)).run()
+    try:
+        return _Diff(reader_a, reader_b, rules, (pre_a, pre_b)).run()
+    finally:  # an error in one log leaves the other half read
+        reader_a.stop()
+        reader_b.stop()
