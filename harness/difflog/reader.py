@@ -13,6 +13,8 @@ parses one side only where they agree.
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
 import io
 import json
 import re
@@ -43,6 +45,8 @@ __all__ = ["ADDRESS_FIELD", "EVENT_LINE", "LogError", "LogInfo", "LogReader"]
 #: Logs with less than this left to read are cut in this process (a second one
 #: costs more to start than it saves).
 CUT_ELSEWHERE = 32 << 20
+PIPE_SIZE = 1 << 20  # bytes the cutter may write ahead (the most a user may ask for by default)
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Python 3.10+ on Linux names it
 
 
 #: The address field of an event line (DMA), to tell events apart by all but it.
@@ -153,6 +157,11 @@ class LogReader:
             [sys.executable, "-I", "-S", cutter.__file__, str(self.path), str(offset)],
             stdout=subprocess.PIPE,
         )
+        assert self._cutter.stdout is not None
+        # A pipe of two blocks lets either process run on while the other waits its turn;
+        # where that is refused, the default pipe is slower, no worse.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self._cutter.stdout.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
         return True
 
     def _block(self) -> tuple[int, bytes, bytes | None] | None:
