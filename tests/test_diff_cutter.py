@@ -176,3 +176,20 @@ def test_the_cutter_is_used_only_for_long_logs(tmp_path: Path) -> None:
         patch.setattr(reader.subprocess, "Popen", spy)
         assert diff_logs(log_a, log_b).equivalent
     assert not started
+
+
+def test_a_cutter_that_ends_in_the_middle_of_a_block(
+    tmp_path: Path, cutter: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in for a cutter killed while writing: its block is shorter than its header
+    # says. The diff must not take the bytes it got for the block.
+    log_a, log_b, lines = _pair(tmp_path, transactions=300)
+    log_b.write_text("".join(lines))
+    dying = tmp_path / "dying_cutter.py"
+    dying.write_text(
+        "import struct, sys\n"
+        "sys.stdout.buffer.write(struct.pack('<III', 100, 5000, 4000) + b'{\"seq\":1')\n"
+    )
+    monkeypatch.setattr(reader.cutter, "__file__", str(dying))
+    with pytest.raises(LogError, match=r"b\.jsonl: cannot read past line 1"):
+        diff_logs(log_a, log_b)

@@ -179,6 +179,10 @@ class LogReader:
         lines, raw_size, cut_size = cutter.HEADER.unpack(head)
         raw = pipe.read(raw_size)
         bodies = None if cut_size == cutter.NOT_CUT else pipe.read(cut_size)
+        if len(raw) != raw_size or (bodies is not None and len(bodies) != cut_size):
+            self._cut_done = True  # the cutter ended in the middle of a block
+            self._cutter.wait()
+            raise LogError(f"{self.path}: cannot read past line {self._lines_read}")
         return lines, raw, bodies
 
     def _stop_cutter(self) -> None:
