@@ -107,3 +107,36 @@ def test_different_headers_of_one_device_still_take_the_lane(tmp_path: Path) -> 
     log_a = write_log(tmp_path / "a.jsonl", events)
     log_b = write_log(tmp_path / "b.jsonl", events, {**HEADER, "path": "window", "guest": "x"})
     assert diff_logs(log_a, log_b).equivalent
+
+
+@pytest.mark.parametrize("edit", ["missing", "extra"])
+def test_the_lane_opens_again_once_the_logs_agree_after_a_divergence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: str
+) -> None:
+    # B lacks (or has an extra copy of) an early interrupt: from there on B's lines
+    # are A's one line later (or earlier), so they only agree item by item at first.
+    events = workload(3000)
+    index = next(n for n, e in enumerate(events) if e["kind"] == "irq" and n > 100)
+    b = (
+        events[:index] + events[index + 1 :]
+        if edit == "missing"
+        else events[: index + 1] + events[index:]
+    )
+    log_a = write_log(tmp_path / "a.jsonl", events)
+    log_b = write_log(tmp_path / "b.jsonl", b, {**HEADER, "path": "window"})
+    taken = []
+    original = _Diff._matched_lines
+
+    def spy(self, lines, bodies, count, first_line):  # type: ignore[no-untyped-def]
+        used = original(self, lines, bodies, count, first_line)
+        taken.append((first_line, used))
+        return used
+
+    monkeypatch.setattr(_Diff, "_matched_lines", spy)
+    result = _both_ways(log_a, log_b, monkeypatch)
+    assert result["total_divergences"] == 1
+    (divergence,) = result["divergences"]
+    assert divergence[0] == edit
+    # Most lines after the divergence went the fast lane again.
+    after = sum(used for first_line, used in taken if first_line > index)
+    assert after > 0.9 * (len(events) - index)

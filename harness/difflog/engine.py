@@ -51,6 +51,7 @@ FAST_LINES = 4096  # lines of each log compared as bytes at once
 FAST_CONTEXT = 16  # lines before a difference left to the item path, for placement
 NEIGHBOURS = 3  # items of other streams on each side of a twin that place it
 NEAR = 32  # how far (in seq) to look for those neighbours
+CALM = 2  # rounds without a divergence before a log catches up on the other (waiting_on)
 RECENT = 1 << 12  # items of each log kept by seq for placement (bounds memory)
 MEMO_KEPT = 1 << 16  # event bodies whose items the fast lane keeps
 
@@ -134,6 +135,7 @@ class Aligner:
         # The latest items of each log by seq: the neighbours that place twins.
         self.recent: dict[str, dict[int, Item]] = {"a": {}, "b": {}}
         self.unplaced: list[tuple[Divergence, _Stream, Item, str]] = []
+        self.calm = 0  # rounds since the last divergence
 
     def stream(self, name: str) -> _Stream:
         stream = self.streams.get(name)
@@ -152,6 +154,7 @@ class Aligner:
         return not any(s.a or s.b for s in self.streams.values())
 
     def settle(self, a_done: bool, b_done: bool) -> None:
+        diverged = self.result.total_divergences
         for name, stream in self.streams.items():
             self._settle(name, stream, a_done, b_done)
         # Where missing and extra events belong, once their neighbours had the chance
@@ -159,6 +162,7 @@ class Aligner:
         for divergence, s, item, side in self.unplaced:
             divergence.near = self._near(s, item, side)
         self.unplaced.clear()
+        self.calm = self.calm + 1 if self.result.total_divergences == diverged else 0
 
     def _settle(self, name: str, s: _Stream, a_done: bool, b_done: bool) -> None:
         window = self.window
@@ -264,13 +268,25 @@ class Aligner:
             return "extra"
         return None
 
-    def waiting_on(self) -> tuple[bool, bool]:
-        """Which log to read next: the one the most queued items are waiting for."""
-        waiting_for_b = sum(len(s.a) for s in self.streams.values() if len(s.b) <= LOOKAHEAD)
-        waiting_for_a = sum(len(s.b) for s in self.streams.values() if len(s.a) <= LOOKAHEAD)
+    def waiting_on(self) -> tuple[int, int]:
+        """How many items to read next from each log: a batch from both, or from the
+        one the most queued items are waiting for.
+
+        Once the logs agree again after a divergence (a round without one), a log
+        whose queues are all empty reads only as many items as the other has queued:
+        when it catches up, the queues empty together and the fast lane can open again
+        (after a missing event, one log would otherwise stay an event ahead for good).
+        """
+        streams = self.streams.values()
+        waiting_for_b = sum(len(s.a) for s in streams if len(s.b) <= LOOKAHEAD)
+        waiting_for_a = sum(len(s.b) for s in streams if len(s.a) <= LOOKAHEAD)
         if waiting_for_a == waiting_for_b:
-            return True, True
-        return waiting_for_a > waiting_for_b, waiting_for_b > waiting_for_a
+            return BATCH, BATCH
+        read_a = waiting_for_a > waiting_for_b
+        if self.calm >= CALM and not any(s.a if read_a else s.b for s in streams):
+            ahead = min(BATCH, sum(len(s.b) if read_a else len(s.a) for s in streams))
+            return (ahead, 0) if read_a else (0, ahead)
+        return (BATCH, 0) if read_a else (0, BATCH)
 
     def _near(self, s: _Stream, item: Item, side: str) -> tuple[int | None, int | None]:
         """Where ``item`` (of log ``side``) belongs in the other log: after the counterpart
@@ -433,15 +449,15 @@ class _Diff:
             # Read where a stream waits (one log may run ahead in some streams).
             need_a, need_b = aligner.waiting_on()
             if a_done or b_done:
-                need_a = need_b = True
+                need_a = need_b = BATCH
             if need_a and not a_done:
-                batch = list(itertools.islice(items_a, BATCH))
-                a_done = len(batch) < BATCH
+                batch = list(itertools.islice(items_a, need_a))
+                a_done = len(batch) < need_a
                 for item in batch:
                     aligner.add(item, "a")
             if need_b and not b_done:
-                batch = list(itertools.islice(items_b, BATCH))
-                b_done = len(batch) < BATCH
+                batch = list(itertools.islice(items_b, need_b))
+                b_done = len(batch) < need_b
                 for item in batch:
                     aligner.add(item, "b")
             aligner.settle(a_done, b_done)
@@ -460,12 +476,34 @@ class _Diff:
             self.fast_wait -= 1
             return False
         reader_a, reader_b = self.reader_a, self.reader_b
-        lines_a, lines_b = reader_a.take(FAST_LINES), reader_b.take(FAST_LINES)
-        count = min(len(lines_a), len(lines_b))
-        if count and not all(lines[count - 1].endswith(b"\n") for lines in (lines_a, lines_b)):
-            count -= 1  # a last line cut short is the reader's to judge
+        # B's lines come a block at a time, cut by another process, when B is long
+        # (LogReader.take_block); then as many of A's.
+        block = reader_b.take_block()
+        if block is None:
+            lines_a, lines_b = reader_a.take(FAST_LINES), reader_b.take(FAST_LINES)
+            size_b, raw_b, cut_b = len(lines_b), b"", None
+        else:
+            size_b, raw_b, cut_b = block
+            lines_a, lines_b = reader_a.take(size_b), None
+        count = min(len(lines_a), size_b)
+        if count:
+            if lines_b is not None:
+                whole_b = lines_b[count - 1].endswith(b"\n")
+            else:  # only a block's last line may lack its newline
+                whole_b = count < size_b or raw_b.endswith(b"\n")
+            if not (whole_b and lines_a[count - 1].endswith(b"\n")):
+                count -= 1  # a last line cut short is the reader's to judge
         bodies = _bodies(lines_a[:count])
-        agreeing = _agreeing(bodies, _bodies(lines_b[:count]))
+        if cut_b is not None and count == size_b and None not in bodies:
+            # Lines agree exactly when the bodies joined by newlines (a body has none) do.
+            same = b"\n".join(bodies) == cut_b  # type: ignore[arg-type]
+            agreeing = count if same else _agreeing(bodies, cut_b.split(b"\n"))
+        elif cut_b is not None:
+            agreeing = _agreeing(bodies, cut_b.split(b"\n")[:count])
+        else:
+            if lines_b is None:
+                lines_b = reader_b.block_lines(raw_b)
+            agreeing = _agreeing(bodies, _bodies(lines_b[:count]))
         if agreeing < count:
             agreeing = max(0, agreeing - FAST_CONTEXT)
         if agreeing and not self.shared and not self.norm_a.same_state(self.norm_b):
@@ -473,7 +511,10 @@ class _Diff:
         first_line = reader_a.line_no - len(lines_a) + 1
         used = self._matched_lines(lines_a, bodies, agreeing, first_line) if agreeing else 0
         reader_a.unread(lines_a[used:])
-        reader_b.unread(lines_b[used:])
+        if lines_b is None and used < size_b:
+            lines_b = reader_b.block_lines(raw_b)
+        if lines_b is not None:
+            reader_b.unread(lines_b[used:])
         if not used:
             self.fast_backoff = min(64, 2 * self.fast_backoff or 1)
             self.fast_wait = self.fast_backoff
@@ -573,4 +614,8 @@ def diff_logs(
             f"{path_a} digests payloads with {digests[0]} and {path_b} with {digests[1]}: "
             "their payloads cannot be compared; record both with the same xvpci version"
         )
-    return _Diff(reader_a, reader_b, rules, (pre_a, pre_b)).run()
+    try:
+        return _Diff(reader_a, reader_b, rules, (pre_a, pre_b)).run()
+    finally:  # an error in one log leaves the other half read
+        reader_a.stop()
+        reader_b.stop()

@@ -13,8 +13,13 @@ parses one side only where they agree.
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
+import io
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +37,16 @@ from vfio_bridge.logformat import (
 )
 
 from ..errors import HarnessError
+from . import cutter
+from .cutter import EVENT_LINE
 
-#: An event line as the recorder writes it (``logformat.*_line``), its ``seq`` and
-#: ``t_ns`` apart from the rest: what two paths' events must share to be the same event.
-EVENT_LINE = re.compile(rb'^\{"seq":\d+,"t_ns":\d+,(.*)$', re.MULTILINE)
+__all__ = ["ADDRESS_FIELD", "EVENT_LINE", "LogError", "LogInfo", "LogReader"]
+
+#: Logs with less than this left to read are cut in this process (a second one
+#: costs more to start than it saves).
+CUT_ELSEWHERE = 32 << 20
+PIPE_SIZE = 1 << 20  # bytes the cutter may write ahead (the most a user may ask for by default)
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Python 3.10+ on Linux names it
 
 
 #: The address field of an event line (DMA), to tell events apart by all but it.
@@ -92,6 +103,8 @@ class LogReader:
         self._lines_read = 1  # lines taken from the file, header included
         self._unread: collections.deque[bytes] = collections.deque()
         self.ended = False  # the end marker, a cut last line or the end of the file was met
+        self._cutter: subprocess.Popen[bytes] | None = None  # reads on from here (cutter.py)
+        self._cut_done = False  # the cutter reached the end of the file
 
     # --- raw lines
 
@@ -104,10 +117,86 @@ class LogReader:
         """Read about ``count`` more lines into the buffer; False at the end of the file."""
         if self.ended:
             return False
-        more = self._handle.readlines(count * 96)
+        if self._cutter is not None:
+            block = self._block()
+            if block is None:
+                return False
+            more = _lines(block[1])
+        else:
+            more = self._handle.readlines(count * 96)
         self._lines_read += len(more)
         self._unread.extend(more)
         return bool(more)
+
+    def take_block(self) -> tuple[int, bytes, bytes | None] | None:
+        """The next block of lines as the cutter process (:mod:`.cutter`) read them:
+        (number of lines, the raw lines, their bodies joined by newlines or None when
+        some line is not shaped like an event). None when lines taken back are waiting
+        (:meth:`take` hands them out), at the end of the file, or when too little is
+        left to read for a second process to pay; it starts on the first call that
+        finds the buffer empty and enough left."""
+        if self._unread or self.ended:
+            return None
+        if self._cutter is None and not self._start_cutter():
+            return None
+        block = self._block()
+        if block is not None:
+            self._lines_read += block[0]
+        return block
+
+    def block_lines(self, raw: bytes) -> list[bytes]:
+        """The lines of a block from :meth:`take_block`."""
+        return _lines(raw)
+
+    def _start_cutter(self) -> bool:
+        offset = self._handle.tell()
+        if self._handle.seek(0, io.SEEK_END) - offset < CUT_ELSEWHERE:
+            self._handle.seek(offset)
+            return False
+        self._cutter = subprocess.Popen(
+            [sys.executable, "-I", "-S", cutter.__file__, str(self.path), str(offset)],
+            stdout=subprocess.PIPE,
+        )
+        assert self._cutter.stdout is not None
+        # A pipe of two blocks lets either process run on while the other waits its turn;
+        # where that is refused, the default pipe is slower, no worse.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self._cutter.stdout.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
+        return True
+
+    def _block(self) -> tuple[int, bytes, bytes | None] | None:
+        """The cutter's next block; None once it reached the end of the file."""
+        assert self._cutter is not None and self._cutter.stdout is not None
+        if self._cut_done:
+            return None
+        pipe = self._cutter.stdout
+        head = pipe.read(cutter.HEADER.size)
+        if len(head) < cutter.HEADER.size:
+            self._cut_done = True
+            if self._cutter.wait() != 0:
+                raise LogError(f"{self.path}: cannot read past line {self._lines_read}")
+            return None
+        lines, raw_size, cut_size = cutter.HEADER.unpack(head)
+        raw = pipe.read(raw_size)
+        bodies = None if cut_size == cutter.NOT_CUT else pipe.read(cut_size)
+        if len(raw) != raw_size or (bodies is not None and len(bodies) != cut_size):
+            self._cut_done = True  # the cutter ended in the middle of a block
+            self._cutter.wait()
+            raise LogError(f"{self.path}: cannot read past line {self._lines_read}")
+        return lines, raw, bodies
+
+    def _stop_cutter(self) -> None:
+        """End the cutter process (it may be blocked writing what is no longer needed)."""
+        cut = self._cutter
+        if cut is None or cut.returncode is not None:
+            return
+        assert cut.stdout is not None
+        cut.stdout.close()  # a cutter still writing gets a broken pipe and ends
+        try:
+            cut.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            cut.kill()
+            cut.wait()
 
     def take(self, count: int) -> list[bytes]:
         """Up to ``count`` raw lines (fewer at the end of the file)."""
@@ -168,11 +257,22 @@ class LogReader:
         self.ended = True
         self.close()
 
+    def stop(self) -> None:
+        """Stop reading, whatever was read (the cutter process, if any, ends)."""
+        self._stop_cutter()
+        self._handle.close()
+
     def close(self) -> None:
         """Stop reading; a log that ended without its end marker is an error unless allowed."""
-        self._handle.close()
+        self.stop()
         if not self.info.complete and not self.allow_truncated:
             raise LogError(
                 f"{self.path}:{self.line_no}: log is truncated after {self.info.events} events "
                 "(no end marker: the server was killed or the disk filled up)"
             )
+
+
+def _lines(raw: bytes) -> list[bytes]:
+    """Lines split at newlines only, as a file's are (``bytes.splitlines`` splits at
+    carriage returns too)."""
+    return io.BytesIO(raw).readlines()
