@@ -25,7 +25,12 @@ from . import nvme_trace as qtrace
 from . import workloads
 from .difflog import LogError, Rules
 from .difflog.reader import LogInfo, LogReader
-from .difflog.reports import txn_json, txn_summary_line
+from .difflog.reports import (
+    txn_json,
+    txn_summary_line,
+    write_reference_html,
+    write_reference_junit,
+)
 from .difflog.transactions import TransactionResult, decoder_for, diff_transactions
 from .errors import HarnessError
 from .guest import LinuxGuest
@@ -196,8 +201,9 @@ def _summary(result: TransactionResult, trace: Path, shown: int = 12) -> list[st
 def report_reference(
     log: Path, trace: Path, report: Path, rules: Rules | None = None
 ) -> tuple[bool, str]:
-    """Diff ``log`` against the reference ``trace``; writes ``reference.json`` and
-    ``reference.txt`` into ``report``. Returns the verdict and the summary text."""
+    """Diff ``log`` against the reference ``trace``; writes ``reference.json``,
+    ``reference.txt``, ``reference.html`` and ``reference.xml`` (JUnit) into ``report``.
+    Returns the verdict and the summary text."""
     result = diff_reference(log, trace, rules)
     compared = "compared: " + "; ".join(COMPARED)
     not_compared = "not compared (QEMU's trace does not carry them): " + "; ".join(
@@ -218,6 +224,8 @@ def report_reference(
     )
     (report / "reference.json").write_text(json.dumps(data, indent=1) + "\n")
     (report / "reference.txt").write_text(text + "\n")
+    write_reference_html(result, report / "reference.html", log, trace, COMPARED, qtrace.NOT_TRACED)
+    write_reference_junit(result, report / "reference.xml", log, trace, COMPARED, qtrace.NOT_TRACED)
     return result.equivalent, text
 
 
