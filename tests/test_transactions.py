@@ -69,6 +69,20 @@ def test_block_digests_change_only_for_the_block_that_changed() -> None:
     assert before[0] == before[1] == before[3] == after[0]  # zero blocks digest alike
 
 
+@pytest.mark.parametrize("length", [0, 1, 511, 512, 513, 4096, 131072, 131072 + 100])
+def test_block_digests_are_each_blocks_xxh3_64_in_big_endian_hex(length: int) -> None:
+    """The log format's definition (Rule 5), whatever the fast path cuts and joins:
+    a last partial block is digested as it is."""
+    import xxhash
+
+    data = bytes((i * 131 + i // 512) & 0xFF for i in range(length))
+    for size in (512, 4096):
+        expected = [
+            f"{xxhash.xxh3_64_intdigest(data[i : i + size]):016x}" for i in range(0, length, size)
+        ]
+        assert list(split_block_digests(block_digests(data, size))) == expected
+
+
 # --- the NVMe decoder on real logs ---------------------------------------------------
 
 
@@ -359,6 +373,57 @@ def test_edu_decoder_on_a_recorded_log(sockdir: Path, tmp_path: Path) -> None:
     dma = by_op["dma_from_ram"]
     assert dma.param("count") == 64 and dma.param("buffer_offset") == 0
     assert dma.payload_in == payload_digest(b"\x11" * 64) and dma.status == 0
+
+
+def _served_nvme_writes(
+    sockdir: Path, tmp_path: Path, name: str, data: bytes, options: tuple[str, ...] = ()
+) -> Path:
+    """A served NVMe model (its real log) given one write of ``data`` at LBA 8 and a read
+    of it back, by the test host driver over a vfio-user socket."""
+    from tests.nvme_host import ClientPort, NvmeHost
+    from vfio_bridge.client import VfioUserClient
+
+    log = tmp_path / f"{name}.jsonl"
+    server = ThreadedServer("nvme", sockdir, log, options)
+    try:
+        with VfioUserClient(server.socket_path) as client:
+            client.negotiate()
+            host = NvmeHost(ClientPort(client, client.map_memory(0, 4 << 20)))
+            host.enable()
+            assert host.create_io_queue(1, 8, vector=1).status == NvmeStatus.SUCCESS
+            page = host.page()
+            host.port.mem_write(page, data)
+            blocks = len(data) // 512
+            assert host.submit(1, 0x01, 1, page, cdw=(8, 0, blocks - 1)).status == 0
+            assert host.submit(1, 0x02, 1, host.page(), cdw=(8, 0, blocks - 1)).status == 0
+    finally:
+        server.stop()
+    return log
+
+
+def test_block_digests_off_leaves_block_data_uncompared_and_says_so(
+    sockdir: Path, tmp_path: Path
+) -> None:
+    """The model option ``block_digests=off`` (README: what it costs to turn off): the
+    log has no per-block digests, two runs writing different data are then EQUIVALENT,
+    with block data named as not compared; with the default they diverge at those blocks."""
+    first, second = bytes(range(256)) * 8, bytes(range(255, -1, -1)) * 8  # 4 blocks each
+    runs = {
+        (digests, n): _served_nvme_writes(
+            sockdir, tmp_path, f"{digests}{n}", data, (f"block_digests={digests}",)
+        )
+        for digests in ("on", "off")
+        for n, data in enumerate((first, second))
+    }
+    events = [json.loads(line) for line in runs[("off", 0)].read_text().splitlines()[1:-1]]
+    assert not any("blocks" in e for e in events)
+    [write] = [t for t in decode(runs[("on", 0)]) if t.op == "write"]
+    assert write.written == (Extent(8, 4, split_block_digests(block_digests(first, 512))),)
+    default = diff_transaction_logs(runs[("on", 0)], runs[("on", 1)])
+    assert not default.equivalent and "data" not in default.not_compared
+    assert {(d.kind, d.lba, d.blocks) for d in default.divergences} == {("end_state", 8, 4)}
+    off = diff_transaction_logs(runs[("off", 0)], runs[("off", 1)])
+    assert off.equivalent and off.not_compared == {"data"}
 
 
 # --- reports and the command line -------------------------------------------------------

@@ -173,6 +173,15 @@ def _parse_perturbation(text: str) -> tuple[str, int]:
     return kind, int(number)
 
 
+def _parse_switch(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("on", "1", "true", "yes"):
+        return True
+    if value in ("off", "0", "false", "no"):
+        return False
+    raise ValueError(f"{text!r} is not on or off")
+
+
 def _parse_size(text: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     text = text.strip().lower().removesuffix("ib").removesuffix("b")
@@ -216,6 +225,14 @@ class Nvme(DeviceModel):
         Option("block_size", 512, "logical block size: 512 or 4096", int),
         Option("backing", "", "host file holding the namespace (default: memory)"),
         Option("serial", "XVPCI0001", "serial number reported by Identify"),
+        Option(
+            "block_digests",
+            True,
+            "on (default): the log carries a digest per logical block of I/O data, "
+            "which the transaction diff compares block by block; off: saves the server "
+            "their cost, and the transaction diff then compares no block data",
+            _parse_switch,
+        ),
         Option(
             "perturb",
             None,
@@ -298,6 +315,8 @@ class Nvme(DeviceModel):
         self._perturb: tuple[str, int] | None = perturb  # type: ignore[assignment]
         self._io_commands = 0
         self._perturbing = ""  # the perturbation applying to the command in hand
+        # Logical block size for the log's per-block digests; 0: none (the option off).
+        self._digest_block = self.namespace.block_size if self.opts["block_digests"] else 0
 
     # --- registers ------------------------------------------------------------
 
@@ -649,11 +668,11 @@ class Nvme(DeviceModel):
                 data = ns.read(lba, count)
                 if self._perturbing == "read_byte":
                     data = bytes([data[0] ^ 0x01]) + data[1:]
-                self.dma_scatter(segments, data, ns.block_size)
+                self.dma_scatter(segments, data, self._digest_block)
                 self.counters["reads"] += 1
                 self.counters["read_bytes"] += length
             else:
-                ns.write(lba, self.dma_gather(segments, ns.block_size))
+                ns.write(lba, self.dma_gather(segments, self._digest_block))
                 self.counters["writes"] += 1
                 self.counters["write_bytes"] += length
             return NvmeStatus.SUCCESS, 0
