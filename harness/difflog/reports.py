@@ -198,7 +198,7 @@ def write_json(
 
 
 TXN_CASES = {
-    "commands": ("status", "result", "data", "interrupt", "incomplete", "unmatched"),
+    "commands": ("status", "result", "data", "interrupt", "incomplete", "unmatched", "order"),
     "blocks": ("blocks", "end_state"),
     "registers": ("register",),
 }

@@ -30,6 +30,16 @@ I/O Queue, Flush is the exception: its count depends on batching) must all be
 paired. Everything a source could not supply (``Transaction.unknown``) is
 skipped and reported as not compared.
 
+Rule 5 (order the specification imposes, checked within each side): a read's or
+write's completion comes after its data (the completion tells the host the data
+is in memory, or that its buffer is free); and a Flush covers the commands
+completed before it was submitted (NVMe base specification, Flush command), so a
+write completed before a Flush's submission must have moved its data before it.
+Either broken is an ``order`` divergence at that command, on its side. Which
+flush covers which write is not compared across sides: the page cache decides
+when a write is issued relative to the journal's flushes, and on recorded
+fs-verify pairs a few writes land in a neighbouring flush interval on each boot.
+
 Memory: unpaired commands, per-block state (a few entries per block written)
 and counters; the logs themselves are streamed.
 """
@@ -73,7 +83,8 @@ def decoder_for(header: Mapping[str, Any]) -> Decoder | None:
 class TxnDivergence:
     """One difference at the transaction level; ``side`` is where the odd one is."""
 
-    kind: str  # unmatched, status, result, data, interrupt, incomplete, blocks, end_state, register
+    # unmatched, status, result, data, interrupt, incomplete, order, blocks, end_state, register
+    kind: str
     side: str  # "A", "B" or "both"
     a: Transaction | None
     b: Transaction | None
@@ -188,6 +199,66 @@ class _Side:
         self.timeline: list[tuple[int, str, str]] = []
         self.stride = 1  # keep every stride-th transaction for the timeline
         self.seen = 0
+        # Writes completed before their data moved, until a flush shows whether it
+        # was submitted in between (Rule 5).
+        self.late_writes: list[Transaction] = []
+
+    def check_order(self, txn: Transaction, result: TransactionResult) -> None:
+        """Rule 5 on one command of this side, from the positions its source gives."""
+        if txn.op == "flush" and self.late_writes and txn.submitted is not None:
+            submitted = txn.submitted
+            for write in [w for w in self.late_writes if w.completed < submitted]:  # type: ignore[operator]
+                self.late_writes.remove(write)
+                data = write.data_moved[1] if write.data_moved else None
+                if data is not None and submitted < data:
+                    self._order(
+                        write,
+                        result,
+                        f"{write.describe()} on {self.name} completed (#{write.completed}) "
+                        f"before its data moved (#{data}), and the flush submitted in "
+                        f"between (#{submitted}) covers it: it covers data the device "
+                        "did not have",
+                    )
+                else:
+                    self._late(write, result)
+            return
+        if txn.completed is None or txn.status != SUCCESS or txn.op not in ("read", "write"):
+            return
+        if txn.data_moved is None:
+            self._order(
+                txn,
+                result,
+                f"{txn.describe()} on {self.name} completed (#{txn.completed}) with no data moved",
+            )
+        elif txn.data_moved[1] > txn.completed:
+            if txn.op == "write":
+                self.late_writes.append(txn)  # judged at the next flush, or at the end
+            else:
+                self._late(txn, result)
+
+    def _late(self, txn: Transaction, result: TransactionResult) -> None:
+        data = txn.data_moved[1] if txn.data_moved else "?"
+        self._order(
+            txn,
+            result,
+            f"{txn.describe()} on {self.name}: completion (#{txn.completed}) posted before "
+            f"its data moved (#{data})",
+        )
+
+    def _order(self, txn: Transaction, result: TransactionResult, detail: str) -> None:
+        a, b = (txn, None) if self.name == "A" else (None, txn)
+        extent = (txn.written or txn.read or (None,))[0]
+        result.add(
+            TxnDivergence(
+                "order",
+                self.name,
+                a,
+                b,
+                detail,
+                extent.lba if extent else None,
+                extent.blocks if extent else 0,
+            )
+        )
 
     def ignored(self, lba: int) -> bool:
         return any(start <= lba < end for start, end in self.rules.txn_ignore_blocks)
@@ -345,6 +416,7 @@ def _take(
     side.sample(txn)
     result.not_compared |= txn.unknown
     side.apply(txn, result)
+    side.check_order(txn, result)
     key = txn.key
     waiting = other.unpaired.get(key)
     if waiting:
@@ -412,8 +484,11 @@ def _compare_pair(a: Transaction, b: Transaction, result: TransactionResult, rul
 
 
 def _leftovers(side_a: _Side, side_b: _Side, result: TransactionResult) -> None:
-    """Commands without a counterpart (Rules 2 and 4)."""
+    """Commands without a counterpart (Rules 2 and 4); late writes no flush followed (5)."""
     for side in (side_a, side_b):
+        for write in side.late_writes:
+            side._late(write, result)
+        side.late_writes.clear()
         other = "B" if side.name == "A" else "A"
         count = 0
         for waiting in side.unpaired.values():

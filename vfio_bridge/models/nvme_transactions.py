@@ -26,6 +26,7 @@ trace of its own NVMe device) into the same transactions.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -173,6 +174,9 @@ class _Pending:
     data_out: list[dict[str, Any]] = field(default_factory=list)
     cqe: CompletionEntry | None = None
     cqid: int | None = None
+    submitted: int | None = None  # seq of the tail doorbell that submitted it
+    completed: int | None = None  # seq of its completion entry
+    late_data: list[int] = field(default_factory=list)  # data DMA after its completion
 
 
 _zero_digests: dict[int, str] = {}
@@ -199,7 +203,15 @@ class NvmeDecoder:
         self.current: _Pending | None = None
         self.outstanding: dict[tuple[int | None, int], _Pending] = {}
         self.awaiting_irq: dict[int, list[_Pending]] = {}  # by CQ id
-        self.doorbell_seq: dict[int, int] = {}  # SQ id -> seq of its last tail doorbell
+        # SQ id -> tail doorbells whose entries were not all fetched yet:
+        # (seq, tail before, tail after); which one submitted an entry follows from its slot.
+        self.doorbells: dict[int, collections.deque[tuple[int, int, int]]] = {}
+        self.sq_tail: dict[int, int] = {}
+        # The last command completed: data moved after it (before the next fetch) is
+        # its data, moved out of order. A read or write completed with no data yet is
+        # held back (``deferred``) until the next fetch, so that it carries that data.
+        self.last_completed: _Pending | None = None
+        self.deferred: list[tuple[_Pending, int | None, int | None]] = []
 
     # --- events ---------------------------------------------------------------
 
@@ -234,21 +246,49 @@ class NvmeDecoder:
             current.seqs.append(event["seq"])
             if tag is None:
                 (current.data_out if write else current.data_in).append(event)
+        elif tag is None and self.last_completed is not None:
+            # Data moved after the completion that ended its command (one command is
+            # handled at a time, so whose data it is is clear): out of order.
+            late = self.last_completed
+            late.late_data.append(event["seq"])
+            late.seqs.append(event["seq"])
+            (late.data_out if write else late.data_in).append(event)
         return []
 
     def _fetch(self, event: Mapping[str, Any]) -> list[Transaction]:
         done = self._close_current()
+        done += self._release()
         addr = event["addr"]
-        sqid = next(
-            (q.qid for q in self.sqs.values() if q.base <= addr < q.base + q.size * SQE_SIZE),
+        queue = next(
+            (q for q in self.sqs.values() if q.base <= addr < q.base + q.size * SQE_SIZE),
             None,
         )
+        sqid = queue.qid if queue is not None else None
         cmd = NvmeCommand.parse(bytes.fromhex(event["data"]))
         seqs = [event["seq"]]
-        if sqid in self.doorbell_seq:
-            seqs.insert(0, self.doorbell_seq[sqid])
-        self.current = _Pending(cmd, sqid, seqs, event["t_ns"])
+        submitted = None
+        if queue is not None:
+            submitted = self._submitted_by(queue, (addr - queue.base) // SQE_SIZE)
+            if submitted is not None:
+                seqs.insert(0, submitted)
+        self.current = _Pending(cmd, sqid, seqs, event["t_ns"], submitted=submitted)
         return done
+
+    def _submitted_by(self, queue: _Queue, slot: int) -> int | None:
+        """The seq of the tail doorbell that made ``slot`` of ``queue`` visible: the first
+        unconsumed one whose range of new entries holds it (doorbells a fetch has gone
+        past are dropped)."""
+        pending = self.doorbells.get(queue.qid)
+        size = queue.size
+        while pending:
+            seq, old, new = pending[0]
+            count, k = (new - old) % size, (slot - old) % size
+            if k < count:
+                if k == count - 1:
+                    pending.popleft()
+                return seq
+            pending.popleft()
+        return None
 
     def _close_current(self) -> list[Transaction]:
         """The command in hand did not complete right away (an async event request)."""
@@ -272,14 +312,16 @@ class NvmeDecoder:
             self.current = None
         pending.sqid = cqe.sq_id
         pending.cqe = cqe
+        pending.completed = event["seq"]
         pending.seqs.append(event["seq"])
+        self.last_completed = pending
         sq = self.sqs.get(cqe.sq_id)
         cqid = sq.cqid if sq is not None else 0
         pending.cqid = cqid
         self._apply(pending)
         cq = self.cqs.get(cqid)
         if cq is None or cq.vector is None:
-            return [self._transaction(pending, None, None)]
+            return _built(self._transaction(pending, None, None))
         self.awaiting_irq.setdefault(cqid, []).append(pending)
         return []
 
@@ -294,6 +336,8 @@ class NvmeDecoder:
             self.cqs[qid] = _Queue(qid, cmd.prp1, size, vector=vector)
         elif cmd.opcode == CREATE_SQ:
             self.sqs[qid] = _Queue(qid, cmd.prp1, size, cqid=cmd.cdw11 >> 16)
+            self.sq_tail[qid] = 0
+            self.doorbells.pop(qid, None)
         elif cmd.opcode == DELETE_SQ:
             self.sqs.pop(qid, None)
         elif cmd.opcode == DELETE_CQ:
@@ -311,7 +355,7 @@ class NvmeDecoder:
                 raised = expected if intx else vector
                 for pending in self.awaiting_irq.pop(cqid):
                     pending.seqs.append(event["seq"])
-                    done.append(self._transaction(pending, raised, expected))
+                    done += _built(self._transaction(pending, raised, expected))
         return done
 
     def _mmio_write(self, event: Mapping[str, Any]) -> list[Transaction]:
@@ -319,13 +363,18 @@ class NvmeDecoder:
         if offset >= DOORBELLS:
             qid, is_cq = divmod(offset - DOORBELLS, 8)
             if not is_cq:
-                self.doorbell_seq[qid] = event["seq"]
+                old = self.sq_tail.get(qid, 0)
+                self.sq_tail[qid] = value
+                self.doorbells.setdefault(qid, collections.deque()).append(
+                    (event["seq"], old, value)
+                )
                 return []
             # The driver moved this CQ's head: what it consumed without an interrupt
             # was not signalled.
             waiting = self.awaiting_irq.pop(qid, [])
             cq = self.cqs.get(qid)
-            return [self._transaction(p, None, cq.vector if cq else None) for p in waiting]
+            vector = cq.vector if cq else None
+            return [t for p in waiting for t in _built(self._transaction(p, None, vector))]
         for i in range(0, size, 4):
             self.regs[offset + i] = (value >> (8 * i)) & 0xFFFFFFFF
         if offset <= CC < offset + size:
@@ -337,28 +386,61 @@ class NvmeDecoder:
                 asq = self.regs.get(ASQ, 0) | self.regs.get(ASQ + 4, 0) << 32
                 acq = self.regs.get(ACQ, 0) | self.regs.get(ACQ + 4, 0) << 32
                 self.sqs[0] = _Queue(0, asq, (aqa & 0xFFF) + 1, cqid=0)
+                self.sq_tail[0] = 0
+                self.doorbells.pop(0, None)
                 self.cqs[0] = _Queue(0, acq, ((aqa >> 16) & 0xFFF) + 1, vector=0)
         return []
 
+    def _release(self) -> list[Transaction]:
+        """Held-back commands, now that no more of their data can come (a fetch, a reset)."""
+        self.last_completed = None
+        if not self.deferred:
+            return []
+        done = [
+            t
+            for p, irq, expected in self.deferred
+            for t in _built(self._transaction(p, irq, expected, hold=False))
+        ]
+        self.deferred.clear()
+        return done
+
     def _controller_reset(self) -> list[Transaction]:
         self._close_current()
-        done = []
+        done = self._release()
         for cqid, waiting in self.awaiting_irq.items():
             cq = self.cqs.get(cqid)
-            done += [self._transaction(p, None, cq.vector if cq else None) for p in waiting]
-        done += [self._transaction(p, None, None) for p in self.outstanding.values()]
+            vector = cq.vector if cq else None
+            for p in waiting:
+                done += _built(self._transaction(p, None, vector, hold=False))
+        for p in self.outstanding.values():
+            done += _built(self._transaction(p, None, None, hold=False))
         self.awaiting_irq.clear()
         self.outstanding.clear()
         self.sqs.clear()
         self.cqs.clear()
+        self.doorbells.clear()
+        self.sq_tail.clear()
+        self.last_completed = None
         return done
 
     # --- building transactions ----------------------------------------------------
 
     def _transaction(
-        self, pending: _Pending, irq: int | None, irq_expected: int | None
-    ) -> Transaction:
+        self, pending: _Pending, irq: int | None, irq_expected: int | None, hold: bool = True
+    ) -> Transaction | None:
+        """The finished command; None when it is held back (``deferred``) for its data."""
         cmd, cqe = pending.cmd, pending.cqe
+        if (
+            hold
+            and pending is self.last_completed
+            and cqe is not None
+            and cqe.status == 0
+            and pending.sqid
+            and cmd.opcode in (READ, WRITE)
+            and not (pending.data_out if cmd.opcode == READ else pending.data_in)
+        ):
+            self.deferred.append((pending, irq, irq_expected))
+            return None
         op, params, written, read = command_fields(cmd, pending.sqid == 0)
         unknown: set[str] = set()
         payload_in = payload_out = None
@@ -392,7 +474,23 @@ class NvmeDecoder:
             seqs=tuple(pending.seqs),
             t_ns=pending.t_ns,
             unknown=frozenset(unknown),
+            submitted=pending.submitted,
+            completed=pending.completed,
+            data_moved=_data_moved(pending),
         )
+
+
+def _built(txn: Transaction | None) -> list[Transaction]:
+    return [] if txn is None else [txn]
+
+
+def _data_moved(pending: _Pending) -> tuple[int, int] | None:
+    """First and last seq of a read's or write's data transfers, late ones included."""
+    if pending.sqid in (0, None) or pending.cmd.opcode not in (READ, WRITE):
+        return None
+    events = pending.data_out if pending.cmd.opcode == READ else pending.data_in
+    seqs = [e["seq"] for e in events] + pending.late_data
+    return (min(seqs), max(seqs)) if seqs else None
 
 
 def _with_data(
