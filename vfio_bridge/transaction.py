@@ -51,9 +51,13 @@ class Extent:
         return self.lba + self.blocks
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Transaction:
-    """One command (NVMe) or operation (edu) of a device, decoded from its log."""
+    """One command (NVMe) or operation (edu) of a device, decoded from its log.
+
+    Treated as a value: nothing changes one once its source made it. (Not a frozen
+    dataclass only because a frozen one takes about three times as long to build,
+    and a log has one per command.)"""
 
     #: What was asked, by name: ``write``, ``read``, ``identify``, ``factorial``...
     op: str

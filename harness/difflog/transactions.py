@@ -190,7 +190,7 @@ class _Side:
         self.start: int | None = None  # t_ns of the first transaction
         self.content: dict[int, str] = {}
         self.history: dict[int, int] = {}
-        self.writes: dict[int, int] = {}
+        self.writes: collections.Counter[int] = collections.Counter()
         self.last_writer: dict[int, Transaction] = {}
         self.initial: dict[int, tuple[str, Transaction]] = {}
         self.registers: dict[tuple[int, int], int] = {}
@@ -264,13 +264,53 @@ class _Side:
         return any(start <= lba < end for start, end in self.rules.txn_ignore_blocks)
 
     def apply(self, txn: Transaction, result: TransactionResult) -> None:
-        """Reads checked against this side's blocks, then writes applied."""
-        ignores = self.rules.txn_ignore_blocks
+        """Reads checked against this side's blocks, then writes applied.
+
+        Runs for every command over every block: whole extents are looked up and
+        stored with ``map``/``update`` (C loops), and only blocks whose content
+        differs from what the side holds get a Python-level step."""
+        if self.rules.txn_ignore_blocks:
+            self._apply_ignoring(txn, result)
+            return
+        content = self.content
+        get = content.get
+        for extent in txn.read:
+            digests = extent.digests
+            if not digests:
+                continue
+            lbas = range(extent.lba, extent.lba + len(digests))
+            result.blocks_read_checked += len(digests)
+            known = list(map(get, lbas))
+            if known != list(digests):
+                for lba, digest, had in zip(lbas, digests, known, strict=True):
+                    if had is None:
+                        self.initial.setdefault(lba, (digest, txn))
+                    elif had != digest:
+                        self._stale_read(txn, lba, digest, had, result)
+        if txn.status not in (SUCCESS, None):
+            return  # a failed write stored nothing
+        history = self.history
+        for extent in txn.written:
+            digests = extent.digests
+            if not digests:
+                continue
+            lbas = range(extent.lba, extent.lba + len(digests))
+            had = list(map(get, lbas))
+            if had != list(digests):
+                for lba, digest, old in zip(lbas, digests, had, strict=True):
+                    if old != digest:
+                        history[lba] = hash((history.get(lba, 0), digest))
+                content.update(zip(lbas, digests, strict=True))
+            self.writes.update(lbas)
+            self.last_writer.update(dict.fromkeys(lbas, txn))
+
+    def _apply_ignoring(self, txn: Transaction, result: TransactionResult) -> None:
+        """:meth:`apply` when rules leave blocks out: one block at a time."""
         content = self.content
         for extent in txn.read:
             lba = extent.lba
             for digest in extent.digests:
-                if ignores and self.ignored(lba):
+                if self.ignored(lba):
                     lba += 1
                     continue
                 result.blocks_read_checked += 1
@@ -281,7 +321,7 @@ class _Side:
                     self._stale_read(txn, lba, digest, known, result)
                 lba += 1
         if txn.status not in (SUCCESS, None):
-            return  # a failed write stored nothing
+            return
         history, writes, last_writer = self.history, self.writes, self.last_writer
         for extent in txn.written:
             lba = extent.lba
@@ -289,7 +329,7 @@ class _Side:
                 if content.get(lba) != digest:
                     content[lba] = digest
                     history[lba] = hash((history.get(lba, 0), digest))
-                writes[lba] = writes.get(lba, 0) + 1
+                writes[lba] += 1
                 last_writer[lba] = txn
                 lba += 1
 
@@ -351,17 +391,19 @@ class _Registers:
 
     def watch(self, events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         state, values = self.state, self.values
+        if not state:
+            yield from events
+            return
+        mmio = _MMIO_KINDS
         for event in events:
-            kind = event["kind"]
-            if (
-                (kind == Kind.MMIO_WRITE or kind == Kind.MMIO_READ)
-                and state
-                and event.get("stream") != WINDOW_STREAM
-            ):
+            if event["kind"] in mmio and event.get("stream") != WINDOW_STREAM:
                 key = (event["bar"], event["offset"])
                 if key in state:
                     values[key] = event["value"]
             yield event
+
+
+_MMIO_KINDS = frozenset({Kind.MMIO_WRITE.value, Kind.MMIO_READ.value})
 
 
 def diff_transactions(

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ..logformat import WINDOW_STREAM, Kind, block_digests, split_block_digests
+from ..logformat import BLOCK_DIGEST_WIDTH, WINDOW_STREAM, Kind, block_digests
 from ..transaction import ZERO_BLOCK, Extent, Transaction
 from .nvme import (
     ABORT,
@@ -164,25 +165,52 @@ class _Queue:
     vector: int | None = 0  # CQ: interrupt vector, None when interrupts are off
 
 
-@dataclass
 class _Pending:
-    cmd: NvmeCommand
-    sqid: int | None
-    seqs: list[int]
-    t_ns: int
-    data_in: list[dict[str, Any]] = field(default_factory=list)
-    data_out: list[dict[str, Any]] = field(default_factory=list)
-    cqe: CompletionEntry | None = None
-    cqid: int | None = None
-    submitted: int | None = None  # seq of the tail doorbell that submitted it
-    completed: int | None = None  # seq of its completion entry
-    late_data: list[int] = field(default_factory=list)  # data DMA after its completion
+    """A command between its fetch and its transaction (a plain slotted class: one is
+    made per command, a dataclass's defaults cost more)."""
+
+    __slots__ = (
+        "cmd",
+        "completed",
+        "cqe",
+        "cqid",
+        "data_in",
+        "data_out",
+        "late_data",
+        "seqs",
+        "sqid",
+        "submitted",
+        "t_ns",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        cmd: NvmeCommand,
+        sqid: int | None,
+        seqs: list[int],
+        t_ns: int,
+        submitted: int | None = None,
+    ) -> None:
+        self.cmd = cmd
+        self.sqid = sqid
+        self.seqs = seqs
+        self.t_ns = t_ns
+        self.data_in: list[Mapping[str, Any]] = []
+        self.data_out: list[Mapping[str, Any]] = []
+        self.cqe: CompletionEntry | None = None
+        self.cqid: int | None = None
+        self.submitted = submitted  # seq of the tail doorbell that submitted it
+        self.completed: int | None = None  # seq of its completion entry
+        self.late_data: list[int] = []  # data DMA after its completion
 
 
+#: What most events finish: nothing (shared, never appended to).
+_NOTHING: list[Transaction] = []
 _zero_digests: dict[int, str] = {}
 
 
 def _block_contents(event: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """A data event's per-block digests, a block of zeroes as :data:`ZERO_BLOCK`."""
     text = event.get("blocks")
     if text is None:
         return None
@@ -190,7 +218,10 @@ def _block_contents(event: Mapping[str, Any]) -> tuple[str, ...] | None:
     zero = _zero_digests.get(size)
     if zero is None:
         zero = _zero_digests[size] = block_digests(bytes(size), size)
-    return tuple(ZERO_BLOCK if d == zero else d for d in split_block_digests(text))
+    digests = _DIGEST_TEXT.findall(text)  # one C call, not a slice per block
+    if zero in text:  # (a match across two digests only costs this slower pass)
+        return tuple(ZERO_BLOCK if d == zero else d for d in digests)
+    return tuple(digests)
 
 
 class NvmeDecoder:
@@ -212,28 +243,46 @@ class NvmeDecoder:
         # held back (``deferred``) until the next fetch, so that it carries that data.
         self.last_completed: _Pending | None = None
         self.deferred: list[tuple[_Pending, int | None, int | None]] = []
+        self._last_sq: _Queue | None = None  # where the last entry came from (usually again)
+        self._handlers: dict[str, Callable[[Mapping[str, Any]], list[Transaction]]] = {
+            Kind.DMA_READ.value: self._dma_read,
+            Kind.DMA_WRITE.value: self._dma_write,
+            Kind.IRQ.value: self._irq,
+            Kind.MMIO_WRITE.value: self._mmio_event,
+            Kind.DEVICE_ERROR.value: self._device_error,
+            Kind.RESET.value: self._reset_event,
+        }
 
     # --- events ---------------------------------------------------------------
 
     def push(self, event: Mapping[str, Any]) -> list[Transaction]:
-        if event.get("stream") == WINDOW_STREAM:
-            return []
-        kind = event["kind"]
-        if kind == Kind.DMA_READ or kind == Kind.DMA_WRITE:
-            return self._dma(event, kind == Kind.DMA_WRITE)
-        if kind == Kind.IRQ:
-            return self._irq(event)
-        if kind == Kind.MMIO_WRITE and event["bar"] == 0:
-            return self._mmio_write(event)
-        if kind == Kind.DEVICE_ERROR and self.current is not None:
+        # One dict lookup per event picks its handler (most kinds: none); this runs
+        # for every event of a log.
+        handler = self._handlers.get(event["kind"])
+        if handler is None or event.get("stream") == WINDOW_STREAM:
+            return _NOTHING
+        return handler(event)
+
+    def _device_error(self, event: Mapping[str, Any]) -> list[Transaction]:
+        if self.current is not None:
             self.current.seqs.append(event["seq"])
-        elif kind == Kind.RESET:
-            return self._controller_reset()
-        return []
+        return _NOTHING
+
+    def _reset_event(self, event: Mapping[str, Any]) -> list[Transaction]:
+        return self._controller_reset()
+
+    def _mmio_event(self, event: Mapping[str, Any]) -> list[Transaction]:
+        return self._mmio_write(event) if event["bar"] == 0 else _NOTHING
 
     def finish(self) -> list[Transaction]:
         """What is still open at the end of the log."""
         return self._controller_reset()
+
+    def _dma_read(self, event: Mapping[str, Any]) -> list[Transaction]:
+        return self._dma(event, False)
+
+    def _dma_write(self, event: Mapping[str, Any]) -> list[Transaction]:
+        return self._dma(event, True)
 
     def _dma(self, event: Mapping[str, Any], write: bool) -> list[Transaction]:
         tag = event.get("tag")
@@ -253,25 +302,29 @@ class NvmeDecoder:
             late.late_data.append(event["seq"])
             late.seqs.append(event["seq"])
             (late.data_out if write else late.data_in).append(event)
-        return []
+        return _NOTHING
 
     def _fetch(self, event: Mapping[str, Any]) -> list[Transaction]:
-        done = self._close_current()
-        done += self._release()
+        if self.current is not None:
+            self._close_current()
+        done = self._release() if self.deferred else _NOTHING
+        self.last_completed = None
         addr = event["addr"]
-        queue = next(
-            (q for q in self.sqs.values() if q.base <= addr < q.base + q.size * SQE_SIZE),
-            None,
-        )
-        sqid = queue.qid if queue is not None else None
+        queue = self._last_sq
+        if queue is None or not queue.base <= addr < queue.base + queue.size * SQE_SIZE:
+            queue = next(
+                (q for q in self.sqs.values() if q.base <= addr < q.base + q.size * SQE_SIZE),
+                None,
+            )
+            self._last_sq = queue
         cmd = NvmeCommand.parse(bytes.fromhex(event["data"]))
-        seqs = [event["seq"]]
-        submitted = None
-        if queue is not None:
-            submitted = self._submitted_by(queue, (addr - queue.base) // SQE_SIZE)
-            if submitted is not None:
-                seqs.insert(0, submitted)
-        self.current = _Pending(cmd, sqid, seqs, event["t_ns"], submitted=submitted)
+        seq = event["seq"]
+        if queue is None:
+            self.current = _Pending(cmd, None, [seq], event["t_ns"])
+            return done
+        submitted = self._submitted_by(queue, (addr - queue.base) // SQE_SIZE)
+        seqs = [seq] if submitted is None else [submitted, seq]
+        self.current = _Pending(cmd, queue.qid, seqs, event["t_ns"], submitted)
         return done
 
     def _submitted_by(self, queue: _Queue, slot: int) -> int | None:
@@ -307,7 +360,7 @@ class NvmeDecoder:
                 pending = self.outstanding.pop((None, cqe.cid), None)
             if pending is None:
                 log.debug("completion of unknown command %d on SQ%d", cqe.cid, cqe.sq_id)
-                return []
+                return _NOTHING
         else:
             self.current = None
         pending.sqid = cqe.sq_id
@@ -318,12 +371,17 @@ class NvmeDecoder:
         sq = self.sqs.get(cqe.sq_id)
         cqid = sq.cqid if sq is not None else 0
         pending.cqid = cqid
-        self._apply(pending)
+        if pending.sqid == 0:
+            self._apply(pending)
         cq = self.cqs.get(cqid)
         if cq is None or cq.vector is None:
             return _built(self._transaction(pending, None, None))
-        self.awaiting_irq.setdefault(cqid, []).append(pending)
-        return []
+        waiting = self.awaiting_irq.get(cqid)
+        if waiting is None:
+            self.awaiting_irq[cqid] = [pending]
+        else:
+            waiting.append(pending)
+        return _NOTHING
 
     def _apply(self, pending: _Pending) -> None:
         """Queue creation and deletion take effect when they succeed."""
@@ -344,18 +402,23 @@ class NvmeDecoder:
             self.cqs.pop(qid, None)
 
     def _irq(self, event: Mapping[str, Any]) -> list[Transaction]:
+        if not self.awaiting_irq:
+            return _NOTHING
         vector = event["vector"]
         intx = event["irq_type"] == "intx"
-        done = []
+        done: list[Transaction] = []
         for cqid in list(self.awaiting_irq):
             cq = self.cqs.get(cqid)
             if intx or (cq is not None and cq.vector == vector):
                 expected = cq.vector if cq else None
                 # INTx is one line for every queue: it signals each queue's completions.
                 raised = expected if intx else vector
+                seq = event["seq"]
                 for pending in self.awaiting_irq.pop(cqid):
-                    pending.seqs.append(event["seq"])
-                    done += _built(self._transaction(pending, raised, expected))
+                    pending.seqs.append(seq)
+                    txn = self._transaction(pending, raised, expected)
+                    if txn is not None:
+                        done.append(txn)
         return done
 
     def _mmio_write(self, event: Mapping[str, Any]) -> list[Transaction]:
@@ -365,13 +428,16 @@ class NvmeDecoder:
             if not is_cq:
                 old = self.sq_tail.get(qid, 0)
                 self.sq_tail[qid] = value
-                self.doorbells.setdefault(qid, collections.deque()).append(
-                    (event["seq"], old, value)
-                )
-                return []
+                pending = self.doorbells.get(qid)
+                if pending is None:
+                    pending = self.doorbells[qid] = collections.deque()
+                pending.append((event["seq"], old, value))
+                return _NOTHING
             # The driver moved this CQ's head: what it consumed without an interrupt
             # was not signalled.
-            waiting = self.awaiting_irq.pop(qid, [])
+            waiting = self.awaiting_irq.pop(qid, None)
+            if not waiting:
+                return _NOTHING
             cq = self.cqs.get(qid)
             vector = cq.vector if cq else None
             return [t for p in waiting for t in _built(self._transaction(p, None, vector))]
@@ -441,6 +507,8 @@ class NvmeDecoder:
         ):
             self.deferred.append((pending, irq, irq_expected))
             return None
+        if pending.sqid and cmd.opcode in (READ, WRITE) and cqe is not None:
+            return self._block_io(pending, cmd, cqe, irq, irq_expected)
         op, params, written, read = command_fields(cmd, pending.sqid == 0)
         unknown: set[str] = set()
         payload_in = payload_out = None
@@ -478,6 +546,75 @@ class NvmeDecoder:
             completed=pending.completed,
             data_moved=_data_moved(pending),
         )
+
+    def _block_io(
+        self,
+        pending: _Pending,
+        cmd: NvmeCommand,
+        cqe: CompletionEntry,
+        irq: int | None,
+        irq_expected: int | None,
+    ) -> Transaction:
+        """:meth:`_transaction` of a completed read or write: what ``command_fields`` and
+        ``_with_data`` give it, without their generality (most of a log's commands)."""
+        opcode = cmd.opcode
+        lba, count = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
+        fua = (cmd.cdw12 >> 30) & 1
+        params = _RW_PARAMS.get((opcode, cmd.nsid, fua))
+        if params is None:
+            params = _RW_PARAMS[(opcode, cmd.nsid, fua)] = (
+                ("opcode", opcode), ("fua", fua), ("nsid", cmd.nsid),
+            )  # fmt: skip
+        events = pending.data_out if opcode == READ else pending.data_in
+        digests = _event_digests(events) if events else None
+        if digests is None:
+            extent, unknown = Extent(lba, count), _DATA_UNKNOWN
+        else:
+            extent, unknown = Extent(lba, count, digests[:count]), _KNOWN
+        moved = None
+        if events:
+            first = events[0]["seq"]
+            last = pending.late_data[-1] if pending.late_data else events[-1]["seq"]
+            moved = (min(first, last), max(first, last))
+        return Transaction(
+            IO_OPS[opcode],
+            params,
+            (extent,) if opcode == WRITE else (),
+            (extent,) if opcode == READ else (),
+            None,
+            None,
+            cqe.status,
+            cqe.dw0,
+            irq,
+            irq_expected,
+            pending.sqid,
+            cmd.cid,
+            tuple(pending.seqs),
+            pending.t_ns,
+            submitted=pending.submitted,
+            completed=pending.completed,
+            data_moved=moved,
+            unknown=unknown,
+        )
+
+
+_RW_PARAMS: dict[tuple[int, int, int], tuple[tuple[str, int], ...]] = {}
+_KNOWN: frozenset[str] = frozenset()
+_DATA_UNKNOWN = frozenset({"data"})
+_DIGEST_TEXT = re.compile(f".{{{BLOCK_DIGEST_WIDTH}}}", re.DOTALL)
+
+
+def _event_digests(events: list[Mapping[str, Any]]) -> tuple[str, ...] | None:
+    """The per-block contents of a command's data events, in order; None if one has none."""
+    if len(events) == 1:
+        return _block_contents(events[0])
+    contents: list[str] = []
+    for event in events:
+        blocks = _block_contents(event)
+        if blocks is None:
+            return None
+        contents += blocks
+    return tuple(contents)
 
 
 def _built(txn: Transaction | None) -> list[Transaction]:
