@@ -15,6 +15,7 @@ The transaction level is measured beside it, on NVMe-shaped generated logs
 of the same sizes: the raw diff and the transaction diff (decoding both logs and
 comparing their commands and blocks) of the same pair, side by side.
 Usage: python -m bench.diff_engine [--sizes 1000000,10000000] [--no-transactions]
+       [--transactions-only]  (only the transaction part, saved as diff_engine_transactions)
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--no-transactions", action="store_true")
+    parser.add_argument("--transactions-only", action="store_true")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -92,6 +94,13 @@ def main() -> None:
 
     rows, data = [], {}
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.transactions_only:
+        data["load_average_before"] = os.getloadavg()
+        data["transactions"] = _transaction_level(sizes, stream_nvme_log)
+        data["load_average_after"] = os.getloadavg()
+        print(f"load average before / after: {data['load_average_before']} / {os.getloadavg()}")
+        print(f"result: {save('diff_engine_transactions', data)}")
+        return
     data["conditions"] = (
         "the 2 CPUs are shared with other sessions (QEMU guests, test suites): wall-clock "
         "rates depend on their load (load_average_*); cpu_seconds is each process's own time"
@@ -157,13 +166,23 @@ def _transaction_level(sizes: list[int], generate: Callable[[Path, int, str], No
             figures = {mode: _measure(mode, a, b) for mode in ("diff", "transaction")}
             raw, txn = figures["diff"], figures["transaction"]
             rows.append([size, raw["seconds"], txn["seconds"], txn["seconds"] / raw["seconds"],  # type: ignore[operator]
+                         raw["cpu_seconds"], txn["cpu_seconds"],
                          raw["peak_bytes"] / 2**20, txn["peak_bytes"] / 2**20])  # type: ignore[operator]  # fmt: skip
-            data[str(size)] = {"raw": raw, "transaction": txn}
+            data[str(size)] = {"raw": raw, "transaction": txn, "load_average": os.getloadavg()}
             a.unlink()
             b.unlink()
     print_table(
         "raw vs transaction diff of the same NVMe-shaped log pair (both equivalent)",
-        ["events per log", "raw s", "transaction s", "txn / raw", "raw MiB", "txn MiB"],
+        [
+            "events per log",
+            "raw s",
+            "transaction s",
+            "txn / raw",
+            "raw CPU s",
+            "txn CPU s",
+            "raw MiB",
+            "txn MiB",
+        ],
         rows,
     )
     return data

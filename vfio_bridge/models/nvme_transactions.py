@@ -279,9 +279,19 @@ class NvmeDecoder:
         return self._controller_reset()
 
     def _dma_read(self, event: Mapping[str, Any]) -> list[Transaction]:
+        current = self.current
+        if current is not None and "tag" not in event:  # a write's data: most common
+            current.seqs.append(event["seq"])
+            current.data_in.append(event)
+            return _NOTHING
         return self._dma(event, False)
 
     def _dma_write(self, event: Mapping[str, Any]) -> list[Transaction]:
+        current = self.current
+        if current is not None and "tag" not in event:  # a read's data
+            current.seqs.append(event["seq"])
+            current.data_out.append(event)
+            return _NOTHING
         return self._dma(event, True)
 
     def _dma(self, event: Mapping[str, Any], write: bool) -> list[Transaction]:
@@ -657,9 +667,12 @@ def decode(header: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> It
     """The commands of an NVMe model's log, in the order they finished (completion and
     interrupt); outstanding ones at the end."""
     decoder = NvmeDecoder()
-    push = decoder.push
+    handlers = decoder._handlers  # push(), inlined: this loop runs once per event
     for event in events:
-        done = push(event)
+        handler = handlers.get(event["kind"])
+        if handler is None or ("stream" in event and event["stream"] == WINDOW_STREAM):
+            continue
+        done = handler(event)
         if done:
             yield from done
     yield from decoder.finish()
