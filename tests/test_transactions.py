@@ -40,7 +40,7 @@ def fixture_log(name: str, tmp_path: Path, edit: Callable[[Events], object] | No
     header, events, trailer = lines[0], [json.loads(line) for line in lines[1:-1]], lines[-1]
     if edit is not None:
         edit(events)
-    path = tmp_path / f"{name}.jsonl"
+    path = tmp_path / f"{Path(name).name}.jsonl"
     path.write_text("\n".join([header, *(json.dumps(e) for e in events), trailer]) + "\n")
     return path
 
@@ -247,7 +247,7 @@ def _io_doorbell(event: dict) -> bool:
 def test_real_runs_keep_the_order_the_specification_imposes(tmp_path: Path) -> None:
     """Rule 5 flags nothing on recorded runs: every read and write moved its data before
     its completion; the fs-verify pair's 24 flushes each."""
-    for name in ("fs-verify", "fio-pattern"):
+    for name in ("fs-verify", "fio-pattern", "logs/nvme-fs-verify"):  # two fs-verify runs
         verdict = diff_transaction_logs(
             fixture_log(f"{name}-direct", tmp_path), fixture_log(f"{name}-window", tmp_path)
         )
