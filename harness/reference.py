@@ -26,6 +26,7 @@ from . import workloads
 from .difflog import LogError, Rules
 from .difflog.reader import LogInfo, LogReader
 from .difflog.reports import (
+    add_suite,
     txn_json,
     txn_summary_line,
     write_reference_html,
@@ -202,8 +203,9 @@ def report_reference(
     log: Path, trace: Path, report: Path, rules: Rules | None = None
 ) -> tuple[bool, str]:
     """Diff ``log`` against the reference ``trace``; writes ``reference.json``,
-    ``reference.txt``, ``reference.html`` and ``reference.xml`` (JUnit) into ``report``.
-    Returns the verdict and the summary text."""
+    ``reference.txt``, ``reference.html`` and ``reference.xml`` (JUnit) into ``report``,
+    and adds the JUnit suite to the run's ``junit.xml`` when there is one. Returns the
+    verdict and the summary text."""
     result = diff_reference(log, trace, rules)
     compared = "compared: " + "; ".join(COMPARED)
     not_compared = "not compared (QEMU's trace does not carry them): " + "; ".join(
@@ -225,7 +227,12 @@ def report_reference(
     (report / "reference.json").write_text(json.dumps(data, indent=1) + "\n")
     (report / "reference.txt").write_text(text + "\n")
     write_reference_html(result, report / "reference.html", log, trace, COMPARED, qtrace.NOT_TRACED)
-    write_reference_junit(result, report / "reference.xml", log, trace, COMPARED, qtrace.NOT_TRACED)
+    suite = write_reference_junit(
+        result, report / "reference.xml", log, trace, COMPARED, qtrace.NOT_TRACED
+    )
+    if (report / "junit.xml").exists():  # the run's direct/window diff: one file for CI
+        add_suite(report / "junit.xml", suite)
+    text += f"\nreports: {report / 'reference.html'}, reference.xml, reference.json"
     return result.equivalent, text
 
 

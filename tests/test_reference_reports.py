@@ -109,3 +109,26 @@ def test_equivalent_reference_reports_say_so(reports, tmp_path: Path) -> None:
     assert ("verdict", "EQUIVALENT") in [
         (p.get("name"), p.get("value")) for p in suite.iter("property")
     ]
+
+
+def test_the_runs_junit_file_carries_the_reference_suite_once(reports, tmp_path: Path) -> None:
+    """With direct and window diffed too (``report/junit.xml``), the reference suite is
+    added to that file, so that CI reading one JUnit file sees every verdict; reporting
+    again (``xvpci report``) does not add it twice."""
+    from harness.difflog import Rules
+    from harness.run import diff_both_levels
+
+    _, log, trace = reports
+    window = tmp_path / "window.jsonl"
+    window.write_bytes(lzma.decompress((LOGS / "nvme-fs-verify-window.jsonl.xz").read_bytes()))
+    report = tmp_path / "report"
+    diff_both_levels(log, window, Rules(), "transaction", report)
+    own = {s.get("name") for s in ET.parse(report / "junit.xml").getroot().findall("testsuite")}
+    for _ in range(2):
+        report_reference(log, trace, report)
+    suites = ET.parse(report / "junit.xml").getroot().findall("testsuite")
+    names = [s.get("name") for s in suites]
+    reference = f"xvpci reference {log.name} vs {trace.name}"
+    assert names.count(reference) == 1 and set(names) == own | {reference}
+    [suite] = [s for s in suites if s.get("name") == reference]
+    assert suite.get("failures") == "1" and suite.find("properties") is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -244,10 +245,10 @@ def write_reference_junit(
     trace: Path,
     compared: Iterable[str],
     not_compared: Iterable[str],
-) -> None:
+) -> str:
     """JUnit XML of the model's log against QEMU's trace of its own device: one suite,
     one case per kind of check, the fields compared and not compared as properties
-    (JUnit readers show them) and in ``system-out``."""
+    (JUnit readers show them) and in ``system-out``. Returns the suite."""
     compared, not_compared = list(compared), list(not_compared)
     properties = [("verdict", "EQUIVALENT" if txn.equivalent else "DIVERGED")]
     properties += [("compared", text) for text in compared]
@@ -272,6 +273,19 @@ def write_reference_junit(
         tail=f"    <system-out>{escape(out)}</system-out>\n",
     )
     path.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n{suite}</testsuites>\n')
+    return suite
+
+
+def add_suite(junit: Path, suite: str) -> None:
+    """Append a ``<testsuite>`` to an existing JUnit file (once: a suite of the same
+    name already there is replaced), so that one file carries every verdict of a run."""
+    text = junit.read_text()
+    name = re.search(r'<testsuite name=("[^"]*")', suite)
+    if name is not None:
+        text = re.sub(
+            rf"  <testsuite name={re.escape(name.group(1))}.*?</testsuite>\n", "", text, flags=re.S
+        )
+    junit.write_text(text.replace("</testsuites>", suite + "</testsuites>", 1))
 
 
 def write_reference_html(
