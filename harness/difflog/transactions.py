@@ -474,6 +474,13 @@ def _take(
 
 
 def _compare_pair(a: Transaction, b: Transaction, result: TransactionResult, rules: Rules) -> None:
+    if (
+        a.status == b.status
+        and a.result == b.result
+        and a.payload_out == b.payload_out
+        and a.signalled == b.signalled
+    ):
+        return  # what nearly every pair does: nothing to describe
     unknown = a.unknown | b.unknown
     what = a.describe()
     if "status" not in unknown and a.status != b.status:
