@@ -29,7 +29,7 @@ from __future__ import annotations
 import collections
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,8 +204,8 @@ class _Pending:
         self.late_data: list[int] = []  # data DMA after its completion
 
 
-#: What most events finish: nothing (shared, never appended to).
-_NOTHING: list[Transaction] = []
+#: What most events finish: nothing (shared, so immutable).
+_NOTHING: tuple[Transaction, ...] = ()
 _zero_digests: dict[int, str] = {}
 
 
@@ -244,7 +244,7 @@ class NvmeDecoder:
         self.last_completed: _Pending | None = None
         self.deferred: list[tuple[_Pending, int | None, int | None]] = []
         self._last_sq: _Queue | None = None  # where the last entry came from (usually again)
-        self._handlers: dict[str, Callable[[Mapping[str, Any]], list[Transaction]]] = {
+        self._handlers: dict[str, Callable[[Mapping[str, Any]], Sequence[Transaction]]] = {
             Kind.DMA_READ.value: self._dma_read,
             Kind.DMA_WRITE.value: self._dma_write,
             Kind.IRQ.value: self._irq,
@@ -255,7 +255,7 @@ class NvmeDecoder:
 
     # --- events ---------------------------------------------------------------
 
-    def push(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def push(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
         # One dict lookup per event picks its handler (most kinds: none); this runs
         # for every event of a log.
         handler = self._handlers.get(event["kind"])
@@ -263,22 +263,22 @@ class NvmeDecoder:
             return _NOTHING
         return handler(event)
 
-    def _device_error(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def _device_error(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
         if self.current is not None:
             self.current.seqs.append(event["seq"])
         return _NOTHING
 
-    def _reset_event(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def _reset_event(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
         return self._controller_reset()
 
-    def _mmio_event(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def _mmio_event(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
         return self._mmio_write(event) if event["bar"] == 0 else _NOTHING
 
-    def finish(self) -> list[Transaction]:
+    def finish(self) -> Sequence[Transaction]:
         """What is still open at the end of the log."""
         return self._controller_reset()
 
-    def _dma_read(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def _dma_read(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
         current = self.current
         if current is not None and "tag" not in event:  # a write's data: most common
             current.seqs.append(event["seq"])
@@ -286,7 +286,7 @@ class NvmeDecoder:
             return _NOTHING
         return self._dma(event, False)
 
-    def _dma_write(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def _dma_write(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
         current = self.current
         if current is not None and "tag" not in event:  # a read's data
             current.seqs.append(event["seq"])
@@ -294,7 +294,7 @@ class NvmeDecoder:
             return _NOTHING
         return self._dma(event, True)
 
-    def _dma(self, event: Mapping[str, Any], write: bool) -> list[Transaction]:
+    def _dma(self, event: Mapping[str, Any], write: bool) -> Sequence[Transaction]:
         tag = event.get("tag")
         if tag == "sqe":
             return self._fetch(event)
@@ -314,7 +314,7 @@ class NvmeDecoder:
             (late.data_out if write else late.data_in).append(event)
         return _NOTHING
 
-    def _fetch(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def _fetch(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
         if self.current is not None:
             self._close_current()
         done = self._release() if self.deferred else _NOTHING
@@ -353,14 +353,14 @@ class NvmeDecoder:
             pending.popleft()
         return None
 
-    def _close_current(self) -> list[Transaction]:
+    def _close_current(self) -> Sequence[Transaction]:
         """The command in hand did not complete right away (an async event request)."""
         current, self.current = self.current, None
         if current is not None and current.cqe is None:
             self.outstanding[(current.sqid, current.cmd.cid)] = current
         return []
 
-    def _complete(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def _complete(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
         cqe = CompletionEntry.parse(bytes.fromhex(event["data"]))
         pending = self.current
         if pending is None or pending.cmd.cid != cqe.cid or pending.sqid not in (None, cqe.sq_id):
@@ -411,7 +411,7 @@ class NvmeDecoder:
         elif cmd.opcode == DELETE_CQ:
             self.cqs.pop(qid, None)
 
-    def _irq(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def _irq(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
         if not self.awaiting_irq:
             return _NOTHING
         vector = event["vector"]
@@ -431,7 +431,7 @@ class NvmeDecoder:
                         done.append(txn)
         return done
 
-    def _mmio_write(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def _mmio_write(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
         offset, size, value = event["offset"], event["size"], event["value"]
         if offset >= DOORBELLS:
             qid, is_cq = divmod(offset - DOORBELLS, 8)
