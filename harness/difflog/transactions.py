@@ -208,7 +208,8 @@ class _Side:
         """Rule 5 on one command of this side, from the positions its source gives."""
         if txn.op == "flush" and self.late_writes and txn.submitted is not None:
             submitted = txn.submitted
-            for write in [w for w in self.late_writes if w.completed < submitted]:  # type: ignore[operator]
+            covered = [w for w in self.late_writes if (w.completed or 0) < submitted]
+            for write in covered:
                 self.late_writes.remove(write)
                 data = write.data_moved[1] if write.data_moved else None
                 if data is not None and submitted < data:
