@@ -5,8 +5,10 @@ it maps one shared and one private region, then answers DMA messages. The
 server side is a real Session, timed doing the reads and writes a model does.
 Then the cost of logging a block device's data (a server recording to a file,
 shared memory): an NVMe transfer logged with its payload digest only, and with
-a digest per 512-byte logical block added (log format Rule 5), side by side.
-Usage: python -m bench.dma [--seconds S]
+a digest per 512-byte logical block added (log format Rule 5), side by side,
+the per-block digests computed as the log does today and as it did before
+(memoryview slices, integers packed), the previous way kept here to compare.
+Usage: python -m bench.dma [--seconds S] [--digests-only]
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import struct
 import tempfile
 import time
 from pathlib import Path
 
+import xxhash
+
+from vfio_bridge import logformat
 from vfio_bridge.client import VfioUserClient
 from vfio_bridge.hostbus import HostBus
 from vfio_bridge.models.edu import Edu
@@ -51,6 +57,10 @@ def _rate(operation, size: int, seconds: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument(
+        "--digests-only", action="store_true",
+        help="only the logged block-data cost (saved as dma_block_digests)",
+    )  # fmt: skip
     args = parser.parse_args()
     server_end, client_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     child = os.fork()
@@ -64,7 +74,7 @@ def main() -> None:
         session.dispatch(channel.receive())
     payload = os.urandom(max(SIZES))
     rows, data = [], {}
-    for size in SIZES:
+    for size in () if args.digests_only else SIZES:
         figures = {}
         for name, base in (("shared", SHARED), ("messages", PRIVATE)):
             figures[f"{name}_read"] = _rate(
@@ -84,40 +94,71 @@ def main() -> None:
     block_rows = _block_digest_cost(session.bus, payload, args.seconds, data)
     channel.close()
     os.waitpid(child, 0)
+    if rows:
+        print_table(
+            "model-initiated DMA, MiB/s",
+            ["bytes", "read shm", "read msg", "ratio", "write shm", "write msg", "ratio"],
+            rows,
+        )
     print_table(
-        "model-initiated DMA, MiB/s",
-        ["bytes", "read shm", "read msg", "ratio", "write shm", "write msg", "ratio"],
-        rows,
-    )
-    print_table(
-        "logged block-data DMA (shared memory, recording to a file), CPU us per transfer",
-        ["bytes", "digest only", "with per-block digests", "added"],
+        "logged block-data DMA (shared memory, recording to a file), CPU us per transfer; "
+        f"load average {os.getloadavg()[0]:.1f}",
+        ["bytes", "digest only", "per-block digests", "added", "before (slices)", "added"],
         block_rows,
     )
-    print(f"\nresult: {save('dma', data)}")
+    data["load_average"] = os.getloadavg()[0]
+    print(f"\nresult: {save('dma_block_digests' if args.digests_only else 'dma', data)}")
+
+
+_slices: dict[tuple[int, int], list[slice]] = {}
+
+
+def _block_digests_sliced(data: bytes, block_size: int) -> str:
+    """``logformat.block_digests`` as it was before 2026-11-29 (same output): memoryview
+    slices hashed to integers, packed big-endian, hex of the whole."""
+    count = -(-len(data) // block_size)
+    slices = _slices.setdefault(
+        (count, block_size),
+        [slice(i, i + block_size) for i in range(0, count * block_size, block_size)],
+    )
+    view = memoryview(data)
+    digest = xxhash.xxh3_64_intdigest
+    return struct.pack(f">{count}Q", *map(digest, map(view.__getitem__, slices))).hex()
 
 
 def _block_digest_cost(
     bus: HostBus, payload: bytes, seconds: float, data: dict
 ) -> list[list[object]]:
-    """CPU us per logged gather of an NVMe-sized transfer, without and with block digests
-    (CPU time of this process, which the other loads of a shared machine disturb less)."""
+    """CPU us per logged gather of an NVMe-sized transfer: payload digest only, with block
+    digests as computed today, and as computed before (CPU time of this process, which
+    the other loads of a shared machine disturb less)."""
     rows: list[list[object]] = []
+    current = logformat.block_digests
     with tempfile.TemporaryDirectory(prefix="xvpci-dmabench-") as tmp:
         recorder = Recorder(Path(tmp) / "log.jsonl", "direct")
         bus.recorder = recorder
         for size in (4096, 131072):
             segments = [(SHARED, size)]
-            cost: dict[int, float] = {}
-            for block in (0, 512, 0, 512):  # twice each, interleaved; keep the better
+            assert current(payload[:size], 512) == _block_digests_sliced(payload[:size], 512)
+            cost: dict[str, float] = {}
+            # three times each, interleaved; keep the best
+            for variant in ("none", "now", "before") * 3:
+                block = 0 if variant == "none" else 512
+                logformat.block_digests = current if variant != "before" else _block_digests_sliced
                 done, start, wall = 0, time.process_time(), time.perf_counter()
                 while time.perf_counter() - wall < seconds:
                     bus.dma_gather(segments, block)
                     done += 1
                 used = (time.process_time() - start) / done * 1e6
-                cost[block] = min(cost.get(block, used), used)
-            data[f"block_digests_{size}"] = {"digest_only_us": cost[0], "per_block_us": cost[512]}
-            rows.append([size, cost[0], cost[512], cost[512] - cost[0]])
+                cost[variant] = min(cost.get(variant, used), used)
+            logformat.block_digests = current
+            data[f"block_digests_{size}"] = {
+                "digest_only_us": cost["none"],
+                "per_block_us": cost["now"],
+                "per_block_before_us": cost["before"],
+            }
+            rows.append([size, cost["none"], cost["now"], cost["now"] - cost["none"],
+                         cost["before"], cost["before"] - cost["none"]])  # fmt: skip
             recorder.flush()
         recorder.close()
     return rows

@@ -25,7 +25,13 @@ from . import nvme_trace as qtrace
 from . import workloads
 from .difflog import LogError, Rules
 from .difflog.reader import LogInfo, LogReader
-from .difflog.reports import txn_json, txn_summary_line
+from .difflog.reports import (
+    add_suite,
+    txn_json,
+    txn_summary_line,
+    write_reference_html,
+    write_reference_junit,
+)
 from .difflog.transactions import TransactionResult, decoder_for, diff_transactions
 from .errors import HarnessError
 from .guest import LinuxGuest
@@ -196,8 +202,10 @@ def _summary(result: TransactionResult, trace: Path, shown: int = 12) -> list[st
 def report_reference(
     log: Path, trace: Path, report: Path, rules: Rules | None = None
 ) -> tuple[bool, str]:
-    """Diff ``log`` against the reference ``trace``; writes ``reference.json`` and
-    ``reference.txt`` into ``report``. Returns the verdict and the summary text."""
+    """Diff ``log`` against the reference ``trace``; writes ``reference.json``,
+    ``reference.txt``, ``reference.html`` and ``reference.xml`` (JUnit) into ``report``,
+    and adds the JUnit suite to the run's ``junit.xml`` when there is one. Returns the
+    verdict and the summary text."""
     result = diff_reference(log, trace, rules)
     compared = "compared: " + "; ".join(COMPARED)
     not_compared = "not compared (QEMU's trace does not carry them): " + "; ".join(
@@ -218,6 +226,13 @@ def report_reference(
     )
     (report / "reference.json").write_text(json.dumps(data, indent=1) + "\n")
     (report / "reference.txt").write_text(text + "\n")
+    write_reference_html(result, report / "reference.html", log, trace, COMPARED, qtrace.NOT_TRACED)
+    suite = write_reference_junit(
+        result, report / "reference.xml", log, trace, COMPARED, qtrace.NOT_TRACED
+    )
+    if (report / "junit.xml").exists():  # the run's direct/window diff: one file for CI
+        add_suite(report / "junit.xml", suite)
+    text += f"\nreports: {report / 'reference.html'}, reference.xml, reference.json"
     return result.equivalent, text
 
 

@@ -37,6 +37,11 @@ def test_model_against_qemus_nvme_on_fs_verify(linux_image, tmp_path: Path) -> N
         assert divergence["command"] and divergence["kind"] in ("status", "result", "unmatched")
     assert result.reference.equivalent == (data["total_divergences"] == 0)
     assert "compared: " in result.reference.text and "not compared" in result.reference.text
+    # ...and the HTML and JUnit reports say the same (tests/test_reference_reports.py)
+    page = (tmp_path / "report" / "reference.html").read_text()
+    assert f"{data['total_divergences']} divergences" in page or "EQUIVALENT" in page
+    junit = (tmp_path / "report" / "reference.xml").read_text()
+    assert 'name="compared"' in junit and 'name="not compared"' in junit
     # `xvpci report` re-renders it from the run directory.
     again = report_all(tmp_path)
     assert again.equivalent == result.reference.equivalent

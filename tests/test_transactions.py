@@ -7,6 +7,7 @@ The fixtures are logs recorded by ``xvpci run --model nvme --workload fio-patter
 
 from __future__ import annotations
 
+import itertools
 import json
 import lzma
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from harness.difflog.transactions import (
 from tests.conftest import ThreadedServer
 from vfio_bridge.logformat import block_digests, payload_digest, split_block_digests
 from vfio_bridge.models import DECODERS
+from vfio_bridge.models.nvme import FLUSH, READ, WRITE
 from vfio_bridge.models.nvme_spec import CompletionEntry, NvmeStatus
 from vfio_bridge.transaction import ZERO_BLOCK, Extent, Transaction
 
@@ -38,7 +40,7 @@ def fixture_log(name: str, tmp_path: Path, edit: Callable[[Events], object] | No
     header, events, trailer = lines[0], [json.loads(line) for line in lines[1:-1]], lines[-1]
     if edit is not None:
         edit(events)
-    path = tmp_path / f"{name}.jsonl"
+    path = tmp_path / f"{Path(name).name}.jsonl"
     path.write_text("\n".join([header, *(json.dumps(e) for e in events), trailer]) + "\n")
     return path
 
@@ -67,6 +69,20 @@ def test_block_digests_change_only_for_the_block_that_changed() -> None:
     assert len(before) == len(after) == 4
     assert [i for i in range(4) if before[i] != after[i]] == [2]
     assert before[0] == before[1] == before[3] == after[0]  # zero blocks digest alike
+
+
+@pytest.mark.parametrize("length", [0, 1, 511, 512, 513, 4096, 131072, 131072 + 100])
+def test_block_digests_are_each_blocks_xxh3_64_in_big_endian_hex(length: int) -> None:
+    """The log format's definition (Rule 5), whatever the fast path cuts and joins:
+    a last partial block is digested as it is."""
+    import xxhash
+
+    data = bytes((i * 131 + i // 512) & 0xFF for i in range(length))
+    for size in (512, 4096):
+        expected = [
+            f"{xxhash.xxh3_64_intdigest(data[i : i + size]):016x}" for i in range(0, length, size)
+        ]
+        assert list(split_block_digests(block_digests(data, size))) == expected
 
 
 # --- the NVMe decoder on real logs ---------------------------------------------------
@@ -205,6 +221,103 @@ def test_an_interrupt_not_raised_is_found_at_the_command_it_signalled(tmp_path: 
     assert hit.side == "B" and removed["cqe"] in hit.seqs_b
     assert hit.b is not None and hit.b.irq is None and hit.b.irq_expected == 1
     assert hit.a is not None and hit.a.irq == 1
+
+
+def _move(events: Events, index: int, to: int) -> None:
+    """Move ``events[index]`` to before ``events[to]`` and number the events again in
+    file order, as the recorder would have (the decoder orders by ``seq``)."""
+    event = events.pop(index)
+    events.insert(to - 1 if to > index else to, event)
+    for seq, e in enumerate(events):
+        e["seq"] = seq
+
+
+def _io_entry(event: dict, opcode: int) -> bool:
+    """An entry fetch of an I/O command (namespace 1: admin entries name none) of ``opcode``."""
+    if event.get("tag") != "sqe":
+        return False
+    entry = bytes.fromhex(event["data"])
+    return entry[0] == opcode and int.from_bytes(entry[4:8], "little") == 1
+
+
+def _io_doorbell(event: dict) -> bool:
+    return event["kind"] == "mmio_write" and event["offset"] == 0x1008 and "stream" not in event
+
+
+def test_real_runs_keep_the_order_the_specification_imposes(tmp_path: Path) -> None:
+    """Rule 5 flags nothing on recorded runs: every read and write moved its data before
+    its completion; the fs-verify pair's 24 flushes each."""
+    for name in ("fs-verify", "fio-pattern", "logs/nvme-fs-verify"):  # two fs-verify runs
+        verdict = diff_transaction_logs(
+            fixture_log(f"{name}-direct", tmp_path), fixture_log(f"{name}-window", tmp_path)
+        )
+        assert verdict.equivalent and not verdict.by_kind["order"]
+        assert verdict.ops_a["write"] > 100
+    txns = decode(fixture_log("fs-verify-direct", tmp_path))
+    flushes = [t for t in txns if t.op == "flush"]
+    assert len(flushes) == 24 and all(t.submitted is not None for t in flushes)
+    io = [t for t in txns if t.op in ("read", "write")]
+    assert all(t.data_moved and t.data_moved[1] < t.completed for t in io)  # type: ignore[operator]
+
+
+def test_a_read_completed_before_its_data_is_found_at_that_read(tmp_path: Path) -> None:
+    """ "A completion after its command's data": the completion entry of one read of a
+    recorded run moved before the read's data (the host may read the buffer at once)."""
+    hit: dict = {}
+
+    def complete_early(events: Events) -> None:
+        fetch = [i for i, e in enumerate(events) if _io_entry(e, READ)][40]
+        data = next(i for i in range(fetch, len(events)) if events[i]["kind"] == "dma_write")
+        assert "tag" not in events[data] and "blocks" in events[data]  # the read's data
+        cqe = next(i for i in range(data, len(events)) if events[i].get("tag") == "cqe")
+        hit["data"] = events[data]
+        _move(events, cqe, data)
+
+    verdict = diff_transaction_logs(
+        fixture_log("fs-verify-direct", tmp_path, complete_early),
+        fixture_log("fs-verify-window", tmp_path),
+    )
+    [divergence] = verdict.divergences
+    assert divergence.kind == "order" and divergence.side == "A"
+    assert divergence.a is not None and divergence.a.op == "read"
+    assert "posted before its data moved" in divergence.detail
+    assert hit["data"]["seq"] in divergence.seqs_a  # linked to the raw events
+
+
+def test_a_flush_covering_a_write_whose_data_had_not_moved_is_found_at_that_write(
+    tmp_path: Path,
+) -> None:
+    """A Flush covers the writes completed before it was submitted: here one write of a
+    recorded fs-verify run moves its data only after the next flush's doorbell (what
+    ``perturb=late_data@N`` makes the model do)."""
+    hit: dict = {}
+
+    def hold_data(events: Events) -> None:
+        fetches = [i for i, e in enumerate(events) if e.get("tag") == "sqe"]
+        for fetch, after in itertools.pairwise(fetches):
+            if _io_entry(events[fetch], WRITE) and _io_entry(events[after], FLUSH):
+                break
+        else:
+            raise AssertionError("no write followed by a flush")
+        data = next(
+            i
+            for i in range(fetch, after)
+            if events[i]["kind"] == "dma_read" and "tag" not in events[i]
+        )
+        doorbell = max(i for i in range(fetch, after) if _io_doorbell(events[i]))
+        hit["write"] = events[fetch]
+        _move(events, data, doorbell + 1)
+
+    verdict = diff_transaction_logs(
+        fixture_log("fs-verify-direct", tmp_path, hold_data),
+        fixture_log("fs-verify-window", tmp_path),
+    )
+    [divergence] = verdict.divergences
+    assert divergence.kind == "order" and divergence.side == "A"
+    assert divergence.a is not None and divergence.a.op == "write"
+    assert hit["write"]["seq"] in divergence.seqs_a  # the write whose data was held
+    assert "the flush submitted in between" in divergence.detail
+    assert divergence.lba == divergence.a.written[0].lba
 
 
 def test_a_write_storing_other_data_shows_in_the_blocks_it_wrote(tmp_path: Path) -> None:
@@ -359,6 +472,86 @@ def test_edu_decoder_on_a_recorded_log(sockdir: Path, tmp_path: Path) -> None:
     dma = by_op["dma_from_ram"]
     assert dma.param("count") == 64 and dma.param("buffer_offset") == 0
     assert dma.payload_in == payload_digest(b"\x11" * 64) and dma.status == 0
+
+
+def _served_nvme_writes(
+    sockdir: Path,
+    tmp_path: Path,
+    name: str,
+    data: bytes,
+    options: tuple[str, ...] = (),
+    flush: bool = False,
+) -> Path:
+    """A served NVMe model (its real log) given one write of ``data`` at LBA 8 (then a
+    flush, with ``flush``) and a read of it back, by the test host driver over a
+    vfio-user socket, one command at a time."""
+    from tests.nvme_host import ClientPort, NvmeHost
+    from vfio_bridge.client import VfioUserClient
+
+    log = tmp_path / f"{name}.jsonl"
+    server = ThreadedServer("nvme", sockdir, log, options)
+    try:
+        with VfioUserClient(server.socket_path) as client:
+            client.negotiate()
+            host = NvmeHost(ClientPort(client, client.map_memory(0, 4 << 20)))
+            host.enable()
+            assert host.create_io_queue(1, 8, vector=1).status == NvmeStatus.SUCCESS
+            page = host.page()
+            host.port.mem_write(page, data)
+            blocks = len(data) // 512
+            assert host.submit(1, 0x01, 1, page, cdw=(8, 0, blocks - 1)).status == 0
+            if flush:
+                assert host.submit(1, FLUSH, 1).status == 0
+            assert host.submit(1, 0x02, 1, host.page(), cdw=(8, 0, blocks - 1)).status == 0
+    finally:
+        server.stop()
+    return log
+
+
+def test_block_digests_off_leaves_block_data_uncompared_and_says_so(
+    sockdir: Path, tmp_path: Path
+) -> None:
+    """The model option ``block_digests=off`` (README: what it costs to turn off): the
+    log has no per-block digests, two runs writing different data are then EQUIVALENT,
+    with block data named as not compared; with the default they diverge at those blocks."""
+    first, second = bytes(range(256)) * 8, bytes(range(255, -1, -1)) * 8  # 4 blocks each
+    runs = {
+        (digests, n): _served_nvme_writes(
+            sockdir, tmp_path, f"{digests}{n}", data, (f"block_digests={digests}",)
+        )
+        for digests in ("on", "off")
+        for n, data in enumerate((first, second))
+    }
+    events = [json.loads(line) for line in runs[("off", 0)].read_text().splitlines()[1:-1]]
+    assert not any("blocks" in e for e in events)
+    [write] = [t for t in decode(runs[("on", 0)]) if t.op == "write"]
+    assert write.written == (Extent(8, 4, split_block_digests(block_digests(first, 512))),)
+    default = diff_transaction_logs(runs[("on", 0)], runs[("on", 1)])
+    assert not default.equivalent and "data" not in default.not_compared
+    assert {(d.kind, d.lba, d.blocks) for d in default.divergences} == {("end_state", 8, 4)}
+    off = diff_transaction_logs(runs[("off", 0)], runs[("off", 1)])
+    assert off.equivalent and off.not_compared == {"data"}
+
+
+def test_the_model_holding_a_writes_data_past_a_flush_is_found_at_that_write(
+    sockdir: Path, tmp_path: Path
+) -> None:
+    """``perturb=late_data@1``: the model completes the first write and takes its data
+    only when it fetches the next entry, the flush the host submitted after seeing the
+    write complete. Against the same commands unperturbed: one ``order`` divergence, at
+    that write; its data did arrive, so the blocks agree."""
+    data = bytes(range(256)) * 8
+    held = _served_nvme_writes(
+        sockdir, tmp_path, "held", data, ("perturb=late_data@1",), flush=True
+    )
+    right = _served_nvme_writes(sockdir, tmp_path, "right", data, flush=True)
+    verdict = diff_transaction_logs(held, right)
+    [divergence] = verdict.divergences
+    assert divergence.kind == "order" and divergence.side == "A"
+    assert divergence.a is not None and divergence.a.op == "write"
+    assert (divergence.lba, divergence.blocks) == (8, 4)
+    assert "the flush submitted in between" in divergence.detail
+    assert diff_transaction_logs(right, right).equivalent
 
 
 # --- reports and the command line -------------------------------------------------------

@@ -189,21 +189,28 @@ def mmio_line(
     )
 
 
-_block_slices: dict[tuple[int, int], list[slice]] = {}
-_xxh3_64 = xxhash.xxh3_64_intdigest
+_block_splitters: dict[tuple[int, int], struct.Struct] = {}
+_xxh3_64_bytes = xxhash.xxh3_64_digest  # big-endian, as the hex digits are written
 
 
 def block_digests(data: bytes, block_size: int) -> str:
     """One XXH3-64 digest per ``block_size`` bytes of ``data``, as 16 hex digits each
-    (a last partial block is digested as it is)."""
-    count = -(-len(data) // block_size)
-    slices = _block_slices.get((count, block_size))
-    if slices is None:
-        slices = [slice(i, i + block_size) for i in range(0, count * block_size, block_size)]
-        if len(_block_slices) < 64:
-            _block_slices[(count, block_size)] = slices
-    view = memoryview(data)
-    return struct.pack(f">{count}Q", *map(_xxh3_64, map(view.__getitem__, slices))).hex()
+    (a last partial block is digested as it is).
+
+    On the server's hot path (every I/O command's data): one ``Struct.unpack_from``
+    cuts the blocks in C, each block's 8-byte digest is one C call, and the hex of
+    all of them is one ``bytes.hex``. Less than half the CPU of slicing a memoryview
+    and packing integers, as it did before (``python -m bench.dma --digests-only``)."""
+    count, tail = divmod(len(data), block_size)
+    splitter = _block_splitters.get((count, block_size))
+    if splitter is None:
+        splitter = struct.Struct(f"{block_size}s" * count)
+        if len(_block_splitters) < 64:
+            _block_splitters[(count, block_size)] = splitter
+    digests = b"".join(map(_xxh3_64_bytes, splitter.unpack_from(data)))
+    if tail:
+        digests += _xxh3_64_bytes(data[count * block_size :])
+    return digests.hex()
 
 
 def split_block_digests(text: str) -> tuple[str, ...]:

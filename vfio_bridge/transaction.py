@@ -18,8 +18,10 @@ compared block by block. Digests are :func:`vfio_bridge.logformat.block_digests`
 values, or :data:`ZERO_BLOCK` for a block of zeroes (also what Write Zeroes and
 deallocation leave).
 
-Rule 3: ``queue``, ``cid``, ``seqs`` and ``t_ns`` are context for people (and
-links to the raw events); they are never compared.
+Rule 3: ``queue``, ``cid``, ``seqs``, ``t_ns``, ``submitted`` and ``completed`` are
+context for people (and links to the raw events); they are never compared as
+values. ``submitted``/``completed`` order commands within their own side only
+(which writes a flush covers: those completed before it was submitted).
 
 Rule 4: a source that cannot supply a field (a trace has no data digests)
 names it in ``unknown``; the diff skips it and the report says so. Field
@@ -49,9 +51,13 @@ class Extent:
         return self.lba + self.blocks
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Transaction:
-    """One command (NVMe) or operation (edu) of a device, decoded from its log."""
+    """One command (NVMe) or operation (edu) of a device, decoded from its log.
+
+    Treated as a value: nothing changes one once its source made it. (Not a frozen
+    dataclass only because a frozen one takes about three times as long to build,
+    and a log has one per command.)"""
 
     #: What was asked, by name: ``write``, ``read``, ``identify``, ``factorial``...
     op: str
@@ -81,6 +87,16 @@ class Transaction:
     seqs: tuple[int, ...] = ()
     #: Monotonic time of its first event.
     t_ns: int = 0
+    #: Context for the ordering checks (positions in the source's own order: a log's
+    #: ``seq``, a trace's line number): when the command was submitted (the tail
+    #: doorbell that made its entry visible) and when its completion was posted.
+    #: Never compared across sides as numbers; None when the source cannot say.
+    submitted: int | None = None
+    completed: int | None = None
+    #: Positions of the first and last data transfer of a block command (None: it
+    #: moved none, or the source cannot say: ``"data"`` in ``unknown``); a completion
+    #: must come after its data (the diff checks it within the side).
+    data_moved: tuple[int, int] | None = None
     #: Fields the source could not supply (Rule 4).
     unknown: frozenset[str] = frozenset()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -198,19 +199,27 @@ def write_json(
 
 
 TXN_CASES = {
-    "commands": ("status", "result", "data", "interrupt", "incomplete", "unmatched"),
+    "commands": ("status", "result", "data", "interrupt", "incomplete", "unmatched", "order"),
     "blocks": ("blocks", "end_state"),
     "registers": ("register",),
 }
 
 
-def _txn_suite(txn: TransactionResult, path_a: Path, path_b: Path) -> str:
+def _txn_suite(
+    txn: TransactionResult,
+    path_a: Path,
+    path_b: Path,
+    name: str = "",
+    head: str = "",
+    tail: str = "",
+) -> str:
+    """One ``<testsuite>``; ``head`` (properties) and ``tail`` (system-out) go inside it."""
     cases = []
     failures = 0
-    for name, kinds in TXN_CASES.items():
+    for case_name, kinds in TXN_CASES.items():
         listed = [d for d in txn.divergences if d.kind in kinds]
         count = sum(txn.by_kind[k] for k in kinds)
-        case = f'    <testcase classname="xvpci.transactions" name={quoteattr(name)}>'
+        case = f'    <testcase classname="xvpci.transactions" name={quoteattr(case_name)}>'
         if count:
             failures += 1
             text = "\n".join(f"[{d.kind}] {d.side}: {d.detail}" for d in listed[:50])
@@ -218,12 +227,98 @@ def _txn_suite(txn: TransactionResult, path_a: Path, path_b: Path) -> str:
             message = quoteattr(f"{count} divergences; first: {first}")
             case += f"\n      <failure message={message}>{escape(text)}</failure>\n    "
         cases.append(case + "</testcase>")
-    suite = quoteattr(f"xvpci transactions {path_a.name} vs {path_b.name}")
+    suite = quoteattr(name or f"xvpci transactions {path_a.name} vs {path_b.name}")
     return (
         f'  <testsuite name={suite} tests="{len(TXN_CASES)}" failures="{failures}">\n'
+        + head
         + "\n".join(cases)
-        + "\n  </testsuite>\n"
+        + "\n"
+        + tail
+        + "  </testsuite>\n"
     )
+
+
+def write_reference_junit(
+    txn: TransactionResult,
+    path: Path,
+    log: Path,
+    trace: Path,
+    compared: Iterable[str],
+    not_compared: Iterable[str],
+) -> str:
+    """JUnit XML of the model's log against QEMU's trace of its own device: one suite,
+    one case per kind of check, the fields compared and not compared as properties
+    (JUnit readers show them) and in ``system-out``. Returns the suite."""
+    compared, not_compared = list(compared), list(not_compared)
+    properties = [("verdict", "EQUIVALENT" if txn.equivalent else "DIVERGED")]
+    properties += [("compared", text) for text in compared]
+    properties += [("not compared", text) for text in not_compared]
+    properties += [("not compared (a side lacks them)", f) for f in sorted(txn.not_compared)]
+    props = "".join(
+        f"\n      <property name={quoteattr(k)} value={quoteattr(v)}/>" for k, v in properties
+    )
+    out = "\n".join(
+        [
+            txn_summary_line(txn),
+            *(f"compared: {text}" for text in compared),
+            *(f"not compared: {text}" for text in not_compared),
+        ]
+    )
+    suite = _txn_suite(
+        txn,
+        log,
+        trace,
+        f"xvpci reference {log.name} vs {trace.name}",
+        head=f"    <properties>{props}\n    </properties>\n",
+        tail=f"    <system-out>{escape(out)}</system-out>\n",
+    )
+    path.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n{suite}</testsuites>\n')
+    return suite
+
+
+def add_suite(junit: Path, suite: str) -> None:
+    """Append a ``<testsuite>`` to an existing JUnit file (once: a suite of the same
+    name already there is replaced), so that one file carries every verdict of a run."""
+    text = junit.read_text()
+    name = re.search(r'<testsuite name=("[^"]*")', suite)
+    if name is not None:
+        text = re.sub(
+            rf"  <testsuite name={re.escape(name.group(1))}.*?</testsuite>\n", "", text, flags=re.S
+        )
+    junit.write_text(text.replace("</testsuites>", suite + "</testsuites>", 1))
+
+
+def write_reference_html(
+    txn: TransactionResult,
+    path: Path,
+    log: Path,
+    trace: Path,
+    compared: Iterable[str],
+    not_compared: Iterable[str],
+    limit: int = 200,
+) -> None:
+    """Self-contained HTML of the model's log (A) against QEMU's trace (B): the verdict,
+    which fields were compared and which the trace cannot supply, the timeline, and each
+    divergence with the model's raw events and the trace lines that make it up."""
+    esc = html.escape
+    ok = "ok" if txn.equivalent else "bad"
+    profile = DeviceProfile.from_header(txn.a.header)
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>xvpci reference: {esc(log.name)} vs {esc(trace.name)}</title>",
+        f"<style>{_STYLE}</style></head><body><header>reference: ",
+        f'<span class="verdict {ok}">{esc(txn_summary_line(txn))}</span>',
+        f"<div>A (model): {esc(str(log))} &nbsp; B (QEMU's own device): {esc(str(trace))}"
+        "</div></header><main>",
+        '<h2>Compared</h2><ul class="compared">',
+        *(f"<li>{esc(text)}</li>" for text in compared),
+        '</ul><h2>Not compared (QEMU\'s trace does not carry them)</h2><ul class="not-compared">',
+        *(f"<li>{esc(text)}</li>" for text in not_compared),
+        "</ul>",
+    ]
+    parts += _txn_html(txn, log, trace, profile, limit, b_is_trace=True)
+    parts.append("</main></body></html>\n")
+    path.write_text("".join(parts))
 
 
 def write_junit(
@@ -385,13 +480,44 @@ def _row_order(row: str) -> tuple[int, str]:
     return (0, "") if row == "admin" else (1, row.rjust(12))
 
 
+def trace_lines(path: Path, numbers: Iterable[int]) -> dict[int, list[str]]:
+    """Lines of a text trace by number (from 1), as :func:`context` gives raw events by seq."""
+    wanted = set(numbers)
+    out: dict[int, list[str]] = {}
+    if not wanted:
+        return out
+    last = max(wanted)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, 1):
+                if number in wanted:
+                    out[number] = [f"line {number}: {line.rstrip()}"]
+                if number >= last:
+                    break
+    except OSError:
+        pass  # the report still names the line numbers
+    return out
+
+
 def _txn_html(
-    txn: TransactionResult, path_a: Path, path_b: Path, profile: DeviceProfile, limit: int
+    txn: TransactionResult,
+    path_a: Path,
+    path_b: Path,
+    profile: DeviceProfile,
+    limit: int,
+    b_is_trace: bool = False,
 ) -> list[str]:
+    """The transaction section; with ``b_is_trace`` B's "raw events" are the lines of a
+    QEMU trace (the reference path: a transaction's seqs are its line numbers)."""
     esc = html.escape
     shown = txn.divergences[:limit]
-    events_a = context(path_a, [s for d in shown for s in d.seqs_a[:16]], radius=0)
-    events_b = context(path_b, [s for d in shown for s in d.seqs_b[:16]], radius=0)
+    events_a: dict[int, list[Any]] = context(
+        path_a, [s for d in shown for s in d.seqs_a[:16]], radius=0
+    )
+    wanted_b = [s for d in shown for s in d.seqs_b[:16]]
+    events_b: dict[int, list[Any]] = (
+        trace_lines(path_b, wanted_b) if b_is_trace else context(path_b, wanted_b, radius=0)
+    )
     parts = [
         "<h2>Transactions</h2>",
         f"<p>{esc(txn_summary_line(txn))}</p>",
@@ -421,7 +547,7 @@ def _txn_html(
                 parts.append("<em>no counterpart</em>")
                 continue
             rows = [
-                f"<tr><td>{esc(_event_text(e, profile))}</td></tr>"
+                f"<tr><td>{esc(e if isinstance(e, str) else _event_text(e, profile))}</td></tr>"
                 for seq in seqs[:16]
                 for e in events.get(seq, [])[:1]
             ]

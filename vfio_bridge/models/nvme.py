@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..device import (
@@ -163,7 +164,7 @@ class SubmissionQueue:
     tail: int = 0
 
 
-PERTURBATIONS = ("read_byte", "status", "irq")
+PERTURBATIONS = ("read_byte", "status", "irq", "late_data")
 
 
 def _parse_perturbation(text: str) -> tuple[str, int]:
@@ -171,6 +172,15 @@ def _parse_perturbation(text: str) -> tuple[str, int]:
     if kind not in PERTURBATIONS or not number.isdigit() or int(number) < 1:
         raise ValueError(f"{text!r} is not KIND@N with KIND one of {', '.join(PERTURBATIONS)}")
     return kind, int(number)
+
+
+def _parse_switch(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("on", "1", "true", "yes"):
+        return True
+    if value in ("off", "0", "false", "no"):
+        return False
+    raise ValueError(f"{text!r} is not on or off")
 
 
 def _parse_size(text: str) -> int:
@@ -217,11 +227,22 @@ class Nvme(DeviceModel):
         Option("backing", "", "host file holding the namespace (default: memory)"),
         Option("serial", "XVPCI0001", "serial number reported by Identify"),
         Option(
+            "block_digests",
+            True,
+            "on (default): the log carries a digest per logical block of I/O data, "
+            "which the transaction diff compares block by block; off: saves the server "
+            "their cost, and the transaction diff then compares no block data",
+            _parse_switch,
+        ),
+        Option(
             "perturb",
             None,
             "for testing validators: KIND@N answers the Nth I/O command wrongly "
             "(read_byte: one byte of a read's data flipped; status: completed with "
-            "Internal Error; irq: no completion interrupt for its batch)",
+            "Internal Error; irq: no completion interrupt for its batch; late_data: a "
+            "read or write completed before its data moves, which it does just before "
+            "the next entry is fetched: a flush submitted meanwhile covers a write whose "
+            "data the device had not taken)",
             _parse_perturbation,
         ),
     )
@@ -298,6 +319,11 @@ class Nvme(DeviceModel):
         self._perturb: tuple[str, int] | None = perturb  # type: ignore[assignment]
         self._io_commands = 0
         self._perturbing = ""  # the perturbation applying to the command in hand
+        # late_data: the data move of a command already completed, done before the next
+        # entry fetch (of any queue).
+        self._held: Callable[[], None] | None = None
+        # Logical block size for the log's per-block digests; 0: none (the option off).
+        self._digest_block = self.namespace.block_size if self.opts["block_digests"] else 0
 
     # --- registers ------------------------------------------------------------
 
@@ -343,6 +369,7 @@ class Nvme(DeviceModel):
         self.cqs.clear()
         self.aers.clear()
         self._scheduled.clear()
+        self._held = None
         self.features = dict(FEATURE_DEFAULTS)
         self.io_queues_granted = MAX_IO_QUEUES
         self.regs.set_field("csts", "rdy", 0)
@@ -391,6 +418,12 @@ class Nvme(DeviceModel):
         cq = self.cqs[sq.cqid]
         posted = silent = False
         while sq.head != sq.tail and not cq.full:
+            if self._held is not None:
+                held, self._held = self._held, None
+                try:
+                    held()
+                except DmaError as exc:
+                    self.device_error("dma_fault", f"held data of a completed command: {exc}")
             try:
                 raw = self.dma_read(sq.base + sq.head * SQE_SIZE, SQE_SIZE, "sqe")
             except DmaError as exc:
@@ -649,11 +682,19 @@ class Nvme(DeviceModel):
                 data = ns.read(lba, count)
                 if self._perturbing == "read_byte":
                     data = bytes([data[0] ^ 0x01]) + data[1:]
-                self.dma_scatter(segments, data, ns.block_size)
+                if self._perturbing == "late_data":
+                    block = self._digest_block
+                    self._held = lambda: self.dma_scatter(segments, data, block)
+                else:
+                    self.dma_scatter(segments, data, self._digest_block)
                 self.counters["reads"] += 1
                 self.counters["read_bytes"] += length
             else:
-                ns.write(lba, self.dma_gather(segments, ns.block_size))
+                if self._perturbing == "late_data":
+                    block = self._digest_block
+                    self._held = lambda: ns.write(lba, self.dma_gather(segments, block))
+                else:
+                    ns.write(lba, self.dma_gather(segments, self._digest_block))
                 self.counters["writes"] += 1
                 self.counters["write_bytes"] += length
             return NvmeStatus.SUCCESS, 0

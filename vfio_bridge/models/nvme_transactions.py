@@ -26,12 +26,14 @@ trace of its own NVMe device) into the same transactions.
 
 from __future__ import annotations
 
+import collections
 import logging
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ..logformat import WINDOW_STREAM, Kind, block_digests, split_block_digests
+from ..logformat import BLOCK_DIGEST_WIDTH, WINDOW_STREAM, Kind, block_digests
 from ..transaction import ZERO_BLOCK, Extent, Transaction
 from .nvme import (
     ABORT,
@@ -163,22 +165,52 @@ class _Queue:
     vector: int | None = 0  # CQ: interrupt vector, None when interrupts are off
 
 
-@dataclass
 class _Pending:
-    cmd: NvmeCommand
-    sqid: int | None
-    seqs: list[int]
-    t_ns: int
-    data_in: list[dict[str, Any]] = field(default_factory=list)
-    data_out: list[dict[str, Any]] = field(default_factory=list)
-    cqe: CompletionEntry | None = None
-    cqid: int | None = None
+    """A command between its fetch and its transaction (a plain slotted class: one is
+    made per command, a dataclass's defaults cost more)."""
+
+    __slots__ = (
+        "cmd",
+        "completed",
+        "cqe",
+        "cqid",
+        "data_in",
+        "data_out",
+        "late_data",
+        "seqs",
+        "sqid",
+        "submitted",
+        "t_ns",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        cmd: NvmeCommand,
+        sqid: int | None,
+        seqs: list[int],
+        t_ns: int,
+        submitted: int | None = None,
+    ) -> None:
+        self.cmd = cmd
+        self.sqid = sqid
+        self.seqs = seqs
+        self.t_ns = t_ns
+        self.data_in: list[Mapping[str, Any]] = []
+        self.data_out: list[Mapping[str, Any]] = []
+        self.cqe: CompletionEntry | None = None
+        self.cqid: int | None = None
+        self.submitted = submitted  # seq of the tail doorbell that submitted it
+        self.completed: int | None = None  # seq of its completion entry
+        self.late_data: list[int] = []  # data DMA after its completion
 
 
+#: What most events finish: nothing (shared, so immutable).
+_NOTHING: tuple[Transaction, ...] = ()
 _zero_digests: dict[int, str] = {}
 
 
 def _block_contents(event: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """A data event's per-block digests, a block of zeroes as :data:`ZERO_BLOCK`."""
     text = event.get("blocks")
     if text is None:
         return None
@@ -186,7 +218,10 @@ def _block_contents(event: Mapping[str, Any]) -> tuple[str, ...] | None:
     zero = _zero_digests.get(size)
     if zero is None:
         zero = _zero_digests[size] = block_digests(bytes(size), size)
-    return tuple(ZERO_BLOCK if d == zero else d for d in split_block_digests(text))
+    digests = _DIGEST_TEXT.findall(text)  # one C call, not a slice per block
+    if zero in text:  # (a match across two digests only costs this slower pass)
+        return tuple(ZERO_BLOCK if d == zero else d for d in digests)
+    return tuple(digests)
 
 
 class NvmeDecoder:
@@ -199,31 +234,67 @@ class NvmeDecoder:
         self.current: _Pending | None = None
         self.outstanding: dict[tuple[int | None, int], _Pending] = {}
         self.awaiting_irq: dict[int, list[_Pending]] = {}  # by CQ id
-        self.doorbell_seq: dict[int, int] = {}  # SQ id -> seq of its last tail doorbell
+        # SQ id -> tail doorbells whose entries were not all fetched yet:
+        # (seq, tail before, tail after); which one submitted an entry follows from its slot.
+        self.doorbells: dict[int, collections.deque[tuple[int, int, int]]] = {}
+        self.sq_tail: dict[int, int] = {}
+        # The last command completed: data moved after it (before the next fetch) is
+        # its data, moved out of order. A read or write completed with no data yet is
+        # held back (``deferred``) until the next fetch, so that it carries that data.
+        self.last_completed: _Pending | None = None
+        self.deferred: list[tuple[_Pending, int | None, int | None]] = []
+        self._last_sq: _Queue | None = None  # where the last entry came from (usually again)
+        self._handlers: dict[str, Callable[[Mapping[str, Any]], Sequence[Transaction]]] = {
+            Kind.DMA_READ.value: self._dma_read,
+            Kind.DMA_WRITE.value: self._dma_write,
+            Kind.IRQ.value: self._irq,
+            Kind.MMIO_WRITE.value: self._mmio_event,
+            Kind.DEVICE_ERROR.value: self._device_error,
+            Kind.RESET.value: self._reset_event,
+        }
 
     # --- events ---------------------------------------------------------------
 
-    def push(self, event: Mapping[str, Any]) -> list[Transaction]:
-        if event.get("stream") == WINDOW_STREAM:
-            return []
-        kind = event["kind"]
-        if kind == Kind.DMA_READ or kind == Kind.DMA_WRITE:
-            return self._dma(event, kind == Kind.DMA_WRITE)
-        if kind == Kind.IRQ:
-            return self._irq(event)
-        if kind == Kind.MMIO_WRITE and event["bar"] == 0:
-            return self._mmio_write(event)
-        if kind == Kind.DEVICE_ERROR and self.current is not None:
-            self.current.seqs.append(event["seq"])
-        elif kind == Kind.RESET:
-            return self._controller_reset()
-        return []
+    def push(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
+        # One dict lookup per event picks its handler (most kinds: none); this runs
+        # for every event of a log.
+        handler = self._handlers.get(event["kind"])
+        if handler is None or event.get("stream") == WINDOW_STREAM:
+            return _NOTHING
+        return handler(event)
 
-    def finish(self) -> list[Transaction]:
+    def _device_error(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
+        if self.current is not None:
+            self.current.seqs.append(event["seq"])
+        return _NOTHING
+
+    def _reset_event(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
+        return self._controller_reset()
+
+    def _mmio_event(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
+        return self._mmio_write(event) if event["bar"] == 0 else _NOTHING
+
+    def finish(self) -> Sequence[Transaction]:
         """What is still open at the end of the log."""
         return self._controller_reset()
 
-    def _dma(self, event: Mapping[str, Any], write: bool) -> list[Transaction]:
+    def _dma_read(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
+        current = self.current
+        if current is not None and "tag" not in event:  # a write's data: most common
+            current.seqs.append(event["seq"])
+            current.data_in.append(event)
+            return _NOTHING
+        return self._dma(event, False)
+
+    def _dma_write(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
+        current = self.current
+        if current is not None and "tag" not in event:  # a read's data
+            current.seqs.append(event["seq"])
+            current.data_out.append(event)
+            return _NOTHING
+        return self._dma(event, True)
+
+    def _dma(self, event: Mapping[str, Any], write: bool) -> Sequence[Transaction]:
         tag = event.get("tag")
         if tag == "sqe":
             return self._fetch(event)
@@ -234,30 +305,62 @@ class NvmeDecoder:
             current.seqs.append(event["seq"])
             if tag is None:
                 (current.data_out if write else current.data_in).append(event)
-        return []
+        elif tag is None and self.last_completed is not None:
+            # Data moved after the completion that ended its command (one command is
+            # handled at a time, so whose data it is is clear): out of order.
+            late = self.last_completed
+            late.late_data.append(event["seq"])
+            late.seqs.append(event["seq"])
+            (late.data_out if write else late.data_in).append(event)
+        return _NOTHING
 
-    def _fetch(self, event: Mapping[str, Any]) -> list[Transaction]:
-        done = self._close_current()
+    def _fetch(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
+        if self.current is not None:
+            self._close_current()
+        done = self._release() if self.deferred else _NOTHING
+        self.last_completed = None
         addr = event["addr"]
-        sqid = next(
-            (q.qid for q in self.sqs.values() if q.base <= addr < q.base + q.size * SQE_SIZE),
-            None,
-        )
+        queue = self._last_sq
+        if queue is None or not queue.base <= addr < queue.base + queue.size * SQE_SIZE:
+            queue = next(
+                (q for q in self.sqs.values() if q.base <= addr < q.base + q.size * SQE_SIZE),
+                None,
+            )
+            self._last_sq = queue
         cmd = NvmeCommand.parse(bytes.fromhex(event["data"]))
-        seqs = [event["seq"]]
-        if sqid in self.doorbell_seq:
-            seqs.insert(0, self.doorbell_seq[sqid])
-        self.current = _Pending(cmd, sqid, seqs, event["t_ns"])
+        seq = event["seq"]
+        if queue is None:
+            self.current = _Pending(cmd, None, [seq], event["t_ns"])
+            return done
+        submitted = self._submitted_by(queue, (addr - queue.base) // SQE_SIZE)
+        seqs = [seq] if submitted is None else [submitted, seq]
+        self.current = _Pending(cmd, queue.qid, seqs, event["t_ns"], submitted)
         return done
 
-    def _close_current(self) -> list[Transaction]:
+    def _submitted_by(self, queue: _Queue, slot: int) -> int | None:
+        """The seq of the tail doorbell that made ``slot`` of ``queue`` visible: the first
+        unconsumed one whose range of new entries holds it (doorbells a fetch has gone
+        past are dropped)."""
+        pending = self.doorbells.get(queue.qid)
+        size = queue.size
+        while pending:
+            seq, old, new = pending[0]
+            count, k = (new - old) % size, (slot - old) % size
+            if k < count:
+                if k == count - 1:
+                    pending.popleft()
+                return seq
+            pending.popleft()
+        return None
+
+    def _close_current(self) -> Sequence[Transaction]:
         """The command in hand did not complete right away (an async event request)."""
         current, self.current = self.current, None
         if current is not None and current.cqe is None:
             self.outstanding[(current.sqid, current.cmd.cid)] = current
         return []
 
-    def _complete(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def _complete(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
         cqe = CompletionEntry.parse(bytes.fromhex(event["data"]))
         pending = self.current
         if pending is None or pending.cmd.cid != cqe.cid or pending.sqid not in (None, cqe.sq_id):
@@ -267,21 +370,28 @@ class NvmeDecoder:
                 pending = self.outstanding.pop((None, cqe.cid), None)
             if pending is None:
                 log.debug("completion of unknown command %d on SQ%d", cqe.cid, cqe.sq_id)
-                return []
+                return _NOTHING
         else:
             self.current = None
         pending.sqid = cqe.sq_id
         pending.cqe = cqe
+        pending.completed = event["seq"]
         pending.seqs.append(event["seq"])
+        self.last_completed = pending
         sq = self.sqs.get(cqe.sq_id)
         cqid = sq.cqid if sq is not None else 0
         pending.cqid = cqid
-        self._apply(pending)
+        if pending.sqid == 0:
+            self._apply(pending)
         cq = self.cqs.get(cqid)
         if cq is None or cq.vector is None:
-            return [self._transaction(pending, None, None)]
-        self.awaiting_irq.setdefault(cqid, []).append(pending)
-        return []
+            return _built(self._transaction(pending, None, None))
+        waiting = self.awaiting_irq.get(cqid)
+        if waiting is None:
+            self.awaiting_irq[cqid] = [pending]
+        else:
+            waiting.append(pending)
+        return _NOTHING
 
     def _apply(self, pending: _Pending) -> None:
         """Queue creation and deletion take effect when they succeed."""
@@ -294,38 +404,53 @@ class NvmeDecoder:
             self.cqs[qid] = _Queue(qid, cmd.prp1, size, vector=vector)
         elif cmd.opcode == CREATE_SQ:
             self.sqs[qid] = _Queue(qid, cmd.prp1, size, cqid=cmd.cdw11 >> 16)
+            self.sq_tail[qid] = 0
+            self.doorbells.pop(qid, None)
         elif cmd.opcode == DELETE_SQ:
             self.sqs.pop(qid, None)
         elif cmd.opcode == DELETE_CQ:
             self.cqs.pop(qid, None)
 
-    def _irq(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def _irq(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
+        if not self.awaiting_irq:
+            return _NOTHING
         vector = event["vector"]
         intx = event["irq_type"] == "intx"
-        done = []
+        done: list[Transaction] = []
         for cqid in list(self.awaiting_irq):
             cq = self.cqs.get(cqid)
             if intx or (cq is not None and cq.vector == vector):
                 expected = cq.vector if cq else None
                 # INTx is one line for every queue: it signals each queue's completions.
                 raised = expected if intx else vector
+                seq = event["seq"]
                 for pending in self.awaiting_irq.pop(cqid):
-                    pending.seqs.append(event["seq"])
-                    done.append(self._transaction(pending, raised, expected))
+                    pending.seqs.append(seq)
+                    txn = self._transaction(pending, raised, expected)
+                    if txn is not None:
+                        done.append(txn)
         return done
 
-    def _mmio_write(self, event: Mapping[str, Any]) -> list[Transaction]:
+    def _mmio_write(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
         offset, size, value = event["offset"], event["size"], event["value"]
         if offset >= DOORBELLS:
             qid, is_cq = divmod(offset - DOORBELLS, 8)
             if not is_cq:
-                self.doorbell_seq[qid] = event["seq"]
-                return []
+                old = self.sq_tail.get(qid, 0)
+                self.sq_tail[qid] = value
+                pending = self.doorbells.get(qid)
+                if pending is None:
+                    pending = self.doorbells[qid] = collections.deque()
+                pending.append((event["seq"], old, value))
+                return _NOTHING
             # The driver moved this CQ's head: what it consumed without an interrupt
             # was not signalled.
-            waiting = self.awaiting_irq.pop(qid, [])
+            waiting = self.awaiting_irq.pop(qid, None)
+            if not waiting:
+                return _NOTHING
             cq = self.cqs.get(qid)
-            return [self._transaction(p, None, cq.vector if cq else None) for p in waiting]
+            vector = cq.vector if cq else None
+            return [t for p in waiting for t in _built(self._transaction(p, None, vector))]
         for i in range(0, size, 4):
             self.regs[offset + i] = (value >> (8 * i)) & 0xFFFFFFFF
         if offset <= CC < offset + size:
@@ -337,28 +462,63 @@ class NvmeDecoder:
                 asq = self.regs.get(ASQ, 0) | self.regs.get(ASQ + 4, 0) << 32
                 acq = self.regs.get(ACQ, 0) | self.regs.get(ACQ + 4, 0) << 32
                 self.sqs[0] = _Queue(0, asq, (aqa & 0xFFF) + 1, cqid=0)
+                self.sq_tail[0] = 0
+                self.doorbells.pop(0, None)
                 self.cqs[0] = _Queue(0, acq, ((aqa >> 16) & 0xFFF) + 1, vector=0)
         return []
 
+    def _release(self) -> list[Transaction]:
+        """Held-back commands, now that no more of their data can come (a fetch, a reset)."""
+        self.last_completed = None
+        if not self.deferred:
+            return []
+        done = [
+            t
+            for p, irq, expected in self.deferred
+            for t in _built(self._transaction(p, irq, expected, hold=False))
+        ]
+        self.deferred.clear()
+        return done
+
     def _controller_reset(self) -> list[Transaction]:
         self._close_current()
-        done = []
+        done = self._release()
         for cqid, waiting in self.awaiting_irq.items():
             cq = self.cqs.get(cqid)
-            done += [self._transaction(p, None, cq.vector if cq else None) for p in waiting]
-        done += [self._transaction(p, None, None) for p in self.outstanding.values()]
+            vector = cq.vector if cq else None
+            for p in waiting:
+                done += _built(self._transaction(p, None, vector, hold=False))
+        for p in self.outstanding.values():
+            done += _built(self._transaction(p, None, None, hold=False))
         self.awaiting_irq.clear()
         self.outstanding.clear()
         self.sqs.clear()
         self.cqs.clear()
+        self.doorbells.clear()
+        self.sq_tail.clear()
+        self.last_completed = None
         return done
 
     # --- building transactions ----------------------------------------------------
 
     def _transaction(
-        self, pending: _Pending, irq: int | None, irq_expected: int | None
-    ) -> Transaction:
+        self, pending: _Pending, irq: int | None, irq_expected: int | None, hold: bool = True
+    ) -> Transaction | None:
+        """The finished command; None when it is held back (``deferred``) for its data."""
         cmd, cqe = pending.cmd, pending.cqe
+        if (
+            hold
+            and pending is self.last_completed
+            and cqe is not None
+            and cqe.status == 0
+            and pending.sqid
+            and cmd.opcode in (READ, WRITE)
+            and not (pending.data_out if cmd.opcode == READ else pending.data_in)
+        ):
+            self.deferred.append((pending, irq, irq_expected))
+            return None
+        if pending.sqid and cmd.opcode in (READ, WRITE) and cqe is not None:
+            return self._block_io(pending, cmd, cqe, irq, irq_expected)
         op, params, written, read = command_fields(cmd, pending.sqid == 0)
         unknown: set[str] = set()
         payload_in = payload_out = None
@@ -392,7 +552,92 @@ class NvmeDecoder:
             seqs=tuple(pending.seqs),
             t_ns=pending.t_ns,
             unknown=frozenset(unknown),
+            submitted=pending.submitted,
+            completed=pending.completed,
+            data_moved=_data_moved(pending),
         )
+
+    def _block_io(
+        self,
+        pending: _Pending,
+        cmd: NvmeCommand,
+        cqe: CompletionEntry,
+        irq: int | None,
+        irq_expected: int | None,
+    ) -> Transaction:
+        """:meth:`_transaction` of a completed read or write: what ``command_fields`` and
+        ``_with_data`` give it, without their generality (most of a log's commands)."""
+        opcode = cmd.opcode
+        lba, count = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
+        fua = (cmd.cdw12 >> 30) & 1
+        params = _RW_PARAMS.get((opcode, cmd.nsid, fua))
+        if params is None:
+            params = _RW_PARAMS[(opcode, cmd.nsid, fua)] = (
+                ("opcode", opcode), ("fua", fua), ("nsid", cmd.nsid),
+            )  # fmt: skip
+        events = pending.data_out if opcode == READ else pending.data_in
+        digests = _event_digests(events) if events else None
+        if digests is None:
+            extent, unknown = Extent(lba, count), _DATA_UNKNOWN
+        else:
+            extent, unknown = Extent(lba, count, digests[:count]), _KNOWN
+        moved = None
+        if events:
+            first = events[0]["seq"]
+            last = pending.late_data[-1] if pending.late_data else events[-1]["seq"]
+            moved = (min(first, last), max(first, last))
+        return Transaction(
+            IO_OPS[opcode],
+            params,
+            (extent,) if opcode == WRITE else (),
+            (extent,) if opcode == READ else (),
+            None,
+            None,
+            cqe.status,
+            cqe.dw0,
+            irq,
+            irq_expected,
+            pending.sqid,
+            cmd.cid,
+            tuple(pending.seqs),
+            pending.t_ns,
+            submitted=pending.submitted,
+            completed=pending.completed,
+            data_moved=moved,
+            unknown=unknown,
+        )
+
+
+_RW_PARAMS: dict[tuple[int, int, int], tuple[tuple[str, int], ...]] = {}
+_KNOWN: frozenset[str] = frozenset()
+_DATA_UNKNOWN = frozenset({"data"})
+_DIGEST_TEXT = re.compile(f".{{{BLOCK_DIGEST_WIDTH}}}", re.DOTALL)
+
+
+def _event_digests(events: list[Mapping[str, Any]]) -> tuple[str, ...] | None:
+    """The per-block contents of a command's data events, in order; None if one has none."""
+    if len(events) == 1:
+        return _block_contents(events[0])
+    contents: list[str] = []
+    for event in events:
+        blocks = _block_contents(event)
+        if blocks is None:
+            return None
+        contents += blocks
+    return tuple(contents)
+
+
+def _built(txn: Transaction | None) -> list[Transaction]:
+    return [] if txn is None else [txn]
+
+
+def _data_moved(pending: _Pending) -> tuple[int, int] | None:
+    """First and last seq of a read's or write's data transfers, late ones included."""
+    if pending.sqid in (0, None) or pending.cmd.opcode not in (READ, WRITE):
+        return None
+    events = pending.data_out if pending.cmd.opcode == READ else pending.data_in
+    seqs = [e["seq"] for e in events] + pending.late_data
+    return (min(seqs), max(seqs)) if seqs else None
 
 
 def _with_data(
@@ -422,9 +667,12 @@ def decode(header: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> It
     """The commands of an NVMe model's log, in the order they finished (completion and
     interrupt); outstanding ones at the end."""
     decoder = NvmeDecoder()
-    push = decoder.push
+    handlers = decoder._handlers  # push(), inlined: this loop runs once per event
     for event in events:
-        done = push(event)
+        handler = handlers.get(event["kind"])
+        if handler is None or ("stream" in event and event["stream"] == WINDOW_STREAM):
+            continue
+        done = handler(event)
         if done:
             yield from done
     yield from decoder.finish()
