@@ -37,6 +37,28 @@ def test_seed_and_regression_inputs_run_clean(name: str, data: bytes) -> None:
     harness.run(data)  # and again: no state leaks from one input into the next
 
 
+def test_a_snapshot_model_behaves_as_a_freshly_built_one() -> None:
+    snapshot, built = Harness(), Harness(snapshot=False)
+    for data in seed_inputs().values():
+        snapshot.run(data)
+        built.run(data)
+        assert snapshot.replies == built.replies and len(snapshot.replies) > 3
+        assert os.pread(snapshot.memfd, 1 << 16, 0) == os.pread(built.memfd, 1 << 16, 0)
+
+
+def test_an_input_behaves_the_same_whatever_ran_before() -> None:
+    """libFuzzer's rule: the I/O-queue seed leaves queues and data in the shared
+    memory; the admin seed run after it must not see them."""
+    seeds = seed_inputs()
+    alone = Harness()
+    alone.run(seeds["nvme-admin"])
+    after = Harness()
+    after.run(seeds["nvme-io-queues"])
+    after.run(seeds["nvme-admin"])
+    assert after.replies == alone.replies
+    assert os.pread(after.memfd, 1 << 16, 0) == os.pread(alone.memfd, 1 << 16, 0)
+
+
 def test_seeds_reach_the_nvme_command_paths() -> None:
     """The seeds are only useful if they get past bring-up; check the completions."""
     harness = Harness()
