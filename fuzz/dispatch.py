@@ -134,12 +134,21 @@ class Harness:
     leaves, at about half the cost (construction was a quarter of the time per
     input). A reset is no substitute, since a device keeps some state across one
     (the NVMe namespace's blocks, its counters), so inputs would see each other.
+    ``max_data_xfer`` and ``models`` are for ``bench.fuzz_target``'s comparisons;
+    ``python -m fuzz`` uses the defaults.
     """
 
-    def __init__(self, snapshot: bool = True) -> None:
+    def __init__(
+        self,
+        snapshot: bool = True,
+        max_data_xfer: int = MAX_DATA_XFER,
+        models: Sequence[tuple[str, tuple[str, ...]]] = MODELS,
+    ) -> None:
         self.memfd = sealed_memfd("xvpci-fuzz", SHARED_SIZE)
+        self.max_data_xfer = max_data_xfer
+        self.models = tuple(models)
         self._pristine = (
-            [pickle.dumps(create_model(n, o), pickle.HIGHEST_PROTOCOL) for n, o in MODELS]
+            [pickle.dumps(create_model(n, o), pickle.HIGHEST_PROTOCOL) for n, o in self.models]
             if snapshot
             else None
         )
@@ -153,7 +162,7 @@ class Harness:
         # (libFuzzer needs an input to behave the same whatever ran before it).
         os.pwrite(self.memfd, _ZEROS, 0)
         model_index, setup, records = decode(data)
-        name, options = MODELS[model_index]
+        name, options = self.models[model_index]
         model: DeviceModel = (
             pickle.loads(self._pristine[model_index])  # our own bytes, from __init__
             if self._pristine is not None
@@ -161,7 +170,7 @@ class Harness:
         )
         sink = ReplySink()
         session = Session(
-            model, sink, Recorder(None), reply_timeout=0.0, max_data_xfer=MAX_DATA_XFER
+            model, sink, Recorder(None), reply_timeout=0.0, max_data_xfer=self.max_data_xfer
         )
         self.replies = sink.replies
         reader = MessageReader(MAX_MESSAGE_SIZE, MAX_MSG_FDS)
