@@ -131,9 +131,10 @@ class Harness:
 
     With ``snapshot`` (the default) each model is built once and every input
     unpickles a copy of that pristine object: the same state a constructor
-    leaves, at about half the cost (construction was a quarter of the time per
-    input). A reset is no substitute, since a device keeps some state across one
-    (the NVMe namespace's blocks, its counters), so inputs would see each other.
+    leaves, for half to three quarters of its CPU time (8% less per input on a
+    grown corpus, see ``bench.fuzz_target``). A reset is no substitute, since a
+    device keeps some state across one (the NVMe namespace's blocks, its
+    counters), so inputs would see each other.
     ``max_data_xfer`` and ``models`` are for ``bench.fuzz_target``'s comparisons;
     ``python -m fuzz`` uses the defaults.
     """
