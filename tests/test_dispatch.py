@@ -10,6 +10,7 @@ packing code.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import struct
 from pathlib import Path
@@ -35,13 +36,15 @@ CONFIG, BAR0 = 7, 0
 class Fixture:
     """A dispatcher for edu with interrupts that land in a list instead of eventfds."""
 
-    def __init__(self, log: Path | None = None) -> None:
+    def __init__(self, log: Path | None = None, **options: int) -> None:
         self.model = Edu()
         self.notified: list[int] = []
         self.interrupts = Interrupts(self.model, notify=self.notified.append)
         self.recorder = Recorder(log)
         self.bus = HostBus(self.model, self.recorder, self.interrupts)
-        self.dispatcher = Dispatcher(self.model, self.recorder, self.bus, self.interrupts)
+        self.dispatcher = Dispatcher(
+            self.model, self.recorder, self.bus, self.interrupts, **options
+        )
         self.model.attach(self.bus)
 
     def send(
@@ -50,8 +53,10 @@ class Fixture:
         header = Header(msg_id, command, 16 + len(body), flags)
         return self.dispatcher.handle(Message(header, body, fds or []))
 
-    def negotiate(self) -> None:
-        assert self.send(0, VERSION, struct.pack("<HH", 0, 0) + b'{"capabilities":{}}\0')
+    def negotiate(self) -> dict:
+        reply = self.send(0, VERSION, struct.pack("<HH", 0, 0) + b'{"capabilities":{}}\0')
+        assert reply is not None
+        return json.loads(reply[0][20:].rstrip(b"\0"))["capabilities"]
 
 
 def access(offset: int, region: int, count: int, data: bytes = b"") -> bytes:
@@ -154,6 +159,24 @@ def test_the_hot_path_answers_and_records_as_the_general_path(tmp_path: Path) ->
         "cfg_read",
         "device_error",
     }
+
+
+def test_a_smaller_transfer_limit_is_advertised_and_enforced() -> None:
+    fx = Fixture(max_data_xfer=64)
+    assert fx.negotiate()["max_data_xfer_size"] == 64
+    reply = fx.send(1, REGION_READ, access(0, CONFIG, 64))
+    assert reply is not None and reply_header(reply[0]) == (1, REGION_READ, 16 + 16 + 64, REPLY, 0)
+    for msg_id, body in ((2, access(0, CONFIG, 65)), (3, access(0, BAR0, 65, bytes(65)))):
+        command = REGION_READ if msg_id == 2 else REGION_WRITE
+        reply = fx.send(msg_id, command, body)
+        assert reply is not None
+        assert reply_header(reply[0]) == (msg_id, command, 16, REPLY | ERROR, errno.E2BIG)
+
+
+@pytest.mark.parametrize("limit", [0, (1 << 20) + 1])
+def test_a_transfer_limit_beyond_the_message_limit_is_refused(limit: int) -> None:
+    with pytest.raises(ValueError, match="max_data_xfer"):
+        Fixture(max_data_xfer=limit)
 
 
 def test_unasked_reply_is_dropped_and_its_descriptors_closed(fx: Fixture) -> None:

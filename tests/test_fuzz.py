@@ -1,5 +1,9 @@
 """The coverage-guided fuzz target: its regressions replay, and a fixed budget runs in CI.
 
+Every input in ``fuzz/regressions/`` is replayed through the target and checked for
+the behaviour it is about (:data:`EXPECTED`, by file name): the replies the server
+sent, each as (msg_id, command, size, flags, errno) at the specification's offsets.
+
 ``XVPCI_FUZZ_SECONDS`` sets the CI budget (default 60 s, some tens of thousands
 of inputs here); ``python -m fuzz`` runs longer on demand (see ``fuzz/__main__.py``).
 """
@@ -7,18 +11,101 @@ of inputs here); ``python -m fuzz`` runs longer on demand (see ``fuzz/__main__.p
 from __future__ import annotations
 
 import base64
+import errno
+import json
 import os
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from fuzz.dispatch import Harness, seed_inputs
+from fuzz.dispatch import MAX_DATA_XFER, Harness, seed_inputs
 
 REGRESSIONS = Path(__file__).resolve().parents[1] / "fuzz" / "regressions"
 ROOT = REGRESSIONS.parents[1]
+
+
+REPLY, ERROR = 0x1, 0x20
+VERSION, REGION_READ, REGION_WRITE = 1, 9, 10
+EDU_IDS = bytes.fromhex("3412e811")  # vendor 0x1234, device 0x11e8, at config offset 0
+
+
+def _header(reply: bytes) -> tuple[int, int, int, int, int]:
+    return struct.unpack_from("<HHIII", reply)
+
+
+def _refused(msg_id: int, command: int, err: int) -> tuple[int, int, int, int, int]:
+    return (msg_id, command, 16, REPLY | ERROR, err)
+
+
+def _no_reply_to_failed_no_reply_requests(replies: list[bytes]) -> None:
+    # ids 3-5 fail (absent BAR1, unknown command, past config space), all with NO_REPLY;
+    # id 6 reads the vendor and device ids and is the only reply after VERSION's.
+    assert [_header(r)[0] for r in replies] == [0, 6]
+    assert _header(replies[1]) == (6, REGION_READ, 16 + 16 + 4, REPLY, 0)
+    assert replies[1][32:36] == EDU_IDS
+
+
+def _einval_for_out_of_range_access(replies: list[bytes]) -> None:
+    # config read at 4096, an 8-byte write across BAR0's end, absent BAR1, region 12
+    assert [_header(r) for r in replies[1:]] == [
+        _refused(3, REGION_READ, errno.EINVAL),
+        _refused(4, REGION_WRITE, errno.EINVAL),
+        _refused(5, REGION_READ, errno.EINVAL),
+        _refused(6, REGION_READ, errno.EINVAL),
+    ]
+
+
+def _einval_for_migration_commands(replies: list[bytes]) -> None:
+    # DIRTY_PAGES, DEVICE_FEATURE, MIG_DATA_READ, MIG_DATA_WRITE: no migration here
+    assert [_header(r) for r in replies[1:]] == [
+        _refused(msg_id, command, errno.EINVAL)
+        for msg_id, command in ((3, 14), (4, 16), (5, 17), (6, 18))
+    ]
+
+
+def _own_max_xfer_after_a_1k_offer(replies: list[bytes]) -> None:
+    # id 3: VERSION offering 1 KiB gets ours back; id 4: a 2 KiB config read is served
+    assert _header(replies[1])[:2] == (3, VERSION)
+    caps = json.loads(replies[1][20:].rstrip(b"\0"))["capabilities"]
+    assert caps["max_data_xfer_size"] == MAX_DATA_XFER != 1024
+    assert _header(replies[2]) == (4, REGION_READ, 16 + 16 + 2048, REPLY, 0)
+    assert replies[2][32:36] == EDU_IDS
+
+
+def _e2big_for_read_over_our_max_xfer(replies: list[bytes]) -> None:
+    # id 3: a read of exactly our limit is served; id 4: one byte more is E2BIG
+    assert [_header(r) for r in replies[1:]] == [
+        (3, REGION_READ, 16 + 16 + MAX_DATA_XFER, REPLY, 0),
+        _refused(4, REGION_READ, errno.E2BIG),
+    ]
+
+
+#: What each file in fuzz/regressions/ must do; a new file needs an entry here.
+EXPECTED = {
+    "no-reply-to-failed-no-reply-requests.bin": _no_reply_to_failed_no_reply_requests,
+    "einval-for-out-of-range-access.bin": _einval_for_out_of_range_access,
+    "einval-for-migration-commands.bin": _einval_for_migration_commands,
+    "own-max-xfer-advertised-2k-read-served-after-1k-offer.bin": _own_max_xfer_after_a_1k_offer,
+    "e2big-for-read-over-our-max-xfer.bin": _e2big_for_read_over_our_max_xfer,
+}
+REGRESSION_FILES = sorted(path.name for path in REGRESSIONS.iterdir() if path.name != ".keep")
+
+
+@pytest.mark.parametrize("name", REGRESSION_FILES)
+def test_regression_input_behaves_as_expected(name: str) -> None:
+    assert name in EXPECTED, f"fuzz/regressions/{name} has no expected behaviour in EXPECTED"
+    harness = Harness()
+    harness.run((REGRESSIONS / name).read_bytes())
+    assert _header(harness.replies[0])[:2] == (0, VERSION)  # the target's own VERSION
+    EXPECTED[name](harness.replies)
+
+
+def test_every_expectation_has_its_input() -> None:
+    assert sorted(EXPECTED) == REGRESSION_FILES
 
 
 def _cases() -> list[tuple[str, bytes]]:
@@ -35,6 +122,28 @@ def test_seed_and_regression_inputs_run_clean(name: str, data: bytes) -> None:
     harness = Harness()
     harness.run(data)
     harness.run(data)  # and again: no state leaks from one input into the next
+
+
+def test_a_snapshot_model_behaves_as_a_freshly_built_one() -> None:
+    snapshot, built = Harness(), Harness(snapshot=False)
+    for data in seed_inputs().values():
+        snapshot.run(data)
+        built.run(data)
+        assert snapshot.replies == built.replies and len(snapshot.replies) > 3
+        assert os.pread(snapshot.memfd, 1 << 16, 0) == os.pread(built.memfd, 1 << 16, 0)
+
+
+def test_an_input_behaves_the_same_whatever_ran_before() -> None:
+    """libFuzzer's rule: the I/O-queue seed leaves queues and data in the shared
+    memory; the admin seed run after it must not see them."""
+    seeds = seed_inputs()
+    alone = Harness()
+    alone.run(seeds["nvme-admin"])
+    after = Harness()
+    after.run(seeds["nvme-io-queues"])
+    after.run(seeds["nvme-admin"])
+    assert after.replies == alone.replies
+    assert os.pread(after.memfd, 1 << 16, 0) == os.pread(alone.memfd, 1 << 16, 0)
 
 
 def test_seeds_reach_the_nvme_command_paths() -> None:

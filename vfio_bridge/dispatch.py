@@ -20,8 +20,8 @@ Rules:
 3. A request with NO_REPLY gets no reply, whether it succeeds or fails
    (QEMU posts BAR writes that way and reports any reply as unexpected).
 4. Each side's ``max_data_xfer_size`` bounds what the *other* side sends:
-   region accesses from the client are held to ours
-   (:data:`MAX_DATA_XFER`, advertised in the VERSION reply), our
+   region accesses from the client are held to ours (:attr:`max_data_xfer`,
+   at most :data:`MAX_DATA_XFER`, advertised in the VERSION reply), our
    DMA_READ/DMA_WRITE requests to the client's (:attr:`client_max_data_xfer`).
 5. Replies the client sends unasked are dropped with a warning.
 6. Descriptors that came with a request are closed once it is handled,
@@ -71,7 +71,7 @@ from .regions import Regions
 log = logging.getLogger(__name__)
 
 MAX_MSG_FDS = 16
-#: The largest region access we accept, whatever the client accepts.
+#: The largest region access a server may accept (its message size limit follows).
 MAX_DATA_XFER = DEFAULT_MAX_DATA_XFER
 #: Room for a REGION_WRITE of the largest transfer plus headers.
 MAX_MESSAGE_SIZE = MAX_DATA_XFER + 4 * PAGE_SIZE
@@ -87,11 +87,24 @@ _access_fields = RegionAccess.fields
 
 
 class Dispatcher:
-    """Answers the requests of one client for ``model``."""
+    """Answers the requests of one client for ``model``.
+
+    ``max_data_xfer`` is the largest region access accepted (and advertised as
+    ``max_data_xfer_size``), whatever the client accepts; ValueError unless it is
+    between 1 and :data:`MAX_DATA_XFER`, which the framing's message limit is sized for.
+    """
 
     def __init__(
-        self, model: DeviceModel, recorder: Recorder, bus: HostBus, interrupts: Interrupts
+        self,
+        model: DeviceModel,
+        recorder: Recorder,
+        bus: HostBus,
+        interrupts: Interrupts,
+        max_data_xfer: int = MAX_DATA_XFER,
     ) -> None:
+        if not 0 < max_data_xfer <= MAX_DATA_XFER:
+            raise ValueError(f"max_data_xfer {max_data_xfer} is not in 1..{MAX_DATA_XFER}")
+        self.max_data_xfer = max_data_xfer
         self.model = model
         self.recorder = recorder
         self.bus = bus
@@ -208,7 +221,7 @@ class Dispatcher:
             {
                 "capabilities": {
                     "max_msg_fds": MAX_MSG_FDS,
-                    "max_data_xfer_size": MAX_DATA_XFER,
+                    "max_data_xfer_size": self.max_data_xfer,
                     "pgsizes": PAGE_SIZE,
                     "max_dma_maps": self.bus.dma.max_mappings,
                 }
@@ -258,13 +271,13 @@ class Dispatcher:
     # Both paths to a region (handle() and region_access()) go through these two.
 
     def _read_access(self, offset: int, region: int, count: int) -> bytes:
-        self.regions.check(region, offset, count, MAX_DATA_XFER)
+        self.regions.check(region, offset, count, self.max_data_xfer)
         return self.regions.read(region, offset, count)
 
     def _write_access(self, offset: int, region: int, count: int, data: bytes) -> None:
         if len(data) != count:
             raise ProtocolError(f"REGION_WRITE announces {count} bytes but carries {len(data)}")
-        self.regions.check(region, offset, count, MAX_DATA_XFER)
+        self.regions.check(region, offset, count, self.max_data_xfer)
         self.regions.write(region, offset, data)
 
     def _device_reset(self, message: Message) -> bytes:

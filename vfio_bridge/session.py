@@ -33,7 +33,7 @@ import select
 import time
 
 from .device import DeviceModel, DmaError
-from .dispatch import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Dispatcher
+from .dispatch import MAX_DATA_XFER, MAX_MESSAGE_SIZE, MAX_MSG_FDS, Dispatcher
 from .dma import MessageDma
 from .hostbus import HostBus
 from .interrupts import Interrupts
@@ -46,7 +46,11 @@ log = logging.getLogger(__name__)
 
 
 class Session:
-    """Serve ``model`` to the client on ``channel`` until it disconnects."""
+    """Serve ``model`` to the client on ``channel`` until it disconnects.
+
+    ``max_data_xfer`` bounds the client's region accesses (see
+    :class:`~vfio_bridge.dispatch.Dispatcher`).
+    """
 
     def __init__(
         self,
@@ -56,6 +60,7 @@ class Session:
         reply_timeout: float = 10.0,
         wakeup_fd: int = -1,
         poll_max_us: float = DEFAULT_POLL_MAX_US,
+        max_data_xfer: int = MAX_DATA_XFER,
     ) -> None:
         self.model = model
         self.channel = channel
@@ -66,7 +71,9 @@ class Session:
         self.interrupts = Interrupts(model)
         by_message = MessageDma(self._message_dma_read, self._message_dma_write)
         self.bus = HostBus(model, recorder, self.interrupts, by_message)
-        self.dispatcher = Dispatcher(model, recorder, self.bus, self.interrupts)
+        self.dispatcher = Dispatcher(
+            model, recorder, self.bus, self.interrupts, max_data_xfer=max_data_xfer
+        )
         self._handle = self.dispatcher.handle
         # For waiting on a reply to our own request (with the wakeup fd, so that a
         # stop is not held up by a client that does not answer). Registered once:
