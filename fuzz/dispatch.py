@@ -10,11 +10,14 @@ One input is a short script for a hostile client, decoded by :func:`decode`:
   except command 0xFE, which writes its body into the shared memory at the
   offset in ``flags`` * 256 (so the fuzzer can lay out queues and descriptors).
 
-The framed bytes go through the real :class:`MessageReader` and
-:meth:`Session.dispatch`, sans socket: replies land in a sink (a
-:class:`~vfio_bridge.transport.Channel`). The whole input
-is also fed raw to a fresh reader. Allowed outcomes are error replies and
-:class:`ProtocolError` from the framing; anything else, a leaked descriptor, or
+The framed bytes reach the real session loop (:meth:`Session.run`) through the
+real :class:`~vfio_bridge.transport.SocketChannel`, region-access hot path
+included; only the socket under the channel is a stand-in
+(:class:`ScriptedSocket`), which plays the script back one receive per message
+(byte 1 bit 2: consecutive messages arrive together in one receive, as a burst
+does) and keeps the replies. The whole input is also fed raw to a fresh
+reader. Allowed outcomes are error replies and :class:`ProtocolError` from the
+framing; anything else, a leaked descriptor, or
 a device that no longer answers config reads is a crash.
 
 Run it with ``python -m fuzz [libFuzzer flags] [corpus dir]``. Crashing inputs
@@ -23,18 +26,20 @@ belong in ``fuzz/regressions/``, which ``tests/test_fuzz.py`` replays.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import os
 import pickle
+import socket
 import struct
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 from vfio_bridge.client import sealed_memfd
 from vfio_bridge.device import DeviceModel
 from vfio_bridge.models import create_model
 from vfio_bridge.protocol import (
     DmaMap,
-    Message,
     MessageReader,
     ProtocolError,
     Region,
@@ -45,6 +50,7 @@ from vfio_bridge.protocol import (
 )
 from vfio_bridge.recorder import Recorder
 from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Session
+from vfio_bridge.transport import PeerClosed, SocketChannel
 
 SHARED_IOVA = 0x10_0000
 SHARED_SIZE = 64 << 10
@@ -64,28 +70,81 @@ MODELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-class ReplySink:
-    """The session's channel: replies are kept, nothing ever arrives."""
+class ScriptedSocket:
+    """Stands in for the client's socket under the session's real channel: each
+    ``recvmsg_into`` plays back the next message of one input's script (a message
+    longer than the receive buffer over several receives, as a stream socket
+    does), carrying a fresh duplicate of the shared memory's descriptor where the
+    script maps it and doing the script's memory writes before the message that
+    follows them; the end of the script is the end of the stream. Replies are kept.
+    """
 
-    def __init__(self) -> None:
-        self._quiet_r, self._quiet_w = os.pipe()  # select() on it times out
+    def __init__(self, script: Iterator[bytes | tuple], memfd: int, bursts: bool) -> None:
+        self._script = script
+        self._memfd = memfd
+        self._bursts = bursts
+        self._ahead: bytes | tuple | None = None  # taken from the script, not yet received
+        self._unreceived = memoryview(b"")  # the rest of a message longer than the buffer
+        self._quiet_r, self._quiet_w = os.pipe()  # a waiting session polls this in vain
+        #: The framed replies sent, in order.
         self.replies: list[bytes] = []
 
     def fileno(self) -> int:
         return self._quiet_r
 
-    @property
-    def has_backlog(self) -> bool:
-        return False
+    def recvmsg_into(
+        self, buffers: list[bytearray], ancbufsize: int = 0, flags: int = 0
+    ) -> tuple[int, list[tuple[int, int, bytes]], int, None]:
+        buffer = buffers[0]
+        ancdata: list[tuple[int, int, bytes]] = []
+        if not self._unreceived:
+            message, fds = self._next_message()
+            if message is None:
+                return 0, [], 0, None
+            if fds:
+                ancdata = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+            self._unreceived = memoryview(message)
+        size = min(len(buffer), len(self._unreceived))
+        buffer[:size] = self._unreceived[:size]
+        self._unreceived = self._unreceived[size:]
+        return size, ancdata, 0, None
 
-    def send(self, data: bytes, fds: Sequence[int] = ()) -> None:
-        self.replies.append(data)
+    def _next_message(self) -> tuple[bytes | None, list[int]]:
+        """The next receive's bytes (several messages in a burst) and descriptors."""
+        message: bytes | None = None
+        while (item := self._take()) is not None:
+            if isinstance(item, tuple) and item[0] == "poke":
+                if message is not None:  # memory changes after what came before is served
+                    self._ahead = item
+                    break
+                _, offset, body = item
+                os.pwrite(self._memfd, body[: max(0, SHARED_SIZE - offset)], offset)
+                continue
+            if isinstance(item, tuple):  # a message carrying the shared memory's descriptor
+                if message is not None:
+                    self._ahead = item
+                    break
+                return item[1], [os.dup(self._memfd)]
+            message = item if message is None else message + item
+            if not self._bursts:
+                break
+        return message, []
 
-    def fill(self, block: bool = True) -> bool:
-        return False
+    def _take(self) -> bytes | tuple | None:
+        if self._ahead is not None:
+            item, self._ahead = self._ahead, None
+            return item
+        return next(self._script, None)
 
-    def next_message(self) -> Message | None:
-        return None
+    def send(self, data: bytes) -> int:
+        self.replies.append(bytes(data))
+        return len(data)
+
+    def sendmsg(self, buffers: Sequence[bytes], ancdata: Sequence[tuple[int, int, bytes]]) -> int:
+        for _, _, payload in ancdata:  # the server hands out no descriptor the client keeps
+            for fd in array.array("i", payload):
+                os.close(fd)
+        return self.send(b"".join(buffers))
 
     def close(self) -> None:
         os.close(self._quiet_r)
@@ -169,32 +228,25 @@ class Harness:
             if self._pristine is not None
             else create_model(name, options)
         )
-        sink = ReplySink()
+        scripted = ScriptedSocket(_messages(setup, records), self.memfd, bool(setup & 4))
+        # (The channel takes any object with the socket methods it calls.)
+        channel = SocketChannel(cast(socket.socket, scripted), MAX_MESSAGE_SIZE, MAX_MSG_FDS)
         session = Session(
-            model, sink, Recorder(None), reply_timeout=0.0, max_data_xfer=self.max_data_xfer
+            model,
+            channel,
+            Recorder(None),
+            reply_timeout=0.0,
+            poll_max_us=0,
+            max_data_xfer=self.max_data_xfer,
         )
-        self.replies = sink.replies
-        reader = MessageReader(MAX_MESSAGE_SIZE, MAX_MSG_FDS)
+        self.replies = scripted.replies
         try:
-            for item in _messages(setup, records):
-                fds: list[int] = []
-                if isinstance(item, tuple) and item[0] == "poke":
-                    _, offset, body = item
-                    os.pwrite(self.memfd, body[: max(0, SHARED_SIZE - offset)], offset)
-                    continue
-                if isinstance(item, tuple):
-                    item, fds = item[1], [os.dup(self.memfd)]
-                try:
-                    messages = reader.feed(item, fds)
-                except ProtocolError:
-                    break  # the server would close this connection
-                for message in messages:
-                    session.dispatch(message)
-                    session.run_deferred()
+            session.run()
+        except (PeerClosed, ProtocolError):
+            pass  # the end of the script; a malformed stream, on which the server hangs up
         finally:
             session.close()
-            reader.close()
-            sink.close()
+            channel.close()  # and with it the socket, as the server's channel does
         model.reset()
         if model.config.read(0, 4) != struct.pack("<HH", model.vendor_id, model.device_id):
             raise AssertionError("the device no longer answers config reads after reset")

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from fuzz.dispatch import MAX_DATA_XFER, Harness, seed_inputs
+from vfio_bridge.dispatch import Dispatcher
 
 REGRESSIONS = Path(__file__).resolve().parents[1] / "fuzz" / "regressions"
 ROOT = REGRESSIONS.parents[1]
@@ -30,6 +31,7 @@ ROOT = REGRESSIONS.parents[1]
 
 REPLY, ERROR = 0x1, 0x20
 VERSION, REGION_READ, REGION_WRITE = 1, 9, 10
+CONFIG = 7  # VFIO_PCI_CONFIG_REGION_INDEX
 EDU_IDS = bytes.fromhex("3412e811")  # vendor 0x1234, device 0x11e8, at config offset 0
 
 
@@ -155,6 +157,33 @@ def test_seeds_reach_the_nvme_command_paths() -> None:
     bogus_cq_status = int.from_bytes(completions[30:32], "little") >> 1
     assert identify_status == 0
     assert bogus_cq_status == 0x102  # Invalid Queue Size, a defined device error
+
+
+@pytest.mark.parametrize(("setup", "hot"), [(1, 2), (5, 1)], ids=["one-per-receive", "burst"])
+def test_the_target_reaches_the_servers_region_access_hot_path(
+    monkeypatch: pytest.MonkeyPatch, setup: int, hot: int
+) -> None:
+    """The target drives the session loop through its real channel, so region accesses
+    are fuzzed on the hot path too: two config reads, each alone in its receive (both
+    hot), or together in one (the first hot, the second framed into the backlog).
+    (Setup bit 0 maps shared memory, a message with a descriptor, which arrives on
+    its own: the reads' burst does not begin with VERSION.)"""
+    taken = []
+    region_access = Dispatcher.region_access
+
+    def counted(self: Dispatcher, *access: object) -> object:
+        taken.append(access)
+        return region_access(self, *access)
+
+    monkeypatch.setattr(Dispatcher, "region_access", counted)
+    read = struct.pack("<BBH", REGION_READ, 0, 16) + struct.pack("<QII", 0, CONFIG, 4)
+    harness = Harness()
+    harness.run(bytes([0, setup]) + read + read)  # model 0: edu
+    assert len(taken) == hot
+    assert [_header(r) for r in harness.replies[2:]] == [  # after VERSION's and DMA_MAP's
+        (msg_id, REGION_READ, 16 + 16 + 4, REPLY, 0) for msg_id in (3, 4)
+    ]
+    assert [r[32:36] for r in harness.replies[2:]] == [EDU_IDS, EDU_IDS]
 
 
 def test_fuzz_budget(tmp_path: Path) -> None:
