@@ -114,11 +114,20 @@ def test_the_transaction_table_sets_its_keys(tmp_path: Path) -> None:
     assert rules.txn_block_history is True
 
 
-def test_merging_twice_adds_transaction_entries() -> None:
-    rules = Rules().merge({"transaction": {"ignore_ops": ["a"], "ignore_blocks": [[0, 1]]}})
-    rules.merge({"transaction": {"ignore_ops": ["b"], "ignore_results": [7]}})
-    assert rules.txn_ignore_ops == {"a", "b"} and rules.txn_ignore_results == {"7"}
+def test_merging_twice_adds_register_rules_and_transaction_entries() -> None:
+    first = {"ignore_ops": ["a"], "ignore_blocks": [[0, 1]], "ignore_results": ["r"]}
+    rules = Rules().merge({"transaction": first, "ignore": [{"kind": "cfg", "offset": 8}]})
+    rules.merge(
+        {
+            "transaction": {"ignore_ops": ["b"], "ignore_results": [7]},
+            "ignore": [{"kind": "cfg", "offset": 9}],
+            "mask": [{"kind": "cfg", "offset": 9, "mask": 1}],
+        }
+    )
+    assert rules.txn_ignore_ops == {"a", "b"} and rules.txn_ignore_results == {"r", "7"}
     assert rules.txn_ignore_blocks == [(0, 1)]
+    assert rules.ignore == [RegisterRule("cfg", 8), RegisterRule("cfg", 9)]
+    assert len(rules.masks) == 2
 
 
 def test_a_file_that_cannot_be_read_or_parsed_is_named(tmp_path: Path) -> None:
