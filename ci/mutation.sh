@@ -48,7 +48,7 @@ case "$group" in
         ;;
     engine)
         modules="harness/difflog/engine.py harness/difflog/reader.py"
-        tests="$diff_tests tests/test_diff_golden.py tests/test_phases.py"
+        tests="tests/test_reader.py $diff_tests tests/test_diff_golden.py tests/test_phases.py"
         ;;
     *)
         echo "usage: bash ci/mutation.sh protocol|rules|normalize|phases|transactions|reports|engine [mutmut run args]" >&2
