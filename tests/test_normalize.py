@@ -320,6 +320,7 @@ def test_config_writes_are_compared_by_the_state_they_leave() -> None:
     assert norm.push(_cfg("cfg_write", 0x0C, 0x30, size=2, seq=3)) is None
     assert norm.push(_cfg("cfg_write", 0x0D, 0x40, size=1, seq=4)) is None
     end = norm.finish()
+    assert [i.event["seq"] for i in end] == [2, 3, 4]  # the raw events, for the reports
     assert [(i.stream, i.key, i.width, i.value, i.seq) for i in end] == [
         ("config", ("cfg_write", 0x0C), 1, 0x20, 2),  # the last write of each register, width
         ("config", ("cfg_write", 0x0C), 2, 0x30, 3),
@@ -357,9 +358,12 @@ def test_platform_owned_config_is_not_compared() -> None:
 def test_config_reads_are_compared_only_on_request() -> None:
     norm = _norm()
     assert norm.push(_cfg("cfg_read", 0x00, 0x00EE1B36)) is None and norm.dropped == 1
+    assert norm.push(_cfg("cfg_read", 0x08, 0x01080200)) is None and norm.dropped == 2
     asked = _norm(Rules(compare_config_reads=True))
-    item = _item(asked, _cfg("cfg_read", 0x00, 0x00EE1B36, seq=9))
+    event = _cfg("cfg_read", 0x00, 0x00EE1B36, seq=9)
+    item = _item(asked, event)
     assert (item.width, item.value, item.seq) == (4, 0x00EE1B36, 9)
+    assert item.event is event  # the reports show the raw event
 
 
 def test_config_rules_ignore_and_mask() -> None:
