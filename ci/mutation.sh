@@ -47,11 +47,15 @@ case "$group" in
         tests="tests/test_diff.py tests/test_transactions.py"
         ;;
     engine)
-        modules="harness/difflog/engine.py harness/difflog/reader.py"
-        tests="tests/test_reader.py $diff_tests tests/test_diff_golden.py tests/test_phases.py"
+        modules="harness/difflog/engine.py"
+        tests="$diff_tests tests/test_diff_golden.py"
+        ;;
+    reader)
+        modules="harness/difflog/reader.py"
+        tests="tests/test_reader.py tests/test_logformat.py tests/test_diff.py tests/test_diff_fast.py"
         ;;
     *)
-        echo "usage: bash ci/mutation.sh protocol|rules|normalize|phases|transactions|reports|engine [mutmut run args]" >&2
+        echo "usage: bash ci/mutation.sh protocol|rules|normalize|phases|transactions|reports|engine|reader [mutmut run args]" >&2
         exit 2
         ;;
 esac
