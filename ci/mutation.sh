@@ -76,6 +76,22 @@ pytest_add_cli_args_test_selection = [$(quoted $tests)]
 also_copy = ["tests/", "harness/", "vfio_bridge/", "fuzz/", "bench/", "guests/", "kext/", "setup.py"]
 pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-x", "-q", $slow_phases]
 EOF
+# mutmut hands pytest a mutant's tests in no particular order; run them in the group's
+# order (quick unit tests first), so that a mutant they kill costs only them.
+cat >> "$work/tests/conftest.py" <<EOF
+
+
+MUTATION_TEST_ORDER = [$(quoted $tests)]
+
+
+def pytest_collection_modifyitems(items):  # added by ci/mutation.sh, scratch copy only
+    def rank(item):
+        path = item.nodeid.split("::")[0]
+        order = MUTATION_TEST_ORDER
+        return order.index(path) if path in order else len(order)
+
+    items.sort(key=rank)
+EOF
 echo "mutation testing $group in $work"
 cd "$work"
 exec nice -n 19 "${PYTHON:-$root/.venv/bin/python}" -m mutmut run --max-children 2 "$@"
