@@ -479,3 +479,32 @@ def test_each_path_specific_capability_is_skipped(name: str) -> None:
     assert DeviceProfile.from_header({"device": device}).path_specific_config == ((0x50, 0x68),)
     device = {"capabilities": [{"name": "pm", "offset": 0x50, "length": 0x18}]}
     assert DeviceProfile.from_header({"device": device}).path_specific_config == ()
+
+
+def test_descriptor_payloads_are_digested_with_address_numbers_little_endian() -> None:
+    """The exact bytes digested: each address replaced by its number (8 bytes, little
+    endian, as the device reads them), ignored fields zeroed, the rest kept."""
+    sqe = bytearray(64)
+    sqe[0] = 0x02
+    sqe[2:4] = (0x1234).to_bytes(2, "little")  # command id: zeroed
+    sqe[24:32] = (0x50200).to_bytes(8, "little")  # PRP1, not page aligned
+    sqe[32:40] = (0x61000).to_bytes(8, "little")  # PRP2
+    sqe[40:44] = (0x2A).to_bytes(4, "little")  # the starting LBA right after it
+    norm = _norm()
+    item = _item(norm, _dma("dma_read", 0x9000, bytes(sqe), "sqe"))
+    expected = bytearray(sqe)
+    expected[2:4] = bytes(2)
+    expected[24:32] = (1).to_bytes(8, "little")  # 0 is the entry's own slot, 0x9000
+    expected[32:40] = (2).to_bytes(8, "little")
+    assert item.value == payload_digest(bytes(expected))
+    assert norm._addresses == {0x9000: 0, 0x50200: 1, 0x61000: 2}
+
+    # An address list: every 8 bytes an entry, zero entries kept; a tail short of an
+    # entry (which no device reads) is kept as it is.
+    entries = [0x10000, 0x11000, 0]
+    raw = b"".join(x.to_bytes(8, "little") for x in entries) + b"\x01\x02\x03\x04"
+    norm = _norm()
+    item = _item(norm, _dma("dma_read", 0x5000, raw, "prp_list"))
+    numbered = b"".join(x.to_bytes(8, "little") for x in (1, 2, 0)) + b"\x01\x02\x03\x04"
+    assert item.value == payload_digest(numbered)
+    assert norm._addresses == {0x5000: 0, 0x10000: 1, 0x11000: 2}
