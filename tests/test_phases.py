@@ -211,6 +211,10 @@ def test_both_phases_are_cut_only_when_a_side_shows_firmware(tmp_path: Path) -> 
     assert split_phases(os_only, os_only) == (PreOs(), PreOs())  # OS-only use: nothing cut
     assert split_phases(firmware, polling) == (PreOs(), PreOs())  # no takeover on one side
     assert split_phases(polling, firmware) == (PreOs(), PreOs())
+    # A log cut short (the server killed) is read as far as it goes, to its end.
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("\n".join(polling.read_text().splitlines()[:-1]) + "\n")
+    assert find_pre_os_in(cut) == PreOs()
 
 
 def test_the_os_phase_keeps_transactions_begun_at_or_after_the_takeover() -> None:
