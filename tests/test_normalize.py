@@ -117,6 +117,7 @@ def test_ignore_and_mask_rules_apply_to_the_register_they_name() -> None:
                 {"kind": "mmio", "bar": 0, "offset": CC, "mask": 0xFF0},
                 {"kind": "mmio", "bar": 0, "offset": CC, "mask": 0x0F1},
                 {"kind": "mmio", "bar": 0, "offset": 0x24},  # no mask: nothing masked
+                {"kind": "mmio", "bar": 0, "offset": 0x38, "size": 4, "mask": 0xF0},
             ],
         }
     )
@@ -125,6 +126,9 @@ def test_ignore_and_mask_rules_apply_to_the_register_they_name() -> None:
     assert norm.push(_mmio("mmio_read", CSTS, 1, size=2)) is not None  # another width
     assert norm.push(_mmio("mmio_read", CSTS, 1, bar=2)) is not None  # another BAR
     assert _item(norm, _mmio("mmio_write", CC, 0xFFFF)).value == 0x0F0  # both masks
+    assert _item(norm, _mmio("mmio_write", CC, 0x0A5)).value == 0x0A0  # bits kept, not set
+    assert _item(norm, _mmio("mmio_write", 0x38, 0x1A5)).value == 0xA0  # a sized rule
+    assert _item(norm, _mmio("mmio_write", 0x38, 0x1A5, size=2)).value == 0x1A5  # its size only
     assert _item(norm, _mmio("mmio_write", 0x24, 0xFFFF)).value == 0xFFFF
     assert _item(norm, _mmio("mmio_write", 0x20, 0xFFFF)).value == 0xFFFF
     assert norm.dropped == 1
@@ -277,6 +281,13 @@ def test_interrupts_are_keyed_by_vector_and_by_type_only_on_request() -> None:
     assert _item(typed, {"seq": 3, "kind": "irq", "irq_type": "msix", "vector": 2}).same(a)
 
 
+def test_interrupt_keys_kept_are_bounded() -> None:
+    norm = _norm()
+    norm._irq_keys.update({("x", n): ("irq", n) for n in range(PLACES_KEPT)})
+    item = _item(norm, {"seq": 0, "kind": "irq", "irq_type": "msix", "vector": 1})
+    assert item.key == ("irq", 1) and len(norm._irq_keys) == PLACES_KEPT
+
+
 def test_device_errors_compare_by_code_and_other_kinds_by_kind() -> None:
     norm = _norm()
     error = _item(norm, {"seq": 4, "kind": "device_error", "error": "dma_fault", "detail": "at 1"})
@@ -290,8 +301,25 @@ def test_device_errors_compare_by_code_and_other_kinds_by_kind() -> None:
     assert error.same(same)
     other = _item(norm, {"seq": 6, "kind": "device_error", "error": "status_0x002"})
     assert not error.same(other)
-    custom = _item(norm, {"seq": 7, "kind": "power", "state": "d3"})
-    assert (custom.stream, custom.key) == ("other", ("power",))
+    custom_event = {"seq": 7, "kind": "power", "state": "d3"}
+    custom = _item(norm, custom_event)
+    assert (custom.stream, custom.key, custom.width, custom.seq) == ("other", ("power",), 0, 7)
+    assert custom.event is custom_event and error.width == 0
+
+
+def test_every_item_keeps_its_raw_event_for_the_reports() -> None:
+    norm = _norm(Rules(compare_config_reads=True))
+    for event in (
+        _mmio("mmio_write", CC, 1),
+        _mmio("mmio_read", CSTS, 1),
+        _dma("dma_read", 0x1000, b"d"),
+        _dma("dma_read", 0x1000, bytes(64), "sqe"),
+        {"seq": 0, "kind": "irq", "irq_type": "msix", "vector": 1},
+        {"seq": 0, "kind": "device_error", "error": "dma_fault"},
+        {"seq": 0, "kind": "power", "state": "d0"},
+        _cfg("cfg_read", 0x00, 1),
+    ):
+        assert _item(norm, event).event is event, event
 
 
 def test_platform_kinds_and_the_window_stream_are_dropped_as_the_rules_say() -> None:
@@ -465,6 +493,8 @@ def test_a_range_without_names_or_with_another_stride() -> None:
 def test_an_empty_description_and_a_legacy_header_without_msix() -> None:
     empty = DeviceProfile.from_header({"device": {}})
     assert empty == DeviceProfile()
+    bare_bars = {"device": {"bars": [{"index": 0}, {"index": 2, "registers": []}]}}
+    assert DeviceProfile.from_header(bare_bars) == DeviceProfile()
     legacy = DeviceProfile.from_header({"model": "edu"})
     assert legacy == DeviceProfile() and legacy.register_name(0, 4) == "bar0+0x4"
     table_only = DeviceProfile.from_header({"msix": {"table": [2, 0, 0x40]}})
@@ -508,3 +538,8 @@ def test_descriptor_payloads_are_digested_with_address_numbers_little_endian() -
     numbered = b"".join(x.to_bytes(8, "little") for x in (1, 2, 0)) + b"\x01\x02\x03\x04"
     assert item.value == payload_digest(numbered)
     assert norm._addresses == {0x5000: 0, 0x10000: 1, 0x11000: 2}
+    # the last whole entry of a list is an entry too
+    norm = _norm()
+    two = b"".join(x.to_bytes(8, "little") for x in (0x20000, 0x21000))
+    item = _item(norm, _dma("dma_read", 0x5000, two, "prp_list"))
+    assert item.value == payload_digest((1).to_bytes(8, "little") + (2).to_bytes(8, "little"))
