@@ -65,6 +65,8 @@ def test_a_format_1_log_names_its_digests_as_format_2_does(tmp_path: Path) -> No
 
 def test_a_log_without_its_end_marker_is_truncated_unless_allowed(tmp_path: Path) -> None:
     path = write_log(tmp_path / "cut.jsonl", EVENTS, end=False)
+    with pytest.raises(LogError, match="log is truncated after 3 events"):
+        list(LogReader(path))  # refused by default
     assert _error(path) == (
         f"{path}:4: log is truncated after 3 events "
         "(no end marker: the server was killed or the disk filled up)"
@@ -170,3 +172,35 @@ def test_the_line_patterns_split_seq_and_time_from_the_event() -> None:
     assert ADDRESS_FIELD.search(b'"addr":0}').group(1) == b"0"
     assert ADDRESS_FIELD.search(b'"addr":012,') is None  # not a JSON number
     assert ADDRESS_FIELD.search(b'"addr":12x') is None
+
+
+def test_bytes_that_are_not_utf_8_are_replaced_not_fatal(tmp_path: Path) -> None:
+    # A model's free-text field (a device error's detail) with a stray byte in it.
+    header = logformat.dumps({**HEADER, "note": "caf~"}).replace("~", "\udcff")
+    event = logformat.dumps({"seq": 0, "t_ns": 0, "kind": "device_error", "error": "e~"})
+    path = tmp_path / "bytes.jsonl"
+    path.write_bytes(
+        header.encode("utf-8", "surrogateescape")
+        + event.replace("~", "\udcfe").encode("utf-8", "surrogateescape")
+        + logformat.dumps(logformat.trailer(1)).encode()
+    )
+    reader = LogReader(path)
+    assert reader.info.header["note"] == "caf\ufffd"
+    [error] = list(reader)
+    assert error["error"] == "e\ufffd" and reader.info.complete
+
+
+def test_reading_ahead_is_bounded_by_what_was_asked(tmp_path: Path) -> None:
+    """The diff takes lines in batches; a batch must not pull the rest of the file into
+    memory (logs run to millions of events)."""
+    path = write_log(tmp_path / "long.jsonl", [irq(n % 32) for n in range(20_000)])
+    reader = LogReader(path)
+    assert len(reader.take(10)) == 10
+    assert reader._lines_read < 100  # lines read from the file so far, header included
+    assert len(reader.take(1000)) == 1000 and reader._lines_read < 3000  # not 20 002
+
+
+def test_nothing_is_taken_after_the_log_ended(tmp_path: Path) -> None:
+    reader = LogReader(write_log(tmp_path / "a.jsonl", EVENTS))
+    assert len(list(reader)) == 3
+    assert reader.take(4) == [] and reader.take(1) == []
