@@ -41,7 +41,7 @@ case "$group" in
         ;;
     transactions)
         modules="harness/difflog/transactions.py"
-        tests="tests/test_transactions.py tests/test_diff.py tests/test_phases.py"
+        tests="tests/test_transactions.py"
         ;;
     reports)
         modules="harness/difflog/reports.py"
