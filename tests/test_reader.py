@@ -198,6 +198,10 @@ def test_reading_ahead_is_bounded_by_what_was_asked(tmp_path: Path) -> None:
     assert len(reader.take(10)) == 10
     assert reader._lines_read < 100  # lines read from the file so far, header included
     assert len(reader.take(1000)) == 1000 and reader._lines_read < 3000  # not 20 002
+    # exactly as many lines asked as are buffered: none read from the file
+    lines_read, buffered = reader._lines_read, len(reader._unread)
+    assert buffered and len(reader.take(buffered)) == buffered
+    assert reader._lines_read == lines_read
 
 
 def test_nothing_is_taken_after_the_log_ended(tmp_path: Path) -> None:
