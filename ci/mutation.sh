@@ -42,6 +42,9 @@ case "$group" in
     transactions)
         modules="harness/difflog/transactions.py"
         tests="tests/test_transactions.py"
+        # the tests on generated transactions; those on recorded logs take seconds each
+        slow='not cli_level and not html_marks and not read_returning and not command_completing and not fio_direct and not interrupt_not_raised and not write_storing and not admin_commands and not recorded_fio and not fs_verify and not state_register and not bad_transaction_rules'
+        extra=", \"-k\", \"$slow\""
         ;;
     reports)
         modules="harness/difflog/reports.py"
@@ -75,7 +78,7 @@ source_paths = ["$source"]
 only_mutate = [$(quoted $(for m in $modules; do case $m in */) echo "$m*" ;; *) echo "$m" ;; esac; done))]
 pytest_add_cli_args_test_selection = [$(quoted $tests)]
 also_copy = ["tests/", "harness/", "vfio_bridge/", "fuzz/", "bench/", "guests/", "kext/", "setup.py"]
-pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-x", "-q", $slow_phases]
+pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-x", "-q", $slow_phases${extra:-}]
 EOF
 # mutmut hands pytest a mutant's tests in no particular order; run them in the group's
 # order (quick unit tests first), so that a mutant they kill costs only them.
