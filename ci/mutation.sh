@@ -56,7 +56,7 @@ case "$group" in
         ;;
     reader)
         modules="harness/difflog/reader.py"
-        tests="tests/test_reader.py tests/test_logformat.py"
+        tests="tests/test_reader.py tests/test_logformat.py tests/test_diff_cutter.py"
         ;;
     *)
         echo "usage: bash ci/mutation.sh protocol|rules|normalize|phases|transactions|reports|engine|reader [mutmut run args]" >&2
