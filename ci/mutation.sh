@@ -41,7 +41,7 @@ case "$group" in
         ;;
     transactions)
         modules="harness/difflog/transactions.py"
-        tests="tests/test_transactions.py"
+        tests="tests/test_txn_diff.py tests/test_transactions.py"
         # the tests on generated transactions; those on recorded logs take seconds each
         slow='not cli_level and not html_marks and not read_returning and not command_completing and not fio_direct and not interrupt_not_raised and not write_storing and not admin_commands and not recorded_fio and not fs_verify and not state_register and not bad_transaction_rules'
         extra=", \"-k\", \"$slow\""
