@@ -65,15 +65,24 @@ def test_a_pair_with_another_status_is_one_status_divergence() -> None:
     # a status a source could not supply is not compared, nor is anything after it
     unknown = _cmd(status=None, result=2, unknown=frozenset({"status"}))
     assert _kinds(_diff([_cmd(result=1)], [unknown])) == [("result", "both")]
+    outstanding = _diff([_cmd(status=None)], [_cmd(status=0)])
+    assert outstanding.divergences[0].detail == (
+        "identify cns=0x1: status none (outstanding) in A, 0x000 in B"
+    )
 
 
 def test_a_pair_with_another_result_or_returned_data() -> None:
-    result = _diff([_cmd(result=1, payload_out="a" * 32)], [_cmd(result=0x12, payload_out=None)])
+    result = _diff(
+        [_cmd(result=1, payload_out="a" * 32)], [_cmd(result=0x12, payload_out="b" * 32)]
+    )
     assert _kinds(result) == [("result", "both"), ("data", "both")]
+    assert all(d.a is not None and d.b is not None for d in result.divergences)
     assert result.divergences[0].detail == "identify cns=0x1: result 0x1 in A, 0x12 in B"
     assert result.divergences[1].detail == (
-        "identify cns=0x1: returned data aaaaaaaaaaaa in A, none in B"
+        "identify cns=0x1: returned data aaaaaaaaaaaa in A, bbbbbbbbbbbb in B"
     )
+    none = _diff([_cmd(payload_out="a")], [_cmd(payload_out=None)]).divergences[0]
+    assert none.detail == "identify cns=0x1: returned data a in A, none in B"
     none = _diff([_cmd(result=None)], [_cmd(result=3)])
     assert none.divergences[0].detail == "identify cns=0x1: result none in A, 0x3 in B"
     # by design on request, and not when a source cannot say
@@ -85,16 +94,17 @@ def test_a_pair_with_another_result_or_returned_data() -> None:
 
 def test_a_pair_with_an_interrupt_raised_on_one_side_only() -> None:
     owed = {"irq_expected": 2}
-    result = _diff([_cmd(irq=2, **owed)], [_cmd(irq=None, **owed)])
+    result = _diff([_cmd(irq=2, **owed)], [_cmd(irq=None, irq_expected=3)])
     [hit] = result.divergences
-    assert (hit.kind, hit.side) == ("interrupt", "B")
-    assert hit.detail == "identify cns=0x1: completion signalled in A (vector 0x2) but not in B"
-    result = _diff([_cmd(irq=None, **owed)], [_cmd(irq=2, **owed)])
+    assert (hit.kind, hit.side) == ("interrupt", "B") and hit.a and hit.b
+    # the vector named is the one the silent side owed
+    assert hit.detail == "identify cns=0x1: completion signalled in A (vector 0x3) but not in B"
+    result = _diff([_cmd(irq=None, irq_expected=4)], [_cmd(irq=2, **owed)])
     assert result.divergences[0].side == "A"
     assert result.divergences[0].detail == (
-        "identify cns=0x1: completion signalled in B (vector 0x2) but not in A"
+        "identify cns=0x1: completion signalled in B (vector 0x4) but not in A"
     )
-    assert _diff([_cmd(irq=None, **owed)], [_cmd(unknown=frozenset({"irq"}), **owed)]).equivalent
+    assert _diff([_cmd(irq=2, **owed)], [_cmd(unknown=frozenset({"irq"}), **owed)]).equivalent
     assert _diff([_cmd(irq=2, **owed)], [_cmd(irq=2, **owed)]).equivalent
 
 
@@ -182,12 +192,31 @@ def test_a_failed_write_stores_nothing_and_reads_are_checked_whatever_their_stat
     assert ("data", "A") in _kinds(result)
 
 
+def test_a_block_written_again_with_the_same_content_is_one_write_in_its_history() -> None:
+    assert _diff([_write(5, "x"), _write(5, "x")], [_write(5, "x")]).equivalent
+    assert not _diff([_write(5, "x"), _write(5, "y"), _write(5, "x")], [_write(5, "x")]).equivalent
+
+
+def test_a_stale_read_names_a_writer_without_events_by_its_op() -> None:
+    a = [Transaction("write", (("opcode", 1),), written=(Extent(3, 1, ("w" * 16,)),), status=0)]
+    [hit] = _diff([*a, _read(3, "r", seq=9)], a).divergences
+    assert hit.detail.endswith(f"not what A last wrote there ({'w' * 12} (written by write))")
+
+
+def test_fields_not_compared_are_gathered_from_every_command() -> None:
+    a = [_cmd("x", unknown=frozenset({"irq"})), _cmd("y", unknown=frozenset({"data"}))]
+    assert _diff(a, []).not_compared == {"irq", "data"}
+
+
 def test_blocks_written_and_reads_checked_are_counted() -> None:
     result = _diff([_write(0, "abc"), _read(1, "bc")], [_write(0, "abc"), _write(8, "d")])
     assert result.blocks_written == 4 and result.blocks_read_checked == 2
     rules = Rules().merge({"transaction": {"ignore_blocks": [[1, 1]]}})
     result = _diff([_write(0, "abc"), _read(0, "aXc")], [_write(0, "abc")], rules)
     assert result.equivalent and result.blocks_read_checked == 2
+    # the block after an ignored one is checked, as itself
+    [hit] = _diff([_write(0, "abc"), _read(0, "aXZ")], [_write(0, "abc")], rules).divergences
+    assert (hit.kind, hit.lba) == ("data", 2)
 
 
 def test_runs_of_blocks_are_reported_together_and_apart() -> None:
@@ -257,7 +286,7 @@ def test_divergences_are_ordered_a_first_by_the_seq_they_start_at() -> None:
     # a divergence without events (a register's end state) comes after both sides
     registers = ({(0, 0x14): "cc"}, {(0, 0x14): 1}, {(0, 0x14): 0x460001})
     result = diff_transactions(a, b, INFO_A, INFO_B, None, registers)
-    assert [d.kind for d in result.divergences][-1] == "register"
+    assert [(d.kind, d.side) for d in result.divergences][-1] == ("register", "both")
     assert result.divergences[-1].detail == "register cc ends as 0x1 in A, 0x460001 in B"
     assert result.registers_compared == ["cc"]
     # a register one log does not show is not compared
@@ -284,6 +313,17 @@ def test_the_result_names_the_model_and_the_logs() -> None:
     assert result.equivalent and result.paired == 0
     unnamed = diff_transactions([], [], LogInfo(Path("x"), {}), INFO_B)
     assert unnamed.model == "?"
+
+
+def test_a_pair_found_by_a_later_batch_of_a_keeps_a_as_a() -> None:
+    # A's commands past its first batch meet B's, already waiting: the pair is still
+    # (A's, B's), as the divergence's words say.
+    a = [_cmd("x", seq=n, params=(("n", n),)) for n in range(300)]
+    b = [_cmd("x", seq=1000, params=(("n", 280),), status=0x2)]
+    result = _diff(a, b)
+    hit = next(d for d in result.divergences if d.kind == "status")
+    assert hit.side == "both" and hit.seqs_a == (280,) and hit.seqs_b == (1000,)
+    assert hit.detail == "x n=0x118: status 0x000 in A, 0x002 in B"
 
 
 def test_long_streams_are_compared_whole() -> None:
