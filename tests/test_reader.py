@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.difflog import cutter
+from harness.difflog import reader as reader_module
 from harness.difflog.reader import ADDRESS_FIELD, EVENT_LINE, LogError, LogReader
 from tests.loggen import HEADER, dma, irq, mmio, write_log
 from vfio_bridge import logformat
@@ -208,3 +210,23 @@ def test_nothing_is_taken_after_the_log_ended(tmp_path: Path) -> None:
     reader = LogReader(write_log(tmp_path / "a.jsonl", EVENTS))
     assert len(list(reader)) == 3
     assert reader.take(4) == [] and reader.take(1) == []
+
+
+@pytest.mark.parametrize("bodies", ["cut", "not cut"])
+def test_a_cutter_ending_inside_a_block_is_an_error_not_a_short_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bodies: str
+) -> None:
+    # A stand-in for a cutter process killed while writing a block, whose lines were
+    # cut into bodies or were not (a line not shaped like an event in the block).
+    size = 4000 if bodies == "cut" else cutter.NOT_CUT
+    dying = tmp_path / "dying_cutter.py"
+    dying.write_text(
+        "import struct, sys\n"
+        f"sys.stdout.buffer.write(struct.pack('<III', 100, 5000, {size}) + b'{{\"seq\":1')\n"
+    )
+    monkeypatch.setattr(reader_module, "CUT_ELSEWHERE", 0)
+    monkeypatch.setattr(cutter, "__file__", str(dying))
+    log = LogReader(write_log(tmp_path / "a.jsonl", EVENTS))
+    with pytest.raises(LogError, match=r"a\.jsonl: cannot read past line 1$"):
+        log.take_block()
+    log.stop()
