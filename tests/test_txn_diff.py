@@ -149,6 +149,8 @@ def test_what_an_unpaired_command_may_leave_out() -> None:
     }
     blind = _cmd("y", irq=None, irq_expected=1, unknown=frozenset({"irq"}))
     assert _kinds(_diff([blind], [])) == [("unmatched", "A")]
+    unsure = _cmd("z", status=5, unknown=frozenset({"status"}))
+    assert _kinds(_diff([unsure], [])) == [("unmatched", "A")]
 
 
 def test_pairs_form_by_content_in_any_order_and_count() -> None:
@@ -214,6 +216,9 @@ def test_blocks_written_and_reads_checked_are_counted() -> None:
     rules = Rules().merge({"transaction": {"ignore_blocks": [[1, 1]]}})
     result = _diff([_write(0, "abc"), _read(0, "aXc")], [_write(0, "abc")], rules)
     assert result.equivalent and result.blocks_read_checked == 2
+    # blocks past an ignored one are compared
+    late = _diff([_write(0, "abcdef")], [_write(0, "aZcdeY")], rules).divergences
+    assert [(d.kind, d.lba) for d in late] == [("end_state", 5)]
     # the block after an ignored one is checked, as itself
     [hit] = _diff([_write(0, "abc"), _read(0, "aXZ")], [_write(0, "abc")], rules).divergences
     assert (hit.kind, hit.lba) == ("data", 2)
@@ -264,6 +269,7 @@ def test_reads_of_blocks_never_written_agree_across_sides_block_by_block() -> No
     b = [_read(40, "mN", seq=2)]
     [hit] = _diff(a, b).divergences
     assert (hit.kind, hit.side, hit.lba, hit.blocks) == ("data", "both", 41, 1)
+    assert hit.seqs_a == (1,) and hit.seqs_b == (2,)
     assert hit.detail == (
         f"LBA 41, not written before: read LBA 40+2 read {'n' * 12} in A, "
         f"read LBA 40+2 read {'N' * 12} in B"
