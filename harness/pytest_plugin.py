@@ -7,7 +7,11 @@ Fixtures for a user's own tests:
 - ``guest``: a booted guest with the model attached directly, reachable over SSH;
 - ``crossval``: ``crossval(workload=...)`` runs the workload along both paths
   and returns the run; a divergence fails the test with the first divergence
-  and the report paths.
+  and the report paths (also when the workload itself failed on a path: what
+  the device did differently is what a failing model's author needs).
+  ``path_options={"window": ["perturb=read_byte@2100"]}`` gives the model extra
+  options on one path only: a model made wrong on purpose on one path shows
+  that the cross-validation catches it.
 
 Reports and logs go to ``<xvpci-out>/<test name>/``.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -134,8 +138,10 @@ def guest(request: pytest.FixtureRequest, qemu, linux_image, xvpci_out: Path) ->
 def crossval(
     request: pytest.FixtureRequest, qemu, linux_image, xvpci_out: Path
 ) -> Callable[..., object]:
-    """``crossval(workload="fio-pattern", model=None, options=(), level="transaction")``:
-    both paths, diffed; ``level`` says whose verdict counts (``raw``: the events)."""
+    """``crossval(workload="fio-pattern", model=None, options=(), level="transaction",
+    path_options=None)``: both paths, diffed; ``level`` says whose verdict counts (``raw``:
+    the events); ``path_options`` maps a path ("direct" or "window") to model options
+    added on that path only."""
     guest_os = _require_guest(request.config)
     from .progress import Progress
     from .run import run, run_macos
@@ -145,24 +151,28 @@ def crossval(
         model: str | None = None,
         options: tuple = (),
         level: str = "transaction",
+        path_options: Mapping[str, Sequence[str]] | None = None,
     ):
         chosen = model or request.config.getoption("--model")
+        paths = ["direct", "window"]
         if guest_os == "macos":  # the macOS workload is raw-device verification
             progress = Progress("run", quiet=True)
-            result = run_macos(chosen, ["direct", "window"], xvpci_out, list(options), progress)
+            result = run_macos(chosen, paths, xvpci_out, list(options), progress, path_options)
         else:
             result = run(
-                chosen, ["direct", "window"], workload, xvpci_out, list(options),
+                chosen, paths, workload, xvpci_out, list(options),
                 accel=request.config.getoption("--xvpci-accel"), level=level,
+                path_options=path_options,
             )  # fmt: skip
+        problems = []
         failed = [r for r in result.results if not r.passed]
         if failed:
             tail = "\n".join(failed[0].output.strip().splitlines()[-10:])
-            pytest.fail(
-                f"workload {workload} failed on the {failed[0].path} path:\n{tail}", pytrace=False
-            )
+            problems.append(f"workload {workload} failed on the {failed[0].path} path:\n{tail}")
         if result.verdict is not None and not result.verdict.equivalent:
-            pytest.fail(f"the paths diverge:\n{result.verdict.text}", pytrace=False)
+            problems.append(f"the paths diverge:\n{result.verdict.text}")
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
         return result
 
     return cross_validate

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,8 +228,11 @@ def run(
     accel: str = "tcg",
     progress: Progress | None = None,
     level: str = "transaction",
+    path_options: Mapping[str, Sequence[str]] | None = None,
 ) -> RunResult:
-    """The main job on our Linux guest: ``workload`` once per path, then the diff."""
+    """The main job on our Linux guest: ``workload`` once per path, then the diff.
+    ``path_options`` adds model options on one path only (a model perturbed on the
+    window path, say: ``{"window": ["perturb=read_byte@2100"]}``)."""
     progress = progress or Progress("run")
     _check_paths(paths)
     workloads.script(workload)  # fail early on a bad name
@@ -237,7 +241,7 @@ def run(
     image = build(progress=progress)
     kind = LinuxKind(qemu, image, choose_accel(accel, qemu, image), workload)
     provisioning = time.monotonic() - started
-    result = run_paths(kind, model, paths, out, options, progress, level)
+    result = run_paths(kind, model, paths, out, options, progress, level, path_options)
     result.timings["provisioning"] = provisioning
     return result
 
@@ -250,19 +254,29 @@ def run_paths(
     options: list[str],
     progress: Progress,
     level: str = "transaction",
+    path_options: Mapping[str, Sequence[str]] | None = None,
 ) -> RunResult:
     """Boot a guest of ``kind`` once per path with the model attached along it, exercise
     it, keep every log in ``out``; with both paths, diff them (``level`` sets the exit
-    status: ``transaction`` or ``raw``) and write the reports."""
+    status: ``transaction`` or ``raw``) and write the reports. ``path_options``: model
+    options added on the path named (after ``options``)."""
+    path_options = path_options or {}
+    unknown = set(path_options) - set(paths)
+    if unknown:
+        raise HarnessError(
+            f"options given for paths not run: {', '.join(sorted(unknown))} "
+            f"(the run has {', '.join(paths)})"
+        )
     out = out.resolve()  # the summary names logs that `xvpci report` reads from anywhere
     out.mkdir(parents=True, exist_ok=True)
     result = RunResult(out)
     for path in paths:
         workdir = out / path
+        on_path = [*options, *path_options.get(path, ())]
         if path == "reference":
-            result.results.append(kind.reference(workdir, model, options, progress))
+            result.results.append(kind.reference(workdir, model, on_path, progress))
             continue
-        with kind.boot(workdir, attachments(model, options, path), progress) as guest:
+        with kind.boot(workdir, attachments(model, on_path, path), progress) as guest:
             progress.step(f"{path}: running workload {kind.workload}")
             start = time.monotonic()
             try:
@@ -349,7 +363,12 @@ def report_all(out: Path, rules_path: Path | None = None, level: str = "transact
 
 
 def run_macos(
-    model: str, paths: list[str], out: Path, options: list[str], progress: Progress
+    model: str,
+    paths: list[str],
+    out: Path,
+    options: list[str],
+    progress: Progress,
+    path_options: Mapping[str, Sequence[str]] | None = None,
 ) -> RunResult:
     """The main job on the user's macOS guest: the model directly (stock macOS drivers) and
     behind the window (the xvpci kext deployed over SSH); raw-device verification on each.
@@ -366,4 +385,6 @@ def run_macos(
     preflight(config, qemu)  # ignore_msrs and the OVMF pair, before the KVM probe's boot
     if choose_accel("auto", qemu, build(progress=progress)) != "kvm":
         raise HarnessError("macOS guests need working KVM, and the KVM probe failed on this host")
-    return run_paths(MacosKind(qemu, config), model, paths, out, options, progress)
+    return run_paths(
+        MacosKind(qemu, config), model, paths, out, options, progress, path_options=path_options
+    )

@@ -53,6 +53,44 @@ def test_local_reordering_within_a_stream_is_tolerated(tmp_path: Path) -> None:
     assert result.equivalent and result.reordered >= 1
 
 
+def _block_swap(events: list, length: int, start: int = 50) -> list:
+    """``events`` with two adjacent blocks of ``length`` register writes in the other order
+    (each write keeps its slot among the interrupts around it)."""
+    writes = [n for n, e in enumerate(events) if e["kind"] == "mmio_write"]
+    first, second = writes[start : start + length], writes[start + length : start + 2 * length]
+    swapped = list(events)
+    for i, j in zip(first, second, strict=True):
+        swapped[i], swapped[j] = events[j], events[i]
+    return swapped
+
+
+@pytest.mark.parametrize("window", [8, 64, None])  # None: the default rules
+def test_a_move_is_tolerated_within_the_reorder_window_and_reported_beyond_it(
+    tmp_path: Path, window: int | None
+) -> None:
+    # Writes to distinct registers, so no edit but a move explains a swapped block: the
+    # head of A is found window - 1 places on in B at most; further on it is not looked for.
+    events = []
+    for n in range(300):
+        events += [mmio("mmio_write", 0, 0x1000 + 4 * n, n), irq(n % 4)]
+    rules = Rules() if window is None else Rules(reorder_window=window)
+    limit = window or 64
+    assert rules.reorder_window == limit
+    log_a = write_log(tmp_path / "a.jsonl", events)
+
+    def diff(length: int):
+        swapped = _block_swap(events, length)
+        log_b = write_log(tmp_path / "b.jsonl", swapped, {**HEADER, "path": "window"})
+        return diff_logs(log_a, log_b, rules)
+
+    within = diff(limit - 1)
+    assert within.equivalent and within.reordered >= limit - 1
+    beyond = diff(limit)
+    assert not beyond.equivalent
+    assert set(beyond.by_kind) == {"missing", "extra"}
+    assert {d.stream for d in beyond.divergences} == {beyond.divergences[0].stream}
+
+
 def test_extra_status_polls_collapse(tmp_path: Path) -> None:
     a = workload(100, seed=1)
     b = workload(100, seed=2)  # same transactions, different numbers of busy polls

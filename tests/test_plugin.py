@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+
+from vfio_bridge.models import DECODERS
 
 
 def test_options_are_registered(pytester: pytest.Pytester) -> None:
@@ -54,24 +59,62 @@ def test_vfio_device_fixture_serves_the_chosen_model(pytester: pytest.Pytester) 
 def test_guest_and_crossval_fixtures(
     pytester: pytest.Pytester, qemu, linux_image, monkeypatch
 ) -> None:
+    """crossval passes when the paths agree and fails, naming the command, when the model
+    answers one command wrongly on one path (the NVMe model's ``perturb`` option)."""
     # pytester gives the inner run its own HOME: point it at the cache this session uses.
     monkeypatch.setenv("XVPCI_CACHE", str(linux_image.directory.parents[1]))
     pytester.makepyfile(
-        """
+        f"""
         def test_guest_sees_the_model(guest):
             assert "1b36:00ee" in guest.ssh.run("lspci -n").check().stdout
 
-        def test_paths_diverge(crossval):
-            # fs-verify writes the same blocks on both paths, batched differently:
-            # equivalent as transactions, not as raw events.
-            crossval(workload="fs-verify", level="raw")
+        def test_paths_agree(crossval):
+            result = crossval(workload="fio-pattern")
+            assert result.verdict is not None and result.verdict.equivalent
+
+        def test_perturbed(crossval):
+            # The model flips a byte of what it returns for one verify read, behind the
+            # window only; fio notices on that path, the diff says at which command.
+            crossval(workload="fio-pattern", path_options={{"window": ["{PERTURB}"]}})
         """
     )
     result = pytester.runpytest_subprocess(
-        f"--xvpci-out={pytester.path / 'out'}", "-p", "no:cacheprovider"
+        f"--xvpci-out={pytester.path / 'out'}", "-p", "no:cacheprovider", "-rf"
     )
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=2, failed=1)
     out = result.stdout.str()
-    assert "the paths diverge" in out and "first divergence [" in out
-    assert "reports: " in out and "report" in out
-    assert list((pytester.path / "out").rglob("diff.html"))
+    assert "FAILED test_guest_and_crossval_fixtures.py::test_perturbed" in out
+    assert "workload fio-pattern failed on the window path" in out
+    assert "the paths diverge" in out and "DIVERGED (transactions)" in out
+    assert "first divergence [data] in B" in out and "reports: " in out
+
+    # The first divergence is the perturbed command: the 2100th I/O command on the
+    # window path, the same read (LBA, length) as the direct path's 2100th.
+    [run] = (pytester.path / "out").glob("*test_perturbed")
+    report = json.loads((run / "report" / "diff.json").read_text())["transaction"]
+    first = report["divergences"][0]
+    assert (first["kind"], first["side"]) == ("data", "B")
+    io_b = _io_commands(run / "window" / "nvme.jsonl")
+    io_a = _io_commands(run / "direct" / "nvme.jsonl")
+    perturbed = io_b[PERTURBED_COMMAND - 1]
+    assert perturbed.op == "read" and first["seqs_b"] == list(perturbed.seqs)
+    assert first["transaction_b"]["read"] == [[perturbed.read[0].lba, perturbed.read[0].blocks]]
+    twin = io_a[PERTURBED_COMMAND - 1]
+    assert twin.op == "read" and _blocks(twin) == _blocks(perturbed)
+    assert list((run / "report").glob("diff.html"))
+
+
+PERTURBED_COMMAND = 2100  # one of fio-pattern's verify reads
+PERTURB = f"perturb=read_byte@{PERTURBED_COMMAND}"
+
+
+def _blocks(txn) -> list[tuple[int, int]]:
+    return [(extent.lba, extent.blocks) for extent in txn.read]
+
+
+def _io_commands(log: Path) -> list:
+    """The I/O (not admin) commands of an NVMe log, decoded, in submission order."""
+    lines = log.read_text().splitlines()
+    header = json.loads(lines[0])
+    txns = DECODERS[header["model"]](header, (json.loads(line) for line in lines[1:-1]))
+    return sorted((t for t in txns if t.queue != 0), key=lambda t: t.seqs[0])

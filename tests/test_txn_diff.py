@@ -1,0 +1,373 @@
+"""The transaction diff (harness/difflog/transactions.py) on generated transactions:
+what a pair of commands must agree on, what an unpaired command is reported as, in
+which order, with which words, and the counts and timeline the reports draw.
+
+tests/test_transactions.py holds the same rules on recorded logs; these are quick,
+so that each rule's every branch is held (tests/MUTATION.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from harness.difflog.reader import LogInfo
+from harness.difflog.rules import Rules
+from harness.difflog.transactions import (
+    MAX_KEPT,
+    TIMELINE_LIMIT,
+    TransactionResult,
+    TxnDivergence,
+    diff_transactions,
+    timeline_row,
+)
+from vfio_bridge.transaction import Extent, Transaction
+
+INFO_A = LogInfo(Path("a.jsonl"), {"model": "nvme"})
+INFO_B = LogInfo(Path("b.jsonl"), {"model": "nvme"})
+
+
+def _diff(a: list[Transaction], b: list[Transaction], rules: Rules | None = None):
+    return diff_transactions(a, b, INFO_A, INFO_B, rules)
+
+
+def _cmd(op: str = "identify", seq: int = 1, **fields: object) -> Transaction:
+    base: dict = {"params": (("cns", 1),), "status": 0, "queue": 0, "seqs": (seq,)}
+    return Transaction(op, **{**base, **fields})
+
+
+def _write(lba: int, digests: str, seq: int = 1, **fields: object) -> Transaction:
+    extent = Extent(lba, len(digests), tuple(d * 16 for d in digests))
+    base: dict = {"status": 0, "queue": 1, "seqs": (seq,)}
+    return Transaction("write", (("opcode", 1),), written=(extent,), **{**base, **fields})
+
+
+def _read(lba: int, digests: str, seq: int = 1, **fields: object) -> Transaction:
+    extent = Extent(lba, len(digests), tuple(d * 16 for d in digests))
+    base: dict = {"status": 0, "queue": 1, "seqs": (seq,)}
+    return Transaction("read", (("opcode", 2),), read=(extent,), **{**base, **fields})
+
+
+def _kinds(result: TransactionResult) -> list[tuple[str, str]]:
+    return [(d.kind, d.side) for d in result.divergences]
+
+
+# --- a pair must agree on what the device did -------------------------------------------
+
+
+def test_a_pair_with_another_status_is_one_status_divergence() -> None:
+    result = _diff([_cmd(status=0, result=1)], [_cmd(status=0x4002, result=2)])
+    [hit] = result.divergences
+    assert (hit.kind, hit.side) == ("status", "both") and hit.a and hit.b
+    assert hit.detail == "identify cns=0x1: status 0x000 in A, 0x4002 in B"
+    assert result.paired == 1 and result.total_divergences == 1
+    assert result.by_kind == {"status": 1}
+    # a status a source could not supply is not compared, nor is anything after it
+    unknown = _cmd(status=None, result=2, unknown=frozenset({"status"}))
+    assert _kinds(_diff([_cmd(result=1)], [unknown])) == [("result", "both")]
+    outstanding = _diff([_cmd(status=None)], [_cmd(status=0)])
+    assert outstanding.divergences[0].detail == (
+        "identify cns=0x1: status none (outstanding) in A, 0x000 in B"
+    )
+
+
+def test_a_pair_with_another_result_or_returned_data() -> None:
+    result = _diff(
+        [_cmd(result=1, payload_out="a" * 32)], [_cmd(result=0x12, payload_out="b" * 32)]
+    )
+    assert _kinds(result) == [("result", "both"), ("data", "both")]
+    assert all(d.a is not None and d.b is not None for d in result.divergences)
+    assert result.divergences[0].detail == "identify cns=0x1: result 0x1 in A, 0x12 in B"
+    assert result.divergences[1].detail == (
+        "identify cns=0x1: returned data aaaaaaaaaaaa in A, bbbbbbbbbbbb in B"
+    )
+    none = _diff([_cmd(payload_out="a")], [_cmd(payload_out=None)]).divergences[0]
+    assert none.detail == "identify cns=0x1: returned data a in A, none in B"
+    none = _diff([_cmd(result=None)], [_cmd(result=3)])
+    assert none.divergences[0].detail == "identify cns=0x1: result none in A, 0x3 in B"
+    # by design on request, and not when a source cannot say
+    rules = Rules().merge({"transaction": {"ignore_results": ["identify"]}})
+    assert _diff([_cmd(result=1, payload_out="a")], [_cmd(result=2)], rules).equivalent
+    assert _diff([_cmd(result=1)], [_cmd(result=2, unknown=frozenset({"result"}))]).equivalent
+    assert _diff([_cmd(payload_out="a")], [_cmd(unknown=frozenset({"data"}))]).equivalent
+
+
+def test_a_pair_with_an_interrupt_raised_on_one_side_only() -> None:
+    owed = {"irq_expected": 2}
+    result = _diff([_cmd(irq=2, **owed)], [_cmd(irq=None, irq_expected=3)])
+    [hit] = result.divergences
+    assert (hit.kind, hit.side) == ("interrupt", "B") and hit.a and hit.b
+    # the vector named is the one the silent side owed
+    assert hit.detail == "identify cns=0x1: completion signalled in A (vector 0x3) but not in B"
+    result = _diff([_cmd(irq=None, irq_expected=4)], [_cmd(irq=2, **owed)])
+    assert result.divergences[0].side == "A"
+    assert result.divergences[0].detail == (
+        "identify cns=0x1: completion signalled in B (vector 0x4) but not in A"
+    )
+    assert _diff([_cmd(irq=2, **owed)], [_cmd(unknown=frozenset({"irq"}), **owed)]).equivalent
+    assert _diff([_cmd(irq=2, **owed)], [_cmd(irq=2, **owed)]).equivalent
+
+
+# --- commands without a counterpart ----------------------------------------------------
+
+
+def test_unpaired_commands_are_judged_by_what_they_did() -> None:
+    never = _cmd("create_cq", seq=4, status=None)
+    failed = _cmd("create_sq", seq=5, status=0x4101)
+    silent = _cmd("set_features", seq=6, irq=None, irq_expected=3)
+    alone = _cmd("get_log_page", seq=7)
+    result = _diff([never, failed, silent, alone], [])
+    assert _kinds(result) == [
+        ("incomplete", "A"), ("status", "A"), ("interrupt", "A"), ("unmatched", "A"),
+    ]  # fmt: skip
+    details = [d.detail for d in result.divergences]
+    assert details == [
+        "create_cq cns=0x1 never completed in A",
+        "create_sq cns=0x1 completed with status 0x4101 in A; no such command in B",
+        "set_features cns=0x1 in A: completion not signalled on vector 0x3",
+        "get_log_page cns=0x1 in A only (status 0x000)",
+    ]
+    assert all(d.a is not None and d.b is None for d in result.divergences)
+    assert result.unpaired_a == 4 and result.unpaired_b == 0
+    mirrored = _diff([], [never, failed, silent, alone])
+    assert [d.side for d in mirrored.divergences] == ["B"] * 4
+    assert mirrored.divergences[1].detail.endswith("in B; no such command in A")
+    assert all(d.b is not None and d.a is None for d in mirrored.divergences)
+    assert mirrored.unpaired_b == 4 and mirrored.unpaired_a == 0
+
+
+def test_what_an_unpaired_command_may_leave_out() -> None:
+    # an asynchronous event request is not expected to complete; a flush's count
+    # depends on batching; an I/O command is judged per block
+    waiting = _cmd("async_event", status=None)
+    flush = _cmd("flush", params=(), queue=1)
+    assert _kinds(_diff([waiting], [])) == [("unmatched", "A")]  # not "incomplete"
+    assert _diff([flush, flush, _write(0, "a")], [_write(0, "a"), flush]).equivalent
+    # what a source could not supply is not held against it
+    assert _diff([_cmd(status=None, unknown=frozenset({"status"}), op="x")], []).by_kind == {
+        "unmatched": 1
+    }
+    blind = _cmd("y", irq=None, irq_expected=1, unknown=frozenset({"irq"}))
+    assert _kinds(_diff([blind], [])) == [("unmatched", "A")]
+    unsure = _cmd("z", status=5, unknown=frozenset({"status"}))
+    assert _kinds(_diff([unsure], [])) == [("unmatched", "A")]
+
+
+def test_pairs_form_by_content_in_any_order_and_count() -> None:
+    a = [_cmd("x", seq=1), _cmd("y", seq=2), _cmd("x", seq=3)]
+    b = [_cmd("y", seq=9), _cmd("x", seq=8)]
+    result = _diff(a, b)
+    assert result.paired == 2 and result.unpaired_a == 1 and result.unpaired_b == 0
+    assert [d.seqs_a for d in result.divergences] == [(3,)]  # the second x, left over
+    assert result.ops_a == {"x": 2, "y": 1} and result.ops_b == {"x": 1, "y": 1}
+
+
+def test_ignored_ops_are_left_out_entirely() -> None:
+    rules = Rules().merge({"transaction": {"ignore_ops": ["get_log_page"]}})
+    result = _diff([_cmd("get_log_page", status=7)], [], rules)
+    assert result.equivalent and result.ops_a == {} and result.timeline["A"] == []
+
+
+# --- blocks ------------------------------------------------------------------------------
+
+
+def test_a_read_of_what_its_side_did_not_write_names_the_writer() -> None:
+    a = [_write(10, "ab", seq=3), _read(10, "ab", seq=4)]
+    b = [_write(10, "ab", seq=5), _read(10, "aX", seq=6)]
+    [hit] = _diff(a, b).divergences
+    assert (hit.kind, hit.side, hit.lba, hit.blocks) == ("data", "B", 11, 1)
+    assert hit.a is None and hit.b is not None and hit.seqs_b == (6,)
+    assert hit.detail == (
+        f"read LBA 10+2 on B returned for LBA 11 content {'X' * 12}, not what B last wrote "
+        f"there ({'b' * 12} (written by write #5))"
+    )
+    [hit] = _diff(b, a).divergences
+    assert (hit.side, hit.a is not None, hit.b) == ("A", True, None)
+    assert _diff([_write(0, "a"), _read(0, "a")], [_write(0, "a"), _read(0, "a")]).equivalent
+
+
+def test_a_failed_write_stores_nothing_and_reads_are_checked_whatever_their_status() -> None:
+    failed = _write(0, "z", status=0x6)
+    result = _diff([_write(0, "a"), failed, _read(0, "a")], [_write(0, "a"), _read(0, "a")])
+    assert _kinds(result) == [("status", "A")]
+    result = _diff([_write(0, "a"), _read(0, "b", status=0x6)], [_write(0, "a")])
+    assert ("data", "A") in _kinds(result)
+
+
+def test_a_block_written_again_with_the_same_content_is_one_write_in_its_history() -> None:
+    assert _diff([_write(5, "x"), _write(5, "x")], [_write(5, "x")]).equivalent
+    assert not _diff([_write(5, "x"), _write(5, "y"), _write(5, "x")], [_write(5, "x")]).equivalent
+
+
+def test_a_stale_read_names_a_writer_without_events_by_its_op() -> None:
+    a = [Transaction("write", (("opcode", 1),), written=(Extent(3, 1, ("w" * 16,)),), status=0)]
+    [hit] = _diff([*a, _read(3, "r", seq=9)], a).divergences
+    assert hit.detail.endswith(f"not what A last wrote there ({'w' * 12} (written by write))")
+
+
+def test_fields_not_compared_are_gathered_from_every_command() -> None:
+    a = [_cmd("x", unknown=frozenset({"irq"})), _cmd("y", unknown=frozenset({"data"}))]
+    assert _diff(a, []).not_compared == {"irq", "data"}
+
+
+def test_blocks_written_and_reads_checked_are_counted() -> None:
+    result = _diff([_write(0, "abc"), _read(1, "bc")], [_write(0, "abc"), _write(8, "d")])
+    assert result.blocks_written == 4 and result.blocks_read_checked == 2
+    rules = Rules().merge({"transaction": {"ignore_blocks": [[1, 1]]}})
+    result = _diff([_write(0, "abc"), _read(0, "aXc")], [_write(0, "abc")], rules)
+    assert result.equivalent and result.blocks_read_checked == 2
+    # blocks past an ignored one are compared
+    late = _diff([_write(0, "abcdef")], [_write(0, "aZcdeY")], rules).divergences
+    assert [(d.kind, d.lba) for d in late] == [("end_state", 5)]
+    # the block after an ignored one is checked, as itself
+    [hit] = _diff([_write(0, "abc"), _read(0, "aXZ")], [_write(0, "abc")], rules).divergences
+    assert (hit.kind, hit.lba) == ("data", 2)
+
+
+def test_runs_of_blocks_are_reported_together_and_apart() -> None:
+    a = [_write(0, "abcd", seq=1), _write(10, "pq", seq=2)]
+    b = [_write(0, "aXXd", seq=3), _write(10, "pQ", seq=4)]
+    result = _diff(a, b)
+    assert [(d.kind, d.lba, d.blocks, d.side) for d in result.divergences] == [
+        ("end_state", 1, 2, "both"),
+        ("end_state", 11, 1, "both"),
+    ]
+    assert result.divergences[0].detail == (
+        f"LBA 1+2: content at the end differs (LBA 1: {'b' * 12} in A, {'X' * 12} in B; "
+        "last written by write LBA 0+4 (#1) in A, write LBA 0+4 (#3) in B)"
+    )
+    one_side = _diff([_write(5, "a", seq=2)], [])
+    [hit] = one_side.divergences
+    assert (hit.kind, hit.side) == ("end_state", "A")
+    assert hit.detail == (
+        f"LBA 5+1: content at the end differs (LBA 5: {'a' * 12} in A, none in B; "
+        "last written by write LBA 5+1 (#2) in A, nothing in B)"
+    )
+    assert _diff([], [_write(5, "a")]).divergences[0].side == "B"
+
+
+def test_a_write_sequence_differing_is_traced_to_the_write() -> None:
+    a = [_write(7, "x", seq=1), _write(7, "y", seq=2)]
+    b = [_write(7, "z", seq=3), _write(7, "y", seq=4)]
+    [hit] = _diff(a, b).divergences
+    assert (hit.kind, hit.lba, hit.blocks) == ("blocks", 7, 1)
+    assert hit.detail == (
+        "LBA 7+1: same end content, but written in a different sequence "
+        "(LBA 7: 2 writes in A, 2 in B)"
+    )
+    # adjacent blocks with the same kind of difference are one run, another kind another
+    a = [_write(0, "xxx", seq=1), _write(0, "abc", seq=2)]
+    b = [_write(0, "abX", seq=3)]
+    assert [(d.kind, d.lba, d.blocks) for d in _diff(a, b).divergences] == [
+        ("blocks", 0, 2),
+        ("end_state", 2, 1),
+    ]
+
+
+def test_reads_of_blocks_never_written_agree_across_sides_block_by_block() -> None:
+    a = [_read(40, "mn", seq=1)]
+    b = [_read(40, "mN", seq=2)]
+    [hit] = _diff(a, b).divergences
+    assert (hit.kind, hit.side, hit.lba, hit.blocks) == ("data", "both", 41, 1)
+    assert hit.seqs_a == (1,) and hit.seqs_b == (2,)
+    assert hit.detail == (
+        f"LBA 41, not written before: read LBA 40+2 read {'n' * 12} in A, "
+        f"read LBA 40+2 read {'N' * 12} in B"
+    )
+    # only a block's first read counts; a block one side never read is not compared
+    assert _diff([_read(40, "m"), _read(40, "q")], [_read(40, "m")]).equivalent
+    assert _diff([_read(40, "m")], [_read(41, "q")]).equivalent
+
+
+# --- order and counts ---------------------------------------------------------------------
+
+
+def test_divergences_are_ordered_a_first_by_the_seq_they_start_at() -> None:
+    a = [_cmd("p", seq=30), _cmd("q", seq=10)]
+    b = [_cmd("r", seq=5), _cmd("s", seq=1)]
+    result = _diff(a, b)
+    assert [(d.side, d.seqs_a or d.seqs_b) for d in result.divergences] == [
+        ("A", (10,)), ("A", (30,)), ("B", (1,)), ("B", (5,)),
+    ]  # fmt: skip
+    # a divergence without events (a register's end state) comes after both sides
+    registers = ({(0, 0x14): "cc"}, {(0, 0x14): 1}, {(0, 0x14): 0x460001})
+    result = diff_transactions(a, b, INFO_A, INFO_B, None, registers)
+    assert [(d.kind, d.side) for d in result.divergences][-1] == ("register", "both")
+    assert result.divergences[-1].detail == "register cc ends as 0x1 in A, 0x460001 in B"
+    assert result.registers_compared == ["cc"]
+    # a register one log does not show is not compared
+    partial = ({(0, 0x14): "cc", (0, 0x1C): "csts"}, {(0, 0x14): 1, (0, 0x1C): 1}, {(0, 0x14): 1})
+    assert diff_transactions([], [], INFO_A, INFO_B, None, partial).registers_compared == ["cc"]
+    # B's divergences before the register's, whatever their seqs
+    result = diff_transactions([], [_cmd("r", seq=1 << 40)], INFO_A, INFO_B, None, registers)
+    assert [d.kind for d in result.divergences] == ["unmatched", "register"]
+
+
+def test_every_divergence_is_counted_and_the_first_ten_thousand_kept() -> None:
+    result = TransactionResult(INFO_A, INFO_B, "nvme")
+    for n in range(MAX_KEPT + 3):
+        result.add(TxnDivergence("data" if n % 2 else "status", "A", None, None, str(n)))
+    assert result.total_divergences == MAX_KEPT + 3 and len(result.divergences) == MAX_KEPT
+    assert result.by_kind == {"status": MAX_KEPT // 2 + 2, "data": MAX_KEPT // 2 + 1}
+    assert result.first is result.divergences[0] and not result.equivalent
+    assert TransactionResult(INFO_A, INFO_B, "nvme").first is None
+
+
+def test_the_result_names_the_model_and_the_logs() -> None:
+    result = _diff([], [])
+    assert result.model == "nvme" and result.a is INFO_A and result.b is INFO_B
+    assert result.equivalent and result.paired == 0
+    unnamed = diff_transactions([], [], LogInfo(Path("x"), {}), INFO_B)
+    assert unnamed.model == "?"
+
+
+def test_a_pair_found_by_a_later_batch_of_a_keeps_a_as_a() -> None:
+    # A's commands past its first batch meet B's, already waiting: the pair is still
+    # (A's, B's), as the divergence's words say.
+    a = [_cmd("x", seq=n, params=(("n", n),)) for n in range(300)]
+    b = [_cmd("x", seq=1000, params=(("n", 280),), status=0x2)]
+    result = _diff(a, b)
+    hit = next(d for d in result.divergences if d.kind == "status")
+    assert hit.side == "both" and hit.seqs_a == (280,) and hit.seqs_b == (1000,)
+    assert hit.detail == "x n=0x118: status 0x000 in A, 0x002 in B"
+
+
+def test_long_streams_are_compared_whole() -> None:
+    # more than one batch on each side, of different lengths
+    a = [_cmd("x", seq=n, params=(("n", n),)) for n in range(700)]
+    b = [_cmd("x", seq=n, params=(("n", n),)) for n in range(699, -1, -1)]
+    result = _diff(a, b)
+    assert result.paired == 700 and result.equivalent
+    assert _diff(a, b[:-1]).unpaired_a == 1
+
+
+# --- the timeline ---------------------------------------------------------------------------
+
+
+def test_timeline_rows_and_times_from_each_sides_first_command() -> None:
+    assert timeline_row(_cmd(queue=None)) == "operations"
+    assert timeline_row(_cmd(queue=0)) == "admin"
+    assert timeline_row(_cmd(queue=1)) == "queue 1"
+    assert timeline_row(_cmd(queue=3)) == "queue 3"
+    a = [_cmd("x", t_ns=1000), _cmd("y", t_ns=1500, queue=2)]
+    b = [_cmd("x", t_ns=90)]
+    result = _diff(a, b)
+    assert result.timeline["A"] == [(0, "admin", "x"), (500, "queue 2", "y")]
+    assert result.timeline["B"] == [(0, "admin", "x")]
+    assert result.timeline_origin == {"A": 1000, "B": 90}
+    assert _diff([], []).timeline_origin == {"A": 0, "B": 0}
+
+
+def test_a_long_timeline_is_thinned_evenly_and_bounded() -> None:
+    count = 2 * TIMELINE_LIMIT + 5
+    a = [_cmd("x", seq=n, t_ns=n, params=(("n", n),)) for n in range(count)]
+    timeline = _diff(a, []).timeline["A"]
+    assert len(timeline) <= TIMELINE_LIMIT
+    times = [t for t, _, _ in timeline]
+    assert times[0] == 0 and times == sorted(times)
+    # thinned twice: every fourth command (one step of 3 where the stride changed)
+    assert times[:3] == [0, 4, 8] and times[-1] == count - 2
+    assert len(timeline) == TIMELINE_LIMIT // 2 + 2
+    assert max(later - earlier for earlier, later in itertools.pairwise(times)) == 4
+    short = _diff(a[:10], []).timeline["A"]
+    assert [t for t, _, _ in short] == list(range(10))
