@@ -6,7 +6,7 @@ import errno
 import os
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from vfio_bridge.protocol import (
@@ -148,8 +148,14 @@ def test_access_request_takes_only_whole_plain_region_accesses(
 
 
 @given(st.binary(min_size=32, max_size=48), st.sampled_from([9, 10]), st.sampled_from([0, 0x10]))
+# A whole read followed by a malformed header (size 0): found by hypothesis in CI.
+@example(raw=b"\0\0\0\0\xe8" + bytes(43), command=9, flags=0)
 def test_access_request_agrees_with_the_reader(raw: bytes, command: int, flags: int) -> None:
-    """Whatever the hot path's parser takes, the reader frames into the same message."""
+    """Whatever the hot path's parser takes, the reader frames into the same message.
+
+    The reader is given the message's own bytes (by its header's size): what follows
+    a taken access goes to the reader anyway (``SocketChannel.take_access``), which
+    refuses a malformed rest, and with it the burst, as it would without the hot path."""
     size = raw[4] % 40  # sizes around the fixed part: too short, exact, longer, too long
     data = bytearray(raw)
     data[2:4] = command.to_bytes(2, "little")
@@ -157,7 +163,7 @@ def test_access_request_agrees_with_the_reader(raw: bytes, command: int, flags: 
     data[8:12] = (flags | (raw[8] & 0x21 if raw[9] & 1 else 0)).to_bytes(4, "little")
     parsed = access_request(data, len(data))
     try:
-        messages = MessageReader(4096, 4).feed(bytes(data))
+        messages = MessageReader(4096, 4).feed(bytes(data[: max(size, 16)]))
     except ProtocolError:
         messages = []
     if parsed is None:
