@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.difflog import LogError, Rules, diff_logs
+from harness.difflog.engine import Divergence
 from harness.difflog.reports import summary, write_all
 from tests.loggen import HEADER, dma, irq, mmio, random_edits, workload, write_log
 
@@ -318,3 +319,32 @@ def test_random_edits_never_crash_the_engine(tmp_path: Path) -> None:
             else None
         )
         assert result.matched + result.total_divergences > 0
+
+
+def test_a_divergence_in_json_carries_both_events_their_seqs_and_its_place() -> None:
+    """The JSON report's divergence record, key by key (what CI consumers parse)."""
+    event_a = {"seq": 7, "kind": "irq", "vector": 1}
+    missing = Divergence("missing", "irq", event_a, None, "irq missing in B", near=(11, None))
+    assert missing.to_json() == {
+        "kind": "missing",
+        "stream": "irq",
+        "index_a": 7,
+        "index_b": None,
+        "event_a": event_a,
+        "event_b": None,
+        "detail": "irq missing in B",
+        "near": [11, None],
+    }
+    event_b = {"seq": 9, "kind": "mmio_read", "value": 2}
+    changed = Divergence("changed_value", "bar0", {**event_b, "seq": 8}, event_b, "value 1 != 2")
+    assert changed.to_json() == {
+        "kind": "changed_value",
+        "stream": "bar0",
+        "index_a": 8,
+        "index_b": 9,
+        "event_a": {**event_b, "seq": 8},
+        "event_b": event_b,
+        "detail": "value 1 != 2",
+        "near": None,
+    }
+    json.dumps(changed.to_json())  # and it is JSON as it stands
