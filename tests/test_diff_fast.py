@@ -140,3 +140,23 @@ def test_the_lane_opens_again_once_the_logs_agree_after_a_divergence(
     # Most lines after the divergence went the fast lane again.
     after = sum(used for first_line, used in taken if first_line > index)
     assert after > 0.9 * (len(events) - index)
+
+
+def test_each_logs_events_are_counted_once_around_a_config_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config write stops the lane (the item path takes it over, having read it
+    already once): each log's event count is still its number of events, as without
+    the lane."""
+    events = workload(2000)
+    events[3000:3000] = [{"kind": "cfg_write", "offset": 4, "size": 2, "value": 6}]
+    log_a = write_log(tmp_path / "a.jsonl", events)
+    log_b = write_log(tmp_path / "b.jsonl", events)
+    for lane in (True, False):
+        with monkeypatch.context() as patch:
+            if not lane:
+                patch.setattr(_Diff, "_fast", lambda self: False)
+            result = diff_logs(log_a, log_b)
+        assert result.equivalent
+        assert (result.a.events, result.b.events) == (len(events), len(events)), lane
+        assert sum(result.events_a.values()) == sum(result.events_b.values()) == len(events)
