@@ -27,6 +27,8 @@ from .difflog import LogError, Rules
 from .difflog.reader import LogInfo, LogReader
 from .difflog.reports import (
     add_suite,
+    kind_counts,
+    op_counts,
     txn_json,
     txn_summary_line,
     write_reference_html,
@@ -178,14 +180,12 @@ def _summary(result: TransactionResult, trace: Path, shown: int = 12) -> list[st
     """The verdict, then the first divergences with the model's events (by seq) and the
     trace lines (by number) that make them up."""
     lines = txn_summary_line(result).split("; ", 1)
-    ops = sorted(set(result.ops_a) | set(result.ops_b))
-    counts = ", ".join(f"{op} {result.ops_a[op]}/{result.ops_b[op]}" for op in ops)
-    out = [f"commands (model/QEMU): {counts}", f"{lines[0]} (reference); {lines[-1]}"]
+    out = [
+        f"commands (model/QEMU): {op_counts(result)}",
+        f"{lines[0]} (reference); {lines[-1]}",
+    ]
     if result.by_kind:
-        out.append(
-            "divergences by kind: "
-            + ", ".join(f"{k} {n}" for k, n in sorted(result.by_kind.items()))
-        )
+        out.append(f"divergences by kind: {kind_counts(result.by_kind)}")
     for divergence in result.divergences[:shown]:
         where = []
         if divergence.seqs_a:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -64,6 +64,21 @@ def _event_text(event: dict[str, Any] | None, profile: DeviceProfile | None = No
     return f"#{event['seq']} {kind}"
 
 
+def kind_counts(by_kind: Mapping[str, int]) -> str:
+    """``kind n, kind n, ...`` in kind order: how many divergences of each kind."""
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(by_kind.items()))
+
+
+def op_counts(txn: TransactionResult) -> str:
+    """``op a/b, ...`` in op order: how many of each operation each side's log holds."""
+    return ", ".join(f"{op} {txn.ops_a[op]}/{txn.ops_b[op]}" for op in ops_of(txn))
+
+
+def ops_of(txn: TransactionResult) -> list[str]:
+    """The operations either side performed, in order."""
+    return sorted(set(txn.ops_a) | set(txn.ops_b))
+
+
 def summary(result: DiffResult, path_a: Path, path_b: Path) -> str:
     lines = [
         f"A: {path_a} ({result.a.header.get('path', '?')}, {result.a.events} events)",
@@ -85,7 +100,7 @@ def summary(result: DiffResult, path_a: Path, path_b: Path) -> str:
         return "\n".join(lines)
     lines.append(
         f"DIVERGED: {result.total_divergences} divergences ("
-        + ", ".join(f"{k} {n}" for k, n in sorted(result.by_kind.items()))
+        + kind_counts(result.by_kind)
         + f"); {result.matched} items matched"
     )
     first = result.first
@@ -107,11 +122,9 @@ def summary(result: DiffResult, path_a: Path, path_b: Path) -> str:
 
 def txn_summary(result: TransactionResult, path_a: Path, path_b: Path) -> str:
     """The transaction level in a few lines, with the raw events of the first divergence."""
-    ops = sorted(set(result.ops_a) | set(result.ops_b))
     lines = [
         f"transactions ({result.model}): {sum(result.ops_a.values())} in A, "
-        f"{sum(result.ops_b.values())} in B: "
-        + ", ".join(f"{op} {result.ops_a[op]}/{result.ops_b[op]}" for op in ops)
+        f"{sum(result.ops_b.values())} in B: " + op_counts(result)
     ]
     judged = (
         f"{result.paired} paired by content, {result.unpaired_a}/{result.unpaired_b} unpaired "
@@ -130,7 +143,7 @@ def txn_summary(result: TransactionResult, path_a: Path, path_b: Path) -> str:
         return "\n".join(lines)
     lines.append(
         f"DIVERGED (transactions): {result.total_divergences} divergences ("
-        + ", ".join(f"{k} {n}" for k, n in sorted(result.by_kind.items()))
+        + kind_counts(result.by_kind)
         + f"); {judged}"
     )
     first = result.first
@@ -523,7 +536,7 @@ def _txn_html(
         f"<p>{esc(txn_summary_line(txn))}</p>",
         "<table><tr><th>operation</th><th>A</th><th>B</th></tr>",
     ]
-    for op in sorted(set(txn.ops_a) | set(txn.ops_b)):
+    for op in ops_of(txn):
         hit = ' class="hit"' if txn.ops_a[op] != txn.ops_b[op] else ""
         parts.append(
             f"<tr{hit}><td>{esc(op)}</td><td>{txn.ops_a[op]}</td><td>{txn.ops_b[op]}</td></tr>"
