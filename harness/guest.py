@@ -12,10 +12,11 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 from .errors import HarnessError
 from .linux_image import LinuxImage
@@ -24,7 +25,7 @@ from .progress import Progress
 from .qemu_install import QemuInstall
 from .qtest import vfio_user_device
 from .served import ServedModel
-from .ssh import GuestSSH
+from .ssh import GuestCommandTimeout, GuestLinkError, GuestSSH
 
 READY_MARKER = "XVPCI-GUEST-READY"
 
@@ -199,6 +200,25 @@ class ServedGuest:
             "; ".join(problems)
             or "QEMU and the servers are still running: the guest itself stopped answering"
         )
+
+
+_Outcome = TypeVar("_Outcome")
+
+
+def run_workload(
+    guest: ServedGuest, label: str, workdir: Path, exercise: Callable[[], _Outcome]
+) -> tuple[_Outcome, float]:
+    """``exercise()`` on a booted guest and the seconds it took. A lost SSH link or a
+    command that timed out becomes a :class:`HarnessError` naming ``label``, the cause
+    the guest's own logs show (:meth:`ServedGuest.diagnose`) and where they are kept."""
+    start = time.monotonic()
+    try:
+        outcome = exercise()
+    except (GuestLinkError, GuestCommandTimeout) as exc:
+        raise HarnessError(
+            f"{label}: {exc}\n  cause: {guest.diagnose()}\n  logs kept in {workdir}"
+        ) from None
+    return outcome, time.monotonic() - start
 
 
 class LinuxGuest(ServedGuest):

@@ -14,9 +14,9 @@ says which fields were compared and which the trace cannot supply.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from vfio_bridge.models import get_model, parse_options
@@ -36,11 +36,10 @@ from .difflog.reports import (
 )
 from .difflog.transactions import TransactionResult, decoder_for, diff_transactions
 from .errors import HarnessError
-from .guest import LinuxGuest
+from .guest import LinuxGuest, run_workload
 from .linux_image import LinuxImage
 from .progress import Progress
 from .qemu_install import QemuInstall
-from .ssh import GuestCommandTimeout, GuestLinkError
 
 #: Models that have a reference device in QEMU, and its ``-device`` name.
 REFERENCE_DEVICES = {"nvme": "nvme"}
@@ -121,14 +120,9 @@ def run_reference(
         qemu, image, workdir, (), accel=accel, extra_args=args, progress=progress
     ) as guest:
         progress.step(f"reference: running workload {workload} on QEMU's {model}")
-        start = time.monotonic()
-        try:
-            outcome = workloads.run(guest.ssh, workload)
-        except (GuestLinkError, GuestCommandTimeout) as exc:
-            raise HarnessError(
-                f"reference path: {exc}\n  cause: {guest.diagnose()}\n  logs kept in {workdir}"
-            ) from None
-        seconds = time.monotonic() - start
+        outcome, seconds = run_workload(
+            guest, "reference path", workdir, partial(workloads.run, guest.ssh, workload)
+        )
         boot = guest.boot_seconds
     (workdir / f"{workload}.out").write_text(outcome.stdout + outcome.stderr)
     disk.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +20,7 @@ from .difflog import LogError, Rules, diff_logs, reports
 from .difflog.reports import write_all
 from .difflog.transactions import diff_transaction_logs, has_decoder
 from .errors import HarnessError
-from .guest import LinuxGuest, ModelAttachment, ServedGuest
+from .guest import LinuxGuest, ModelAttachment, ServedGuest, run_workload
 from .linux_image import LinuxImage, build
 from .macos import MacosConfig, preflight
 from .macos_deploy import RAW_VERIFY, deploy_and_run
@@ -27,7 +28,6 @@ from .macos_guest import MacosGuest
 from .progress import Progress
 from .qemu_install import QemuInstall, find_qemu
 from .reference import report_reference, run_reference
-from .ssh import GuestCommandTimeout, GuestLinkError
 
 PATHS = ("direct", "window", "reference")  # reference: QEMU's own device (reference.py)
 
@@ -278,14 +278,9 @@ def run_paths(
             continue
         with kind.boot(workdir, attachments(model, on_path, path), progress) as guest:
             progress.step(f"{path}: running workload {kind.workload}")
-            start = time.monotonic()
-            try:
-                output, status = kind.exercise(guest, path, workdir)
-            except (GuestLinkError, GuestCommandTimeout) as exc:
-                raise HarnessError(
-                    f"{path} path: {exc}\n  cause: {guest.diagnose()}\n  logs kept in {workdir}"
-                ) from None
-            seconds = time.monotonic() - start
+            (output, status), seconds = run_workload(
+                guest, f"{path} path", workdir, partial(kind.exercise, guest, path, workdir)
+            )
             boot = guest.boot_seconds
         passed = status == 0
         progress.step(f"{path}: workload {'passed' if passed else 'FAILED'} in {seconds:.1f} s")
