@@ -287,6 +287,31 @@ def test_interrupts_raised_in_one_burst_are_signalled_once_and_logged_each(
         os.close(efd)
 
 
+def test_a_reply_never_passes_the_interrupt_its_request_raised(
+    client: VfioUserClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 3 on the region-access hot path: a lone write that raises an MSI is
+    answered only once the MSI's eventfd is signalled (checked as the reply is sent)."""
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    try:
+        client.set_irq_eventfds(IrqIndex.MSI, 0, [efd])
+        client.region_write(CONFIG, 0x48 + 2, (1).to_bytes(2, "little"))  # MSI enable
+        signalled_at_reply: list[bool] = []
+        send = SocketChannel.send
+
+        def watched(channel: SocketChannel, data: bytes, fds: tuple[int, ...] = ()) -> None:
+            _, command, _, flags, _ = struct.unpack_from("<HHIII", data)
+            if flags & MsgFlags.REPLY and command == VfioCommand.REGION_WRITE:
+                signalled_at_reply.append(bool(select.select([efd], [], [], 0)[0]))
+            send(channel, data, fds)
+
+        monkeypatch.setattr(SocketChannel, "send", watched)
+        client.write32(BAR0, 0x60, 0x10)  # raise interrupt by hand, non-posted
+        assert signalled_at_reply == [True]
+    finally:
+        os.close(efd)
+
+
 def test_intx_is_level_and_automasked(client: VfioUserClient) -> None:
     efd = os.eventfd(0)
     try:
