@@ -107,7 +107,7 @@ class Session:
         interrupts = self.interrupts
         dispatch = self.dispatch
         region_access = self.dispatcher.region_access
-        send = channel.send
+        send = self._send  # held interrupts first (rule 3), then the reply
         run_deferred = self.bus.deferred.run
         flush_log = self.recorder.flush
         polls = budget.limit > 0  # without polling, no clock to read around the wait
@@ -137,8 +137,6 @@ class Session:
                 if access is not None:
                     reply = region_access(*access)
                     if reply is not None:
-                        if interrupts.pending:  # rule 3, as in _send()
-                            interrupts.flush()
                         send(reply)
                     run_deferred()
                 while (message := next_message()) is not None:
