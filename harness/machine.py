@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,16 +117,14 @@ class Machine:
                     f"QEMU made no QMP socket within {timeout} s (stderr: {self.stderr_log})"
                 )
             time.sleep(0.05)
-        qmp = QEMUMonitorProtocol(str(self.qmp_path))
-        try:
-            qmp.connect()
-        except (QMPError, OSError) as exc:
-            # QEMU may be exiting (a device failed to realize): wait for its verdict.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.proc.wait(timeout=5)
-            self._check_alive("while starting")
-            raise GuestBootError(f"cannot connect to QEMU's QMP socket: {exc}") from None
-        self.qmp = qmp
+        self.qmp = connect_qmp(self.qmp_path, self._raise_if_exiting)
+
+    def _raise_if_exiting(self, seconds: float) -> None:
+        """Give QEMU ``seconds`` to exit; if it did, raise with its own reason."""
+        assert self.process is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.proc.wait(timeout=seconds)
+        self._check_alive("while starting")
 
     def _check_alive(self, when: str) -> None:
         assert self.process is not None
@@ -195,6 +194,45 @@ class Machine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def connect_qmp(
+    path: Path, raise_if_exiting: Callable[[float], None], attempts: int = 3
+) -> QEMUMonitorProtocol:
+    """Connect to QEMU's QMP socket and negotiate capabilities, on a fresh connection
+    each attempt.
+
+    A failed handshake is either QEMU exiting (a device failed to realize:
+    ``raise_if_exiting`` waits a moment and raises with QEMU's own reason) or a
+    handshake that went wrong while QEMU lives on, seen once in CI under load as a
+    ``qmp_capabilities`` reply the client refused; a new connection starts a new
+    monitor session, so that is retried.
+    """
+    for attempt in range(1, attempts + 1):
+        qmp = QEMUMonitorProtocol(str(path))
+        try:
+            qmp.connect()
+            return qmp
+        except (QMPError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                qmp.close()
+            raise_if_exiting(2.0)
+            reason = _qmp_failure(exc)
+            if attempt == attempts:
+                raise GuestBootError(
+                    f"cannot connect to QEMU's QMP socket {path} ({attempts} attempts): {reason}"
+                ) from None
+            log.warning("QMP handshake failed (%s); trying again on a new connection", reason)
+    raise AssertionError("unreachable")
+
+
+def _qmp_failure(exc: BaseException) -> str:
+    """The error and its root cause: qemu.qmp wraps causes whose text may be empty."""
+    cause = getattr(exc, "exc", None)
+    text = f"{exc}"
+    if cause is not None:
+        text += f" (cause: {type(cause).__name__}{': ' + str(cause) if str(cause) else ''})"
+    return text
 
 
 def _tail(text: str, lines: int = 8) -> str:
