@@ -16,7 +16,7 @@ import pytest
 from harness.difflog import diff_logs
 from harness.difflog.engine import Aligner
 from tests.diff_cases import TWIN_COMMAND, TWIN_KINDS, twin_edit
-from tests.loggen import HEADER, write_log
+from tests.loggen import HEADER, irq, write_log
 
 STREAMS = {"irq": "irq", "doorbell": "mmio:bar0:1", "completion": "dma"}
 
@@ -76,3 +76,37 @@ def test_a_swap_of_neighbours_does_not_move_a_twin(tmp_path: Path) -> None:
     log_a = write_log(tmp_path / "a.jsonl", a)
     log_b = write_log(tmp_path / "b.jsonl", b, {**HEADER, "path": "window"})
     assert diff_logs(log_a, log_b).equivalent
+
+
+# A log of one stream: no neighbour in another stream has a counterpart, so an event
+# is placed within its own stream. B's copy starts with three mappings the diff
+# ignores (the platform's, not the device's), so the two logs' seqs differ by three.
+LEAD = [{"kind": "dma_map", "addr": 0x1000 * n, "len": 0x1000, "flags": 3} for n in range(3)]
+
+
+def _one_stream(tmp_path: Path, a: list, b: list):
+    log_a = write_log(tmp_path / "a.jsonl", a)
+    log_b = write_log(tmp_path / "b.jsonl", [*LEAD, *b], {**HEADER, "path": "window"})
+    result = diff_logs(log_a, log_b)
+    assert result.total_divergences == 1, [d.detail for d in result.divergences]
+    return result.divergences[0]
+
+
+def test_without_neighbours_a_missing_event_goes_after_its_streams_last_match(
+    tmp_path: Path,
+) -> None:
+    interrupts = [irq(vector) for vector in range(10)]
+    divergence = _one_stream(tmp_path, interrupts, interrupts[:5] + interrupts[6:])
+    assert (divergence.kind, divergence.seq_a) == ("missing", 5)
+    # In B: after vector 4 (B's #7), before vector 6, the next in B's stream (#8).
+    assert divergence.near == (7, 8)
+
+
+def test_without_neighbours_an_extra_event_goes_before_the_other_logs_next(
+    tmp_path: Path,
+) -> None:
+    interrupts = [irq(vector) for vector in range(10)]
+    divergence = _one_stream(tmp_path, interrupts, [*interrupts[:5], irq(42), *interrupts[5:]])
+    assert (divergence.kind, divergence.seq_b) == ("extra", 3 + 5)
+    # In A: after vector 4 (A's #4), before vector 5 (A's #5).
+    assert divergence.near == (4, 5)

@@ -55,6 +55,9 @@ CALM = 2  # rounds without a divergence before a log catches up on the other (wa
 RECENT = 1 << 12  # items of each log kept by seq for placement (bounds memory)
 MEMO_KEPT = 1 << 16  # event bodies whose items the fast lane keeps
 
+#: Where an event belongs in the other log: between two of its seqs (None: open end).
+Place = tuple[int | None, int | None]
+
 
 @dataclass
 class Divergence:
@@ -65,7 +68,7 @@ class Divergence:
     detail: str
     #: Where a missing (extra) event belongs in the log without it: the seqs of B's (A's)
     #: events just before and after that place, None where not known.
-    near: tuple[int | None, int | None] | None = None
+    near: Place | None = None
 
     @property
     def seq_a(self) -> int | None:
@@ -134,7 +137,9 @@ class Aligner:
         self.streams: dict[str, _Stream] = {}
         # The latest items of each log by seq: the neighbours that place twins.
         self.recent: dict[str, dict[int, Item]] = {"a": {}, "b": {}}
-        self.unplaced: list[tuple[Divergence, _Stream, Item, str]] = []
+        # Missing and extra events, with where their own stream puts them in the other
+        # log (see _near), to be placed once the round has matched their neighbours.
+        self.unplaced: list[tuple[Divergence, Item, str, Place]] = []
         self.calm = 0  # rounds since the last divergence
 
     def stream(self, name: str) -> _Stream:
@@ -159,8 +164,8 @@ class Aligner:
             self._settle(name, stream, a_done, b_done)
         # Where missing and extra events belong, once their neighbours had the chance
         # to be matched in every stream.
-        for divergence, s, item, side in self.unplaced:
-            divergence.near = self._near(s, item, side)
+        for divergence, item, side, in_stream in self.unplaced:
+            divergence.near = self._near(item, side, in_stream)
         self.unplaced.clear()
         self.calm = self.calm + 1 if self.result.total_divergences == diverged else 0
 
@@ -288,17 +293,18 @@ class Aligner:
             return (ahead, 0) if read_a else (0, ahead)
         return (BATCH, 0) if read_a else (0, BATCH)
 
-    def _near(self, s: _Stream, item: Item, side: str) -> tuple[int | None, int | None]:
+    def _near(self, item: Item, side: str, in_stream: Place) -> Place:
         """Where ``item`` (of log ``side``) belongs in the other log: after the counterpart
-        of its nearest matched neighbour before it, before that of the one after it; in
-        the item's own stream when its neighbours have no counterparts (yet)."""
-        queue, last = (s.b, s.last_b) if side == "a" else (s.a, s.last_a)
+        of its nearest matched neighbour before it, before that of the one after it;
+        where its own stream put it (``in_stream``, see :meth:`_record`) on a side
+        whose neighbours have no counterparts."""
         before = next(
-            (n.partner for n in self._neighbours(item, side, -1) if n.partner is not None), last
+            (n.partner for n in self._neighbours(item, side, -1) if n.partner is not None),
+            in_stream[0],
         )
         after = next(
             (n.partner for n in self._neighbours(item, side, 1) if n.partner is not None),
-            queue[0].seq if queue else None,
+            in_stream[1],
         )
         return before, after
 
@@ -313,7 +319,14 @@ class Aligner:
             )
             result.divergences.append(divergence)
             if a is None or b is None:
-                self.unplaced.append((divergence, s, a or b, "b" if a is None else "a"))
+                # In its own stream, the event belongs after the other log's last match
+                # and before its next item: known now, gone once the round goes on.
+                if a is None:
+                    in_stream = (s.last_a, s.a[0].seq if s.a else None)
+                    self.unplaced.append((divergence, b, "b", in_stream))
+                else:
+                    in_stream = (s.last_b, s.b[0].seq if s.b else None)
+                    self.unplaced.append((divergence, a, "a", in_stream))
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {
