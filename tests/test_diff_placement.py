@@ -16,7 +16,7 @@ import pytest
 from harness.difflog import diff_logs
 from harness.difflog.engine import Aligner
 from tests.diff_cases import TWIN_COMMAND, TWIN_KINDS, twin_edit
-from tests.loggen import HEADER, irq, write_log
+from tests.loggen import HEADER, irq, mmio, write_log
 
 STREAMS = {"irq": "irq", "doorbell": "mmio:bar0:1", "completion": "dma"}
 
@@ -110,3 +110,29 @@ def test_without_neighbours_an_extra_event_goes_before_the_other_logs_next(
     assert (divergence.kind, divergence.seq_b) == ("extra", 3 + 5)
     # In A: after vector 4 (A's #4), before vector 5 (A's #5).
     assert divergence.near == (4, 5)
+
+
+def _command(before: int, after: int) -> list:
+    """An interrupt between two register reads of another stream (its neighbours)."""
+    return [mmio("mmio_read", 0, 0x20, before), irq(0), mmio("mmio_read", 0, 0x24, after)]
+
+
+@pytest.mark.parametrize(
+    ("first_in_b", "changed_seq"),
+    [((1, 3), 2), ((5, 2), 0)],
+    ids=["neighbour-after-changed", "neighbour-before-changed"],
+)
+def test_twins_whose_neighbours_differ_on_one_side_only_stay_matched_in_order(
+    tmp_path: Path, first_in_b: tuple[int, int], changed_seq: int
+) -> None:
+    """A twin is moved only when its neighbours differ on both sides: a register read
+    changed beside the first of two alike interrupts is that read's divergence alone,
+    even though the second interrupt's neighbours in A are those of the first in B."""
+    a = _command(1, 2) + _command(1, 3) if changed_seq == 2 else _command(1, 2) + _command(5, 2)
+    b = _command(*first_in_b) + a[3:]
+    log_a = write_log(tmp_path / "a.jsonl", a)
+    log_b = write_log(tmp_path / "b.jsonl", b, {**HEADER, "path": "window"})
+    result = diff_logs(log_a, log_b)
+    assert [(d.kind, d.seq_a, d.seq_b) for d in result.divergences] == [
+        ("changed_value", changed_seq, changed_seq)
+    ]
