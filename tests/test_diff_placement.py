@@ -136,3 +136,19 @@ def test_twins_whose_neighbours_differ_on_one_side_only_stay_matched_in_order(
     assert [(d.kind, d.seq_a, d.seq_b) for d in result.divergences] == [
         ("changed_value", changed_seq, changed_seq)
     ]
+
+
+@pytest.mark.parametrize("side", ["extra", "missing"])
+def test_a_twin_is_placed_when_the_two_twins_are_all_its_stream_holds(
+    tmp_path: Path, side: str
+) -> None:
+    """One command more on one side, before the command both have: the lone
+    interrupt of the other side is the second's counterpart, whose neighbours it
+    shares, even when those two interrupts are all the stream holds."""
+    longer, shorter = _command(9, 8) + _command(1, 2), _command(1, 2)
+    a, b = (shorter, longer) if side == "extra" else (longer, shorter)
+    log_a = write_log(tmp_path / "a.jsonl", a)
+    log_b = write_log(tmp_path / "b.jsonl", b, {**HEADER, "path": "window"})
+    result = diff_logs(log_a, log_b)
+    irqs = [(d.kind, d.seq_a, d.seq_b) for d in result.divergences if d.stream == "irq"]
+    assert irqs == ([("extra", None, 1)] if side == "extra" else [("missing", 1, None)])
