@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.difflog import diff_logs
-from harness.difflog.engine import Aligner
+from harness.difflog.engine import NEAR, Aligner
 from tests.diff_cases import TWIN_COMMAND, TWIN_KINDS, twin_edit
 from tests.loggen import HEADER, irq, mmio, write_log
 
@@ -152,3 +152,21 @@ def test_a_twin_is_placed_when_the_two_twins_are_all_its_stream_holds(
     result = diff_logs(log_a, log_b)
     irqs = [(d.kind, d.seq_a, d.seq_b) for d in result.divergences if d.stream == "irq"]
     assert irqs == ([("extra", None, 1)] if side == "extra" else [("missing", 1, None)])
+
+
+@pytest.mark.parametrize(("gap", "placed"), [(NEAR, True), (NEAR + 1, False)])
+def test_neighbours_count_up_to_near_seqs_away(tmp_path: Path, gap: int, placed: bool) -> None:
+    """The read after each interrupt comes ``gap`` seqs later (mappings the diff ignores
+    in between): within NEAR it tells the twins apart, beyond it the twins match in
+    order and the extra one is the last."""
+    padding = [{"kind": "dma_map", "addr": 0, "len": 0x1000, "flags": 3}] * (gap - 1)
+
+    def command(before: int, after: int) -> list:
+        first, interrupt, last = _command(before, after)
+        return [first, interrupt, *padding, last]
+
+    log_a = write_log(tmp_path / "a.jsonl", command(1, 2))
+    longer = command(9, 8) + command(1, 2)
+    log_b = write_log(tmp_path / "b.jsonl", longer, {**HEADER, "path": "window"})
+    irqs = [(d.kind, d.seq_b) for d in diff_logs(log_a, log_b).divergences if d.stream == "irq"]
+    assert irqs == [("extra", 1 if placed else 1 + gap + 2)]
