@@ -204,9 +204,10 @@ def connect_qmp(
 
     A failed handshake is either QEMU exiting (a device failed to realize:
     ``raise_if_exiting`` waits a moment and raises with QEMU's own reason) or a
-    handshake that went wrong while QEMU lives on, seen once in CI under load as a
-    ``qmp_capabilities`` reply the client refused; a new connection starts a new
-    monitor session, so that is retried.
+    handshake that went wrong while QEMU lives on (seen once in CI under load:
+    qemu.qmp's "Negotiation failed" with an empty cause, which its ``_negotiate``
+    gives for a ``qmp_capabilities`` answer without ``return``); a new connection
+    starts a new monitor session, so that is retried.
     """
     for attempt in range(1, attempts + 1):
         qmp = QEMUMonitorProtocol(str(path))
