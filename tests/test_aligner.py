@@ -1,0 +1,121 @@
+"""The raw diff's aligner on its own: when it decides, given how much of each log it
+has seen (``settle`` with logs still being read), and how much it holds unanswered.
+
+The diff reads logs in batches of hundreds of items, so these limits are reached
+only at batch edges in whole logs; here the queues are filled item by item.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.difflog.engine import LOOKAHEAD, Aligner, DiffResult
+from harness.difflog.normalize import Item
+from harness.difflog.reader import LogInfo
+
+STREAM = "mmio:bar0:0"
+
+
+def _aligner(window: int = 1) -> Aligner:
+    result = DiffResult(LogInfo(Path("a.jsonl"), {}), LogInfo(Path("b.jsonl"), {}))
+    return Aligner(result, window)
+
+
+def _read(value: int, seq: int) -> Item:
+    """A register read returning ``value``: items alike only when their values are."""
+    return Item(STREAM, ("mmio_read", 0, 0x10), 4, value, seq, {"seq": seq})
+
+
+def _add(aligner: Aligner, side: str, values: list[int], first_seq: int = 0) -> None:
+    for offset, value in enumerate(values):
+        aligner.add(_read(value, first_seq + offset), side)
+
+
+@pytest.mark.parametrize("short_side", ["a", "b"])
+def test_a_decision_waits_until_both_sides_show_lookahead_items_after_the_head(
+    short_side: str,
+) -> None:
+    """A's head (1000) is missing from B; that is decided on the LOOKAHEAD items after
+    the heads, and not before each side shows them, unless its log has ended."""
+    following = list(range(1, 3 * LOOKAHEAD))
+    a = [1000, *following]
+    b = following
+    aligner = _aligner()
+    long_side = "b" if short_side == "a" else "a"
+    _add(aligner, long_side, a if long_side == "a" else b)
+    shown = LOOKAHEAD  # the head and LOOKAHEAD - 1 after it
+    short = a if short_side == "a" else b
+    _add(aligner, short_side, short[:shown])
+    aligner.settle(a_done=False, b_done=False)
+    assert aligner.result.total_divergences == 0
+    _add(aligner, short_side, short[shown : shown + 1], first_seq=shown)
+    aligner.settle(a_done=False, b_done=False)
+    assert [d.kind for d in aligner.result.divergences] == ["missing"]
+    assert aligner.result.divergences[0].seq_a == 0
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+def test_a_side_is_given_up_on_once_more_than_its_limit_waits_unanswered(side: str) -> None:
+    """Items of a stream the other log has not shown are kept until more than
+    ``limit`` wait (memory stays bounded): then the oldest is missing (extra)."""
+    aligner = _aligner(window=1)
+    limit = aligner.limit
+    _add(aligner, side, list(range(limit)))
+    aligner.settle(a_done=False, b_done=False)
+    assert aligner.result.total_divergences == 0
+    _add(aligner, side, [limit], first_seq=limit)
+    aligner.settle(a_done=False, b_done=False)
+    kind = "missing" if side == "a" else "extra"
+    assert [(d.kind, d.seq_a if side == "a" else d.seq_b) for d in aligner.result.divergences] == [
+        (kind, 0)
+    ]
+
+
+@pytest.mark.parametrize("short_side", ["a", "b"])
+def test_heads_no_edit_explains_wait_for_a_window_of_items_on_both_sides(
+    short_side: str,
+) -> None:
+    """Logs that disagree item after item: before calling the heads a divergence, the
+    aligner looks for them a reorder window deep in the other log, so it waits until
+    each side shows that many (or has ended)."""
+    window = 2 * LOOKAHEAD
+    aligner = _aligner(window)
+    long_side = "b" if short_side == "a" else "a"
+    _add(aligner, long_side, list(range(100, 100 + 2 * window)))
+    _add(aligner, short_side, list(range(500, 500 + window - 1)))
+    aligner.settle(a_done=False, b_done=False)
+    assert aligner.result.total_divergences == 0
+    _add(aligner, short_side, [999], first_seq=window - 1)
+    aligner.settle(a_done=False, b_done=False)
+    # The heads now: one divergence, then the short side is a window less one again.
+    assert aligner.result.total_divergences == 1
+
+
+@pytest.mark.parametrize(
+    ("b", "moved"),
+    [
+        # B's 3 items after its head: 2 agreeing of them explain A's head as missing.
+        ([1, 2, 60, 61], False),
+        # B's 5 after its head: 2 agreeing do not (fewer than half); the heads are
+        # looked for in each other's log instead: B's 1 and 2 are found in A, moved.
+        ([1, 2, 60, 61, 62, 63], True),
+    ],
+    ids=["half-of-what-follows", "less-than-half"],
+)
+def test_an_edit_must_explain_half_of_what_follows_on_the_shorter_side(
+    b: list[int], moved: bool
+) -> None:
+    """Both logs ended: A's head (1000) is not in B, and after it only two items agree.
+    Whether that explains it depends on how much there is to compare: the items after
+    the heads, on the side with fewer."""
+    a = [1000, 1, 2, 50, 51, 52, 53, 54]
+    aligner = _aligner(window=8)
+    _add(aligner, "a", a)
+    _add(aligner, "b", b)
+    aligner.settle(a_done=True, b_done=True)
+    result = aligner.result
+    assert result.reordered == (2 if moved else 0)
+    if not moved:
+        assert (result.divergences[0].kind, result.divergences[0].seq_a) == ("missing", 0)
