@@ -170,3 +170,16 @@ def test_neighbours_count_up_to_near_seqs_away(tmp_path: Path, gap: int, placed:
     log_b = write_log(tmp_path / "b.jsonl", longer, {**HEADER, "path": "window"})
     irqs = [(d.kind, d.seq_b) for d in diff_logs(log_a, log_b).divergences if d.stream == "irq"]
     assert irqs == [("extra", 1 if placed else 1 + gap + 2)]
+
+
+@pytest.mark.parametrize("side", ["missing", "extra"])
+def test_without_a_match_before_it_an_event_is_placed_before_the_other_logs_first(
+    tmp_path: Path, side: str
+) -> None:
+    """Nothing before it matched in its stream: no seq before, B's (A's) first after."""
+    interrupts = [irq(vector) for vector in range(4)]
+    a, b = (interrupts, interrupts[1:]) if side == "missing" else (interrupts[1:], interrupts)
+    divergence = _one_stream(tmp_path, a, b)
+    assert divergence.kind == side
+    # The other log's first interrupt: B's #3 (after the three mappings), A's #0.
+    assert divergence.near == ((None, 3) if side == "missing" else (None, 0))
