@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.difflog.engine import LOOKAHEAD, Aligner, DiffResult
+from harness.difflog.engine import LOOKAHEAD, RECENT, Aligner, DiffResult
 from harness.difflog.normalize import Item
 from harness.difflog.reader import LogInfo
 
@@ -119,3 +119,32 @@ def test_an_edit_must_explain_half_of_what_follows_on_the_shorter_side(
     assert result.reordered == (2 if moved else 0)
     if not moved:
         assert (result.divergences[0].kind, result.divergences[0].seq_a) == ("missing", 0)
+
+
+def test_twins_are_placed_by_their_neighbours_after_more_than_recent_items() -> None:
+    """Placement looks neighbours up among the latest items of each log, a bounded
+    number (RECENT); past that bound the newer half is kept, so a twin missing there
+    is still placed by the reads around it once more than RECENT items were added."""
+    commands = (RECENT + RECENT // 4) // 3
+
+    def log(skip: int | None) -> list[Item]:
+        items: list[Item] = []
+        for n in range(commands):
+            before = Item("mmio:bar2:0", ("mmio_read", 2, 0x10), 4, n, 0, {})
+            interrupt = Item("irq", ("irq", "msix", 0), 0, None, 0, {})
+            after = Item("mmio:bar2:0", ("mmio_read", 2, 0x14), 4, n, 0, {})
+            items += [before, after] if n == skip else [before, interrupt, after]
+        for seq, item in enumerate(items):
+            item.seq, item.event = seq, {"seq": seq}
+        return items
+
+    # At three-quarters of the first RECENT items: the newer half, kept once trimmed.
+    missing_command = RECENT // 4
+    aligner = _aligner()
+    for side, items in (("a", log(None)), ("b", log(missing_command))):
+        for item in items:
+            aligner.add(item, side)
+    aligner.settle(a_done=True, b_done=True)
+    assert [(d.kind, d.seq_a) for d in aligner.result.divergences] == [
+        ("missing", 3 * missing_command + 1)
+    ]
