@@ -79,6 +79,9 @@ only_mutate = [$(quoted $(for m in $modules; do case $m in */) echo "$m*" ;; *) 
 pytest_add_cli_args_test_selection = [$(quoted $tests)]
 also_copy = ["tests/", "harness/", "vfio_bridge/", "fuzz/", "bench/", "guests/", "kext/", "setup.py"]
 pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-x", "-q", $slow_phases${extra:-}]
+# A mutant that loops for ever is stopped after 6x its tests' CPU time, not mutmut's 30x
+# (a quarter of an hour for the engine's tests, twice for each such mutant).
+timeout_multiplier = 3.0
 EOF
 # mutmut hands pytest a mutant's tests in no particular order; run them in the group's
 # order (quick unit tests first), so that a mutant they kill costs only them.
