@@ -19,7 +19,7 @@ shift || true
 # mutmut runs the tests that cover the mutated function, all of them for a survivor:
 # a slow test in the selection makes every survivor (and every equivalent mutant)
 # cost minutes, so the groups whose modules have unit tests use only those.
-diff_tests="tests/test_diff.py tests/test_diff_rules.py tests/test_diff_fast.py tests/test_diff_placement.py tests/test_logformat.py"
+diff_tests="tests/test_aligner.py tests/test_diff.py tests/test_diff_rules.py tests/test_diff_fast.py tests/test_diff_placement.py tests/test_logformat.py"
 slow_phases='"--deselect", "tests/test_phases.py::test_seabios_direct_log_against_a_qboot_one"'
 case "$group" in
     protocol)
