@@ -52,7 +52,7 @@ case "$group" in
         ;;
     engine)
         modules="harness/difflog/engine.py"
-        tests="$diff_tests tests/test_diff_golden.py"
+        tests="$diff_tests tests/test_phases.py tests/test_diff_golden.py"
         ;;
     reader)
         modules="harness/difflog/reader.py"

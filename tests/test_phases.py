@@ -235,3 +235,14 @@ def test_the_phase_line_appears_only_when_something_was_cut() -> None:
         "(1 earlier resets; irq 1)"
     )
     assert phase_line((PreOs(2), PreOs())) is not None
+
+
+def test_the_os_phase_is_compared_from_the_takeover_write_on(tmp_path: Path) -> None:
+    """What firmware did is cut; the takeover write itself and all after it are compared."""
+    firmware = _log(tmp_path / "seabios.jsonl", FIRMWARE_THEN_OS)
+    assert diff_logs(firmware, _log(tmp_path / "qboot.jsonl", FIRMWARE_THEN_OS[5:])).equivalent
+    for seq, value in ((5, 0x460000), (7, 0x460003)):  # the takeover (still one), and after
+        changed = [dict(event) for event in FIRMWARE_THEN_OS]
+        changed[seq]["value"] = value
+        result = diff_logs(firmware, _log(tmp_path / f"changed{seq}.jsonl", changed))
+        assert [(d.kind, d.seq_a) for d in result.divergences] == [("changed_value", seq)]
