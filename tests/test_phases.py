@@ -240,7 +240,10 @@ def test_the_phase_line_appears_only_when_something_was_cut() -> None:
 def test_the_os_phase_is_compared_from_the_takeover_write_on(tmp_path: Path) -> None:
     """What firmware did is cut; the takeover write itself and all after it are compared."""
     firmware = _log(tmp_path / "seabios.jsonl", FIRMWARE_THEN_OS)
-    assert diff_logs(firmware, _log(tmp_path / "qboot.jsonl", FIRMWARE_THEN_OS[5:])).equivalent
+    result = diff_logs(firmware, _log(tmp_path / "qboot.jsonl", FIRMWARE_THEN_OS[5:]))
+    assert result.equivalent
+    assert result.pre_os is not None  # what was cut, for the report's phase line
+    assert (result.pre_os[0].takeover, result.pre_os[0].sessions) == (5, 1)
     for seq, value in ((5, 0x460000), (7, 0x460003)):  # the takeover (still one), and after
         changed = [dict(event) for event in FIRMWARE_THEN_OS]
         changed[seq]["value"] = value
