@@ -184,3 +184,21 @@ def test_dma_lines_whose_address_is_not_written_compactly_are_still_told_apart(
         (tmp_path / name).write_text("".join(rewritten))
     result = _both_ways(tmp_path / "a.jsonl", tmp_path / "b.jsonl", monkeypatch)
     assert result["equivalent"] and result["matched"] > 4000
+
+
+def test_a_log_cut_just_before_a_newline_counts_the_cut_event_as_the_item_path_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B ends inside its log, its last line whole but for the newline: the lane leaves
+    that line to the reader, and the counts are the item path's."""
+    events = workload(300)
+    log_a = write_log(tmp_path / "a.jsonl", events)
+    lines = log_a.read_text().splitlines(keepends=True)
+    log_b = tmp_path / "b.jsonl"
+    log_b.write_text("".join(lines[:400]) + lines[400].rstrip("\n"))
+    fast = diff_logs(log_a, log_b, allow_truncated=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(_Diff, "_fast", lambda self: False)
+        slow = diff_logs(log_a, log_b, allow_truncated=True)
+    assert summarise(fast) == summarise(slow)
+    assert (fast.b.events, fast.matched) == (slow.b.events, slow.matched)
