@@ -643,16 +643,11 @@ def _data_moved(pending: _Pending) -> tuple[int, int] | None:
 def _with_data(
     extents: tuple[Extent, ...], events: list[dict[str, Any]]
 ) -> tuple[tuple[Extent, ...], bool]:
-    contents: list[str] = []
-    for event in events:
-        blocks = _block_contents(event)
-        if blocks is None:
-            return extents, False
-        contents += blocks
-    if not events:
+    contents = _event_digests(events) if events else None
+    if contents is None:
         return extents, False
     extent = extents[0]
-    return (Extent(extent.lba, extent.blocks, tuple(contents[: extent.blocks])),), True
+    return (Extent(extent.lba, extent.blocks, contents[: extent.blocks]),), True
 
 
 def _digest(events: list[dict[str, Any]]) -> str | None:
