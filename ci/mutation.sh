@@ -48,11 +48,12 @@ case "$group" in
         ;;
     reports)
         modules="harness/difflog/reports.py"
-        tests="tests/test_diff.py tests/test_transactions.py"
+        tests="tests/test_reports.py tests/test_diff.py tests/test_reference_reports.py"
         ;;
     engine)
         modules="harness/difflog/engine.py"
-        tests="$diff_tests tests/test_phases.py tests/test_diff_golden.py"
+        # test_diff_cutter: the fast lane's comparison of blocks the cutter cut
+        tests="$diff_tests tests/test_diff_cutter.py tests/test_phases.py tests/test_diff_golden.py"
         ;;
     cutter)
         # test_cutter calls its functions in-process; test_diff_cutter cannot be in the
