@@ -40,11 +40,13 @@ EVENTS_A: list[dict[str, Any]] = [
     {"kind": "cfg_read", "offset": 4, "size": 2, "value": 6},
     irq(1),
 ]
+#: The model's description names one register (reports show its name).
+DEVICE = {"bars": [{"index": 0, "registers": [{"offset": 0x14, "name": "cc"}]}]}
 EVENTS_B = [*EVENTS_A[:4], mmio("mmio_read", 2, 0x10, 9), *EVENTS_A[5:7]]
 DMA_DIGEST = EVENTS_A[2]["digest"][:12]
 
 CONTEXT_A = [
-    "#0 mmio_write bar0+0x14/4 = 0x1",
+    "#0 mmio_write cc/4 = 0x1",
     "#1 mmio_read bar0+0x1c/4 = 0x1",
     f"#2 dma_read 0x1000 len 64 digest {DMA_DIGEST}",
     "#3 irq msix vector 0",
@@ -67,15 +69,15 @@ class Pair:
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Pair:
-    a = write_log(tmp_path / "a.jsonl", EVENTS_A)
-    b = write_log(tmp_path / "b.jsonl", EVENTS_B, {**HEADER, "path": "window"})
+    a = write_log(tmp_path / "a.jsonl", EVENTS_A, {**HEADER, "device": DEVICE})
+    b = write_log(tmp_path / "b.jsonl", EVENTS_B, {**HEADER, "path": "window", "device": DEVICE})
     return Pair(a, b, diff_logs(a, b))
 
 
 @pytest.fixture
 def same(tmp_path: Path) -> Pair:
-    a = write_log(tmp_path / "a.jsonl", EVENTS_A)
-    b = write_log(tmp_path / "b.jsonl", EVENTS_A, {**HEADER, "path": "window"})
+    a = write_log(tmp_path / "a.jsonl", EVENTS_A, {**HEADER, "device": DEVICE})
+    b = write_log(tmp_path / "b.jsonl", EVENTS_A, {**HEADER, "path": "window", "device": DEVICE})
     return Pair(a, b, diff_logs(a, b))
 
 
@@ -105,11 +107,15 @@ def test_summary_of_a_divergent_pair(pair: Pair) -> None:
 
 
 def test_summary_of_a_first_divergence_without_counterpart(tmp_path: Path) -> None:
-    a = write_log(tmp_path / "a.jsonl", EVENTS_A[:4])
+    a = write_log(tmp_path / "a.jsonl", EVENTS_A[:4], {**HEADER, "device": DEVICE})
     b = write_log(tmp_path / "b.jsonl", EVENTS_A[:3], {**HEADER, "path": "window"})
     text = reports.summary(diff_logs(a, b), a, b).splitlines()
     assert text[0] == f"A: {a} (direct, 4 events)"
     assert text[1] == f"B: {b} (window, 3 events)"
+    # a kind of event only one log holds is counted (B raised no interrupt)
+    assert (
+        text[2] == "events per kind (A / B): dma_read 1/1, irq 1/0, mmio_read 1/1, mmio_write 1/1"
+    )
     assert text[-7:] == [
         "first divergence [missing] in stream irq: irq 0x0 (width 0) = None is in A but not in B",
         "  A around #3:",
@@ -207,7 +213,9 @@ def test_context_reads_a_truncated_log(tmp_path: Path) -> None:
 def test_json_report_key_by_key(pair: Pair, tmp_path: Path) -> None:
     out = tmp_path / "diff.json"
     reports.write_json(pair.result, out, pair.a, pair.b)
-    assert out.read_text().endswith("}\n")
+    # one space per level: readable, and a diff of two reports shows the lines that changed
+    assert out.read_text().startswith('{\n "verdict": {\n  "level": "raw",\n')
+    assert out.read_text().endswith("\n}\n")
     data = json.loads(out.read_text())
     assert data == {
         "verdict": {"level": "raw", "equivalent": False},
@@ -252,7 +260,7 @@ def test_json_report_with_transactions_takes_the_verdict_of_the_level_asked(
         "unpaired": {"a": 0, "b": 0},
         "blocks_written": 3,
         "block_reads_checked": 0,
-        "registers_compared": ["status"],
+        "registers_compared": ["status", "ctrl"],
         "not_compared": ["data", "irq"],
         "divergence_counts": {},
         "total_divergences": 0,
@@ -304,10 +312,10 @@ def transactions(pair: Pair, *divergences: TxnDivergence) -> TransactionResult:
     txn.ops_a.update(write=2, flush=1)
     txn.ops_b.update(write=2)
     txn.paired, txn.blocks_written = 2, 3
-    txn.registers_compared = ["status"]
+    txn.registers_compared = ["status", "ctrl"]
     txn.not_compared = {"irq", "data"}
     txn.timeline = {
-        "A": [(0, "admin", "identify"), (500, "queue 1", "write"), (1500, "queue 10", "flush")],
+        "A": [(0, "admin", "identify"), (500, "queue 9", "write"), (1500, "queue 10", "flush")],
         "B": [(0, "queue 2", "write"), (2000, "queue 2", "dsm")],
     }
     txn.timeline_origin = {"A": 1000, "B": 3000}
@@ -334,7 +342,7 @@ def test_transaction_summary_of_a_divergent_result(pair: Pair) -> None:
         "transactions (synthetic): 3 in A, 2 in B: flush 1/0, write 2/2",
         "DIVERGED (transactions): 2 divergences (end_state 1, status 1); 2 paired by content, "
         "0/0 unpaired (merged, split or batched: judged per block), 3 blocks' writes "
-        "compared, 0 block reads checked, end state of status; not compared (a log lacks "
+        "compared, 0 block reads checked, end state of status, ctrl; not compared (a log lacks "
         "them): data, irq",
         "first divergence [status] in both: status 0x000 in A, 0x006 in B",
         "  A events of write LBA 8+2:",
@@ -354,6 +362,18 @@ def test_transaction_summary_lists_at_most_12_events_and_skips_a_side_without(
     lines = reports.txn_summary(txn, log, pair.b).splitlines()
     assert lines[3] == "  A events of write LBA 0+1:"
     assert lines[4:] == [f"      #{n} irq msix vector {n % 8}" for n in range(12)]
+
+
+def test_transaction_summary_of_a_command_only_b_holds(pair: Pair) -> None:
+    # seq 99 is not in B's log (a source may name events the log no longer holds)
+    only_b = TxnDivergence("unmatched", "B", None, _write(3, 1, (4, 99, 5)), "only in B")
+    lines = reports.txn_summary(transactions(pair, only_b), pair.a, pair.b).splitlines()
+    assert lines[2:] == [
+        "first divergence [unmatched] in B: only in B",
+        "  B events of write LBA 3+1:",
+        f"      {CONTEXT_B[4]}",
+        f"      {CONTEXT_B[5]}",
+    ]
 
 
 def test_transaction_summary_of_an_equivalent_result(pair: Pair) -> None:
@@ -394,13 +414,24 @@ def test_transaction_json_lists_each_divergence(pair: Pair) -> None:
 # --- JUnit ------------------------------------------------------------------------
 
 
+def junit(source: Path | str) -> ET.Element:
+    """The parsed file (or suite); text only where JUnit puts it (a failure's, the
+    suite's output), none between elements."""
+    root = ET.fromstring(source) if isinstance(source, str) else ET.parse(source).getroot()
+    for element in root.iter():
+        if element.tag not in ("failure", "system-out"):
+            assert not (element.text or "").strip(), (element.tag, element.text)
+        assert not (element.tail or "").strip(), (element.tag, element.tail)
+    return root
+
+
 def test_junit_has_a_case_per_stream_and_a_failure_per_divergent_one(
     pair: Pair, tmp_path: Path
 ) -> None:
     out = tmp_path / "junit.xml"
     reports.write_junit(pair.result, out, pair.a, pair.b)
     assert out.read_text().startswith('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n')
-    [suite] = ET.parse(out).getroot().findall("testsuite")
+    [suite] = junit(out).findall("testsuite")
     assert suite.attrib == {"name": "xvpci diff a.jsonl vs b.jsonl", "tests": "5", "failures": "2"}
     cases = suite.findall("testcase")
     assert [(c.get("classname"), c.get("name")) for c in cases] == [
@@ -419,7 +450,7 @@ def test_junit_has_a_case_per_stream_and_a_failure_per_divergent_one(
 def test_junit_of_an_equivalent_pair_has_no_failure(same: Pair, tmp_path: Path) -> None:
     out = tmp_path / "junit.xml"
     reports.write_junit(same.result, out, same.a, same.b)
-    [suite] = ET.parse(out).getroot()
+    [suite] = junit(out)
     assert suite.get("failures") == "0" and suite.get("tests") == "5"
     assert not list(suite.iter("failure"))
 
@@ -435,7 +466,7 @@ def test_junit_failure_lists_at_most_50_divergences_and_says_when_none_is_kept(
     result.streams["dma"]["diverged"] = 3  # counted, none of them kept
     out = tmp_path / "junit.xml"
     reports.write_junit(result, out, same.a, same.b)
-    cases = {c.get("name"): c.find("failure") for c in ET.parse(out).getroot().iter("testcase")}
+    cases = {c.get("name"): c.find("failure") for c in junit(out).iter("testcase")}
     irq_failure, dma_failure = cases["irq"], cases["dma"]
     assert irq_failure is not None and dma_failure is not None
     assert (irq_failure.text or "").splitlines() == [
@@ -449,7 +480,7 @@ def test_junit_with_transactions_adds_their_suite(pair: Pair, tmp_path: Path) ->
     txn = transactions(pair, status_divergence(), blocks_divergence())
     out = tmp_path / "junit.xml"
     reports.write_junit(pair.result, out, pair.a, pair.b, txn)
-    raw, transaction = ET.parse(out).getroot().findall("testsuite")
+    raw, transaction = junit(out).findall("testsuite")
     assert raw.get("name") == "xvpci diff a.jsonl vs b.jsonl"
     assert transaction.attrib == {
         "name": "xvpci transactions a.jsonl vs b.jsonl",
@@ -468,12 +499,23 @@ def test_junit_with_transactions_adds_their_suite(pair: Pair, tmp_path: Path) ->
     assert blocks.text == "[end_state] A: LBA 0 ends differently"
 
 
+def test_transaction_failure_lists_each_divergence_up_to_50(pair: Pair) -> None:
+    statuses = [status_divergence(n) for n in range(52)]
+    for n, divergence in enumerate(statuses):
+        divergence.detail = f"status {n}"
+    txn = transactions(pair, *statuses)
+    suite = junit(reports._txn_suite(txn, pair.a, pair.b))
+    [failure] = suite.iter("failure")
+    assert (failure.text or "").splitlines() == [f"[status] both: status {n}" for n in range(50)]
+    assert failure.get("message") == "52 divergences; first: status 0"
+
+
 def test_transaction_suite_counts_divergences_not_kept(pair: Pair, tmp_path: Path) -> None:
     txn = transactions(pair)
     txn.by_kind.update(register=4)
     txn.total_divergences = 4
     txn.divergences = []
-    suite = ET.fromstring(reports._txn_suite(txn, pair.a, pair.b))
+    suite = junit(reports._txn_suite(txn, pair.a, pair.b))
     [failure] = suite.iter("failure")
     assert suite.get("failures") == "1"
     assert failure.get("message") == "4 divergences; first: ?"
@@ -488,7 +530,7 @@ def test_reference_junit_and_adding_its_suite_to_a_runs_file_once(
     suite = reports.write_reference_junit(
         txn, out, pair.a, trace, ["op & LBA", "status"], ["interrupt vector"]
     )
-    [written] = ET.parse(out).getroot()
+    [written] = junit(out)
     assert suite in out.read_text()
     assert written.get("name") == "xvpci reference a.jsonl vs nvme.trace"
     assert [(p.get("name"), p.get("value")) for p in written.iter("property")] == [
@@ -507,15 +549,15 @@ def test_reference_junit_and_adding_its_suite_to_a_runs_file_once(
     ]
     assert [c.get("name") for c in written.iter("testcase")] == ["commands", "blocks", "registers"]
 
-    junit = tmp_path / "junit.xml"
-    reports.write_junit(pair.result, junit, pair.a, pair.b)
+    junit_path = tmp_path / "junit.xml"
+    reports.write_junit(pair.result, junit_path, pair.a, pair.b)
     for _ in range(2):
-        reports.add_suite(junit, suite)
-    names = [s.get("name") for s in ET.parse(junit).getroot()]
+        reports.add_suite(junit_path, suite)
+    names = [s.get("name") for s in junit(junit_path)]
     assert names == ["xvpci diff a.jsonl vs b.jsonl", "xvpci reference a.jsonl vs nvme.trace"]
     equivalent = reports.write_reference_junit(transactions(pair), out, pair.a, trace, [], [])
-    reports.add_suite(junit, equivalent)  # a second verdict replaces the first
-    root = ET.parse(junit).getroot()
+    reports.add_suite(junit_path, equivalent)  # a second verdict replaces the first
+    root = junit(junit_path)
     assert [s.get("failures") for s in root] == ["2", "0"]
     assert ("verdict", "EQUIVALENT") in [
         (p.get("name"), p.get("value")) for p in root.iter("property")
@@ -523,11 +565,11 @@ def test_reference_junit_and_adding_its_suite_to_a_runs_file_once(
 
 
 def test_adding_a_suite_without_a_name_appends_it(pair: Pair, tmp_path: Path) -> None:
-    junit = tmp_path / "junit.xml"
-    reports.write_junit(pair.result, junit, pair.a, pair.b)
+    junit_path = tmp_path / "junit.xml"
+    reports.write_junit(pair.result, junit_path, pair.a, pair.b)
     for _ in range(2):
-        reports.add_suite(junit, "  <testsuite tests='0'></testsuite>\n")
-    assert [s.get("tests") for s in ET.parse(junit).getroot()] == ["5", "0", "0"]
+        reports.add_suite(junit_path, "  <testsuite tests='0'></testsuite>\n")
+    assert [s.get("tests") for s in junit(junit_path)] == ["5", "0", "0"]
 
 
 # --- the Chrome trace -------------------------------------------------------------
@@ -573,6 +615,17 @@ def test_trace_has_a_process_per_log_and_an_instant_per_event(pair: Pair, tmp_pa
         ("mmio_write", "mmio:window", -0.5, 2),
         ("irq", "irq", 0.5, 2),
     ]
+
+
+def test_trace_of_a_truncated_log_without_a_start_time(tmp_path: Path) -> None:
+    header = {k: v for k, v in HEADER.items() if k != "start_t_ns"}
+    cut = write_log(tmp_path / "cut.jsonl", EVENTS_A[:2], header, end=False)
+    out = tmp_path / "trace.json"
+    reports.write_trace(out, cut, cut)
+    events = json.loads(out.read_text())["traceEvents"]
+    assert [(e["pid"], e.get("ts")) for e in events] == [
+        (1, None), (1, 0.0), (1, 1.0), (2, None), (2, 0.0), (2, 1.0),
+    ]  # fmt: skip
 
 
 def test_trace_stops_each_log_at_the_limit_and_names_a_log_without_a_path(
@@ -817,24 +870,46 @@ def test_html_transaction_section(pair: Pair, tmp_path: Path) -> None:
     assert (status.attrs["id"], blocks.attrs["id"]) == ("t0", "t1")
     assert status.one("h3").text == "status in both: write LBA 8+2"
     assert status.one("p").text == "status 0x000 in A, 0x006 in B"
-    [_, raw_a, raw_b] = status.all("table")
+    [columns, raw_a, raw_b] = status.all("table")
+    assert rows(columns) == [
+        ["A: raw events", "B: raw events"],
+        [CONTEXT_A[0] + CONTEXT_A[1], CONTEXT_B[4]],
+    ]
     assert rows(raw_a) == [[CONTEXT_A[0]], [CONTEXT_A[1]]] and rows(raw_b) == [[CONTEXT_B[4]]]
+    assert main.texts()[:12] == [
+        "Transactions", reports.txn_summary_line(txn), "operation", "A", "B",
+        "flush", "1", "0", "write", "2", "2", "Timeline",
+    ]  # fmt: skip
     assert blocks.one("h3").text == "end_state in A: write LBA 0+1"
-    assert blocks.texts()[-1] == "no counterpart"
+    assert blocks.texts() == [
+        "end_state in A: write LBA 0+1", "LBA 0 ends differently",
+        "A: raw events", "B: raw events", CONTEXT_A[5], "no counterpart",
+    ]  # fmt: skip
     assert "Transaction divergences (first 2 of 2)" in [h.text for h in main.all("h3")]
 
 
+@pytest.mark.parametrize(
+    ("seqs", "more"), [(16, []), (17, [["... 1 more"]]), (20, [["... 4 more"]])]
+)
 def test_html_transaction_divergence_shows_16_events_and_how_many_more(
-    pair: Pair, tmp_path: Path
+    pair: Pair, tmp_path: Path, seqs: int, more: list[list[str]]
 ) -> None:
     log = write_log(tmp_path / "long.jsonl", [irq(n % 8) for n in range(20)])
-    many = TxnDivergence("unmatched", "B", None, _write(0, 1, tuple(range(20))), "only in B")
+    many = TxnDivergence("unmatched", "B", None, _write(0, 1, tuple(range(seqs))), "only in B")
     out = tmp_path / "diff.html"
     reports.write_html(pair.result, out, pair.a, log, txn=transactions(pair, many), limit=1)
     section = parse(out.read_text()).one("section", id="t0")
     [_, raw_b] = section.all("table")  # A's column has no table: no counterpart
     assert section.texts()[4] == "no counterpart"
-    assert rows(raw_b) == [[f"#{n} irq msix vector {n % 8}"] for n in range(16)] + [["... 4 more"]]
+    assert rows(raw_b) == [[f"#{n} irq msix vector {n % 8}"] for n in range(16)] + more
+
+
+def test_html_transaction_divergence_with_events_the_log_lacks(pair: Pair, tmp_path: Path) -> None:
+    lost = TxnDivergence("unmatched", "A", _write(0, 1, (99, 3)), None, "only in A")
+    out = tmp_path / "diff.html"
+    reports.write_html(pair.result, out, pair.a, pair.b, txn=transactions(pair, lost))
+    [_, raw_a] = parse(out.read_text()).one("section", id="t0").all("table")
+    assert rows(raw_a) == [[CONTEXT_A[3]]]
 
 
 def test_timeline_rows_lines_and_marks(pair: Pair) -> None:
@@ -842,12 +917,12 @@ def test_timeline_rows_lines_and_marks(pair: Pair) -> None:
     a, b = txn.divergences[0].a, txn.divergences[0].b
     assert a is not None and b is not None
     a.t_ns, b.t_ns = 1000 + 2000, 3000 + 4000  # 2 us after A's origin, 4 us after B's
-    b.queue = 2
+    a.queue, b.queue = 9, 2
     svg = parse(f"<!DOCTYPE html><html>{reports.timeline_svg(txn)}</html>\n").one("svg")
     assert svg.attrs["class"] == "timeline"
     # A's rows: admin first, then queues in number order; then B's
     labels = [t.text for t in svg.children if isinstance(t, Node) and t.tag == "text"][:4]
-    assert labels == ["A: admin", "A: queue 1", "A: queue 10", "B: queue 2"]
+    assert labels == ["A: admin", "A: queue 9", "A: queue 10", "B: queue 2"]
     assert (svg.attrs["width"], svg.attrs["height"]) == ("1020", str(18 * 4 + 24))
     scale = 900 / 4000  # the axis ends at the latest point: B's mark at 4 us
     ticks = [
@@ -922,11 +997,10 @@ def test_reference_html(pair: Pair, tmp_path: Path) -> None:
         "cid",
         "<queue>",
     ]
-    assert [h.text for h in page.all("h2")] == [
-        "Compared",
-        "Not compared (QEMU's trace does not carry them)",
-        "Transactions",
-    ]
+    assert page.one("main").texts()[:6] == [
+        "Compared", "op & LBA", "Not compared (QEMU's trace does not carry them)",
+        "cid", "<queue>", "Transactions",
+    ]  # fmt: skip
     [_, raw_a, raw_b] = page.one("section").all("table")
     assert rows(raw_a) == [[CONTEXT_A[0]], [CONTEXT_A[1]]]
     assert rows(raw_b) == [["line 6: pci_nvme_event 6"]]
@@ -935,10 +1009,29 @@ def test_reference_html(pair: Pair, tmp_path: Path) -> None:
     assert parse(out.read_text()).one("header").one("span").attrs == {"class": "verdict ok"}
 
 
+def test_reports_show_200_divergences_unless_told(pair: Pair, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    txn = transactions(pair, *(blocks_divergence() for _ in range(201)))
+    reports.write_reference_html(txn, out, pair.a, tmp_path / "nvme.trace", [], [])
+    page = parse(out.read_text())
+    assert len(page.all("section")) == 200
+    assert "Transaction divergences (first 200 of 201)" in page.texts()
+    result = pair.result
+    result.divergences = [reports.Divergence("extra", "irq", None, None, "x")] * 201
+    result.total_divergences = 201
+    reports.write_html(result, out, pair.a, pair.b)
+    page = parse(out.read_text())
+    assert len(page.all("section")) == 200
+    assert "Divergences (first 200 of 201)" in page.texts()
+
+
 def test_write_all_writes_each_report_asked_for(pair: Pair, tmp_path: Path) -> None:
     paths = {name: tmp_path / f"r.{name}" for name in ("html", "json", "junit", "trace")}
     reports.write_all(pair.result, pair.a, pair.b, json_path=paths["json"])
     assert [p.exists() for p in paths.values()] == [False, True, False, False]
+    data = json.loads(paths["json"].read_text())
+    assert data["logs"] == {"a": str(pair.a), "b": str(pair.b)}
+    assert data["verdict"] == {"level": "raw", "equivalent": False}
     txn = transactions(pair)
     reports.write_all(
         pair.result, pair.a, pair.b,
@@ -949,7 +1042,7 @@ def test_write_all_writes_each_report_asked_for(pair: Pair, tmp_path: Path) -> N
         "level": "transaction",
         "equivalent": True,
     }
-    assert len(ET.parse(paths["junit"]).getroot()) == 2
+    assert len(junit(paths["junit"])) == 2
     assert parse(paths["html"].read_text()).one("header").texts()[0] == "transactions:"
     assert len(json.loads(paths["trace"].read_text())["traceEvents"]) == 2 + 8 + 7
 

@@ -19,6 +19,8 @@ from .reader import LogReader
 from .transactions import TransactionResult, timeline_row
 
 CONTEXT = 4
+#: Raw events (or trace lines) listed per transaction divergence in the HTML reports.
+EVENTS_SHOWN = 16
 
 
 def context(
@@ -525,9 +527,9 @@ def _txn_html(
     esc = html.escape
     shown = txn.divergences[:limit]
     events_a: dict[int, list[Any]] = context(
-        path_a, [s for d in shown for s in d.seqs_a[:16]], radius=0
+        path_a, [s for d in shown for s in d.seqs_a[:EVENTS_SHOWN]], radius=0
     )
-    wanted_b = [s for d in shown for s in d.seqs_b[:16]]
+    wanted_b = [s for d in shown for s in d.seqs_b[:EVENTS_SHOWN]]
     events_b: dict[int, list[Any]] = (
         trace_lines(path_b, wanted_b) if b_is_trace else context(path_b, wanted_b, radius=0)
     )
@@ -561,11 +563,11 @@ def _txn_html(
                 continue
             rows = [
                 f"<tr><td>{esc(e if isinstance(e, str) else _event_text(e, profile))}</td></tr>"
-                for seq in seqs[:16]
+                for seq in seqs[:EVENTS_SHOWN]
                 for e in events.get(seq, [])[:1]
             ]
-            if len(seqs) > 16:
-                rows.append(f"<tr><td>... {len(seqs) - 16} more</td></tr>")
+            if len(seqs) > EVENTS_SHOWN:
+                rows.append(f"<tr><td>... {len(seqs) - EVENTS_SHOWN} more</td></tr>")
             parts.append("<table>" + "".join(rows) + "</table>")
         parts.append("</td></tr></table></section>")
     return parts
