@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.difflog import LogError, diff_logs
+from harness.difflog import LogError, diff_logs, reader
 from harness.difflog.engine import FAST_CONTEXT, _Diff
 from tests.diff_cases import summarise
 from tests.loggen import HEADER, workload, write_log
@@ -202,3 +202,23 @@ def test_a_log_cut_just_before_a_newline_counts_the_cut_event_as_the_item_path_d
         slow = diff_logs(log_a, log_b, allow_truncated=True)
     assert summarise(fast) == summarise(slow)
     assert (fast.b.events, fast.matched) == (slow.b.events, slow.matched)
+
+
+@pytest.mark.parametrize("cut_elsewhere", [False, True], ids=["read_here", "cutter"])
+def test_two_logs_cut_at_the_same_place_inside_a_line_are_the_readers_to_judge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut_elsewhere: bool
+) -> None:
+    """Both logs end inside the same line, cut at the same byte of it (a run stopped at
+    the same point twice): their last lines agree byte for byte, but a cut line is no
+    event, so the lane leaves it to the reader, which drops it or names it."""
+    if cut_elsewhere:
+        monkeypatch.setattr(reader, "CUT_ELSEWHERE", 0)
+    events = workload(30)
+    log_a = write_log(tmp_path / "a.jsonl", events, end=False)
+    log_b = write_log(tmp_path / "b.jsonl", events, {**HEADER, "path": "window"}, end=False)
+    for log in (log_a, log_b):
+        log.write_bytes(log.read_bytes()[:-25])
+    with pytest.raises(LogError, match=rf"a\.jsonl:{len(events) + 1}: log is truncated after"):
+        diff_logs(log_a, log_b)
+    result = diff_logs(log_a, log_b, allow_truncated=True)
+    assert result.equivalent and result.a.events == result.b.events == len(events) - 1
