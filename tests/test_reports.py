@@ -174,6 +174,10 @@ def test_event_text_of_each_kind() -> None:
     )
     assert text({"seq": 7, **irq(3, "intx")}) == "#7 irq intx vector 3"
     assert text({"seq": 8, "kind": "reset"}) == "#8 reset"
+    # a config access with neither (a hand-written log): said so, not a traceback
+    assert (
+        text({"seq": 9, "kind": "cfg_read", "offset": 0x40, "size": 16}) == "#9 cfg_read 0x40/16 = "
+    )
 
 
 def test_event_text_names_registers_the_model_declares() -> None:
@@ -687,6 +691,19 @@ class Node:
 
 class _Tree(HTMLParser):
     VOID: ClassVar[set[str]] = {"meta"}
+    #: Elements that hold other elements only: text there is stray.
+    STRUCTURE: ClassVar[set[str]] = {
+        "html",
+        "head",
+        "body",
+        "main",
+        "table",
+        "tr",
+        "ul",
+        "section",
+        "nav",
+        "svg",
+    }
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -707,6 +724,8 @@ class _Tree(HTMLParser):
         self.open.pop()
 
     def handle_data(self, data: str) -> None:
+        where = self.open[-1].tag
+        assert where not in self.STRUCTURE or not data.strip(), f"text {data!r} in <{where}>"
         self.open[-1].children.append(data)
 
 
@@ -770,7 +789,8 @@ def test_html_of_a_divergent_pair(pair: Pair, tmp_path: Path) -> None:
     assert [a.attrs["href"] for a in changed.one("nav").all("a")] == ["#d1"]
     assert [a.text for a in changed.one("nav").all("a")] == ["next"]
     assert [(a.attrs["href"], a.text) for a in missing.one("nav").all("a")] == [("#d0", "previous")]
-    context_a, context_b = changed.all("table")[1:]
+    columns, context_a, context_b = changed.all("table")
+    assert rows(columns) == [["A", "B"], ["".join(CONTEXT_A), "".join(CONTEXT_B)]]
     assert rows(context_a) == [[text] for text in CONTEXT_A]
     assert rows(context_b) == [[text] for text in CONTEXT_B]
     assert marked(context_a) == [CONTEXT_A[4]] and marked(context_b) == [CONTEXT_B[4]]
@@ -810,6 +830,21 @@ def test_html_of_an_equivalent_pair(same: Pair, tmp_path: Path) -> None:
     assert page.one("header").texts()[0] == "EQUIVALENT"
     assert not page.all("section") and not any(t.startswith("Divergences") for t in page.texts())
     assert page.one("main").all("h2")[-1].text == "Streams"
+
+
+def test_html_of_an_event_only_b_holds(tmp_path: Path) -> None:
+    events = [{"kind": "cfg_read", "offset": 0, "size": 2, "value": 1}, irq(1)]
+    a = write_log(tmp_path / "a.jsonl", events[:1])
+    b = write_log(tmp_path / "b.jsonl", events)
+    out = tmp_path / "diff.html"
+    reports.write_html(diff_logs(a, b), out, a, b)
+    page = parse(out.read_text())
+    kinds = page.one("main").all("table")[0]
+    assert rows(kinds) == [["kind", "A", "B"], ["cfg_read", "1", "1"], ["irq", "0", "1"]]
+    assert page.one("section").texts() == [
+        "#1 extra in irq", "irq 0x1 (width 0) = None is in B but not in A", "A", "B",
+        "no counterpart", "#0 cfg_read 0x0/2 = 0x1", "#1 irq msix vector 1",
+    ]  # fmt: skip
 
 
 def test_html_escapes_what_it_shows(tmp_path: Path) -> None:
@@ -921,8 +956,23 @@ def test_timeline_rows_lines_and_marks(pair: Pair) -> None:
     svg = parse(f"<!DOCTYPE html><html>{reports.timeline_svg(txn)}</html>\n").one("svg")
     assert svg.attrs["class"] == "timeline"
     # A's rows: admin first, then queues in number order; then B's
-    labels = [t.text for t in svg.children if isinstance(t, Node) and t.tag == "text"][:4]
-    assert labels == ["A: admin", "A: queue 9", "A: queue 10", "B: queue 2"]
+    labels = [t for t in svg.children if isinstance(t, Node) and t.tag == "text"][:4]
+    assert [t.text for t in labels] == ["A: admin", "A: queue 9", "A: queue 10", "B: queue 2"]
+    # row i spans y = 18 i + 4 on: its label, its grey axis line across the plot
+    assert [(t.attrs["x"], t.attrs["y"]) for t in labels] == [
+        ("2", str(18 * i + 16)) for i in range(4)
+    ]
+    axes = [line.attrs for line in svg.all("line") if not line.children]
+    assert axes == [
+        {
+            "x1": "110",
+            "y1": str(18 * i + 13),
+            "x2": "1010",
+            "y2": str(18 * i + 13),
+            "stroke": "#ddd",
+        }
+        for i in range(4)
+    ]
     assert (svg.attrs["width"], svg.attrs["height"]) == ("1020", str(18 * 4 + 24))
     scale = 900 / 4000  # the axis ends at the latest point: B's mark at 4 us
     ticks = [
@@ -952,6 +1002,16 @@ def test_timeline_rows_lines_and_marks(pair: Pair) -> None:
         ("950", str(18 * 4 + 18), "0.00 s"),
     ]
     assert axis[2].texts() == ["read", "write", "flush", "write_zeroes", "other", "▼ divergence"]
+    assert (axis[2].attrs["x"], axis[2].attrs["y"]) == ("310", str(18 * 4 + 18))
+
+
+def test_timeline_marks_the_first_500_divergences(pair: Pair) -> None:
+    txn = transactions(pair, *(status_divergence() for _ in range(501)))
+    for divergence in txn.divergences:  # on rows the timeline has
+        divergence.a.queue, divergence.b.queue = 9, 2  # type: ignore[union-attr]
+    svg = parse(f"<!DOCTYPE html><html>{reports.timeline_svg(txn)}</html>\n").one("svg")
+    marks = svg.all("a")
+    assert len(marks) == 2 * 500 and marks[-1].attrs["href"] == "#t499"
 
 
 def test_timeline_of_no_transactions() -> None:
@@ -981,7 +1041,9 @@ def test_trace_lines_by_number(tmp_path: Path) -> None:
 def test_reference_html(pair: Pair, tmp_path: Path) -> None:
     trace = tmp_path / "nvme.trace"
     trace.write_text("".join(f"pci_nvme_event {n}\n" for n in range(1, 8)))
+    # B's second line number is past the trace's end (a trace cut short): not shown
     txn = transactions(pair, status_divergence(0, 6))
+    txn.divergences[0].b.seqs = (6, 99)  # type: ignore[union-attr]
     out = tmp_path / "reference.html"
     reports.write_reference_html(txn, out, pair.a, trace, ["op & LBA"], ["cid", "<queue>"])
     page = parse(out.read_text())
@@ -1023,6 +1085,12 @@ def test_reports_show_200_divergences_unless_told(pair: Pair, tmp_path: Path) ->
     page = parse(out.read_text())
     assert len(page.all("section")) == 200
     assert "Divergences (first 200 of 201)" in page.texts()
+    assert page.one("section", id="d1").one("nav").texts() == ["previous", "next"]
+    assert [a.attrs["href"] for a in page.one("section", id="d1").all("a")] == ["#d0", "#d2"]
+    reports.write_html(result, out, pair.a, pair.b, txn=txn)
+    page = parse(out.read_text())
+    assert len(page.all("section")) == 400
+    assert "Transaction divergences (first 200 of 201)" in page.texts()
 
 
 def test_write_all_writes_each_report_asked_for(pair: Pair, tmp_path: Path) -> None:
