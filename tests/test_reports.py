@@ -980,6 +980,15 @@ def test_timeline_rows_lines_and_marks(pair: Pair) -> None:
         for line in svg.all("line")
         if line.children
     ]
+    # a tick spans its row but the row's edges, at one x
+    assert [
+        (
+            int(line.attrs["y2"] or 0) - int(line.attrs["y1"] or 0),
+            line.attrs["x2"] == line.attrs["x1"],
+        )
+        for line in svg.all("line")
+        if line.children
+    ] == [(12, True)] * 5
     assert ticks == [
         (110.0, 7, "#888", "identify"),
         (round(110 + 500 * scale, 1), 25, "#393", "write"),
