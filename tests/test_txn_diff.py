@@ -341,6 +341,111 @@ def test_long_streams_are_compared_whole() -> None:
     assert _diff(a, b[:-1]).unpaired_a == 1
 
 
+# --- Rule 5: a completion comes after its data, a flush after the data it covers ------
+# Positions are a log's seqs: when a command was submitted, when its completion was
+# posted, and its first and last data transfer.
+
+
+def _good(txn: Transaction) -> Transaction:
+    """The same command on the other side, its data moved before its completion."""
+    return Transaction(**{**_fields(txn), "completed": 50, "data_moved": (40, 45)})
+
+
+def _fields(txn: Transaction) -> dict:
+    return {name: getattr(txn, name) for name in Transaction.__slots__}
+
+
+def _ordered(*a: Transaction) -> TransactionResult:
+    """A's commands against B's same commands in good order: only A's order diverges."""
+    return _diff(list(a), [_good(t) if t.op != "flush" else t for t in a])
+
+
+def _orders(result: TransactionResult) -> list[tuple[str, str | None, int, str]]:
+    return [
+        (d.side, (d.a or d.b).op if (d.a or d.b) else None, d.lba or 0, d.detail)  # type: ignore[union-attr]
+        for d in result.divergences
+        if d.kind == "order"
+    ]
+
+
+def test_a_read_completed_before_its_data_moved_diverges_on_its_side() -> None:
+    read = _read(8, "ab", submitted=3, completed=10, data_moved=(5, 12))
+    result = _ordered(read)
+    [hit] = result.divergences
+    assert (hit.kind, hit.side, hit.a, hit.b, hit.lba, hit.blocks) == (
+        "order",
+        "A",
+        read,
+        None,
+        8,
+        2,
+    )
+    assert hit.detail == "read LBA 8+2 on A: completion (#10) posted before its data moved (#12)"
+    late_b = _read(8, "ab", submitted=3, completed=10, data_moved=(5, 12))
+    [hit] = _diff([_good(late_b)], [late_b]).divergences
+    assert (hit.side, hit.a, hit.b) == ("B", None, late_b)
+    assert hit.detail.startswith("read LBA 8+2 on B: completion (#10)")
+
+
+def test_data_moved_up_to_the_completion_is_in_order() -> None:
+    assert _ordered(_read(8, "ab", submitted=3, completed=12, data_moved=(5, 12))).equivalent
+    assert _ordered(_write(8, "ab", submitted=3, completed=12, data_moved=(5, 11))).equivalent
+
+
+def test_a_completed_read_or_write_that_moved_no_data_diverges() -> None:
+    for txn in (_read(8, "a", completed=10), _write(9, "a", completed=10)):
+        detail = f"{txn.describe()} on A completed (#10) with no data moved"
+        assert _orders(_ordered(txn)) == [("A", txn.op, (txn.written or txn.read)[0].lba, detail)]
+
+
+def test_only_completed_successful_reads_and_writes_are_held_to_their_data() -> None:
+    failed = _read(8, "a", completed=10, status=0x4002)
+    never = _read(8, "a", completed=None)
+    flush = Transaction("flush", (("opcode", 0),), status=0, queue=1, completed=10, seqs=(1,))
+    zeroes = Transaction("write_zeroes", (("opcode", 8),), status=0, queue=1, completed=9)
+    for txn in (failed, never, flush, zeroes):
+        assert not _orders(_diff([txn], [txn])), txn
+
+
+def test_an_order_divergence_of_a_command_without_blocks_names_no_block() -> None:
+    read = Transaction("read", (("opcode", 2),), status=0, queue=1, completed=5, seqs=(1,))
+    [hit] = [d for d in _diff([read], [_good(read)]).divergences if d.kind == "order"]
+    assert (hit.lba, hit.blocks) == (None, 0)
+
+
+def _flush(submitted: int | None) -> Transaction:
+    return Transaction("flush", (("opcode", 0),), status=0, queue=1, submitted=submitted)
+
+
+def test_a_flush_submitted_between_a_writes_completion_and_its_data_covers_data_not_there() -> None:
+    write = _write(0, "a", submitted=2, completed=10, data_moved=(5, 14))
+    assert _orders(_ordered(write, _flush(12))) == [
+        ("A", "write", 0,
+         "write LBA 0+1 on A completed (#10) before its data moved (#14), and the flush "
+         "submitted in between (#12) covers it: it covers data the device did not have"),
+    ]  # fmt: skip
+
+
+def test_a_write_completed_before_its_data_is_reported_once_whatever_follows() -> None:
+    late = "write LBA 0+1 on A: completion (#10) posted before its data moved (#14)"
+    write = _write(0, "a", submitted=2, completed=10, data_moved=(5, 14))
+    # a flush after the data, one submitted before the completion (it does not cover
+    # the write), one whose submission the source cannot place, no flush at all
+    for flushes in ([_flush(16)], [_flush(8)], [_flush(None)], []):
+        assert _orders(_ordered(write, *flushes)) == [("A", "write", 0, late)], flushes
+
+
+def test_a_flush_covers_the_writes_completed_before_it_was_submitted_only() -> None:
+    first = _write(0, "a", submitted=2, completed=10, data_moved=(5, 20))
+    second = _write(1, "b", submitted=3, completed=15, data_moved=(6, 21))
+    orders = _orders(_ordered(first, second, _flush(12), _flush(30)))
+    assert [(lba, detail.split(": ")[0]) for _, _, lba, detail in orders] == [
+        (0, "write LBA 0+1 on A completed (#10) before its data moved (#20), and the flush "
+            "submitted in between (#12) covers it"),
+        (1, "write LBA 1+1 on A"),
+    ]  # fmt: skip
+
+
 # --- the timeline ---------------------------------------------------------------------------
 
 
