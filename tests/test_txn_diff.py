@@ -14,11 +14,13 @@ from pathlib import Path
 from harness.difflog.reader import LogInfo
 from harness.difflog.rules import Rules
 from harness.difflog.transactions import (
+    EXPLAINED,
     MAX_KEPT,
     TIMELINE_LIMIT,
     TransactionResult,
     TxnDivergence,
     diff_transactions,
+    explain_histories,
     timeline_row,
 )
 from vfio_bridge.transaction import Extent, Transaction
@@ -262,6 +264,115 @@ def test_a_write_sequence_differing_is_traced_to_the_write() -> None:
         ("blocks", 0, 2),
         ("end_state", 2, 1),
     ]
+
+
+def _explained(a: list[Transaction], b: list[Transaction], rules: Rules | None = None):
+    """The diff, then the second pass that names the write where histories part."""
+    result = _diff(a, b, rules)
+    explain_histories(result, a, b, rules or Rules())
+    return result
+
+
+def test_a_write_sequence_differing_is_explained_by_the_first_write_that_differs() -> None:
+    a = [_write(7, "x", seq=1), _write(7, "y", seq=2)]
+    b = [_write(7, "z", seq=3), _write(7, "y", seq=4)]
+    [hit] = _explained(a, b).divergences
+    assert (hit.kind, hit.side, hit.a, hit.b) == ("blocks", "both", a[0], b[0])
+    assert hit.detail == (
+        f"LBA 7+1: same end content, but content #1 written to LBA 7 differs: {'x' * 12} by "
+        f"write LBA 7+1 (#1) in A, {'z' * 12} by write LBA 7+1 (#3) in B"
+    )
+
+
+def test_a_history_explained_where_one_side_wrote_more() -> None:
+    # A wrote y, x, y; B wrote y: B's sequence ends where A's goes on
+    a = [_write(3, "y", seq=1), _write(3, "x", seq=2), _write(3, "y", seq=5)]
+    [hit] = _explained(a, [_write(3, "y", seq=9)]).divergences
+    assert (hit.side, hit.a, hit.b) == ("A", a[1], None)
+    assert hit.detail.endswith(
+        f"content #2 written to LBA 3 differs: {'x' * 12} by write LBA 3+1 (#2) in A, "
+        "nothing more in B"
+    )
+    [hit] = _explained([_write(3, "y", seq=9)], a).divergences
+    assert (hit.side, hit.a, hit.b) == ("B", None, a[1])
+    assert hit.detail.endswith(f"nothing more in A, {'x' * 12} by write LBA 3+1 (#2) in B")
+
+
+def test_the_history_pass_skips_what_the_first_pass_skipped() -> None:
+    # The same content written again is no new content; a failed write, an ignored op, a
+    # write whose data the source could not supply and writes of other blocks are not
+    # in a block's history either: A's history of LBA 4 is x, p, y; B's x, q, y.
+    failed = _write(4, "q", seq=2, status=0x4002)
+    unknown = Transaction("write", (("opcode", 1),), written=(Extent(4, 1),), status=0, seqs=(3,))
+    around = Transaction(
+        "write", (("opcode", 1),), status=0, seqs=(4,),
+        written=(Extent(0, 4, ("o" * 16,) * 4), Extent(5, 4, ("o" * 16,) * 4)),
+    )  # fmt: skip
+    a = [_write(4, "x", seq=1), _write(4, "x", seq=6), failed, unknown, around]
+    a += [_write(4, "p", seq=7), _write(4, "y", seq=8)]
+    b = [_write(4, "x", seq=11), _write(4, "q", seq=12), _write(4, "y", seq=13)]
+    rules = Rules().merge({"transaction": {"ignore_ops": ["dsm"]}})
+    dsm = Transaction("dsm", written=(Extent(4, 1, ("w" * 16,)),), status=0, seqs=(9,))
+    result = _diff(a, b, rules)
+    explain_histories(result, [dsm, *a], b, rules)
+    [hit] = [d for d in result.divergences if d.lba == 4]
+    assert hit.detail == (
+        f"LBA 4+1: same end content, but content #2 written to LBA 4 differs: {'p' * 12} by "
+        f"write LBA 4+1 (#7) in A, {'q' * 12} by write LBA 4+1 (#12) in B"
+    )
+
+
+def test_histories_are_explained_for_the_first_blocks_only_and_sorted() -> None:
+    blocks = EXPLAINED + 1
+    a = [_write(2 * n, "x", seq=2 * n) for n in range(blocks)]
+    a += [_write(2 * n, "y", seq=10_000 + n) for n in range(blocks)]
+    b = [_write(2 * n, "y", seq=n) for n in range(blocks)]
+    result = _explained(a, b)
+    explained = [d for d in result.divergences if "content #" in d.detail]
+    assert len(explained) == EXPLAINED and [d.lba for d in explained] == [
+        2 * n for n in range(EXPLAINED)
+    ]
+    assert result.divergences == sorted(result.divergences, key=lambda d: d.seqs_a[0])
+
+
+def test_explaining_nothing_changes_nothing() -> None:
+    result = _diff([_write(1, "a")], [_write(1, "b")])
+    before = [(d.kind, d.detail) for d in result.divergences]
+    explain_histories(result, [], [], Rules())
+    assert [(d.kind, d.detail) for d in result.divergences] == before
+
+
+def test_a_divergence_in_json_names_its_command_and_both_transactions() -> None:
+    write = _write(5, "ab", seq=7, cid=3, irq=1, irq_expected=1, result=9)
+    write.params = (("opcode", 1), ("nsid", 1))
+    read = _read(5, "ab", seq=8)
+    hit = TxnDivergence("data", "both", write, read, "differs", lba=5, blocks=2)
+    assert hit.to_json() == {
+        "kind": "data",
+        "side": "both",
+        "command": "write LBA 5+2",
+        "lba": 5,
+        "blocks": 2,
+        "detail": "differs",
+        "transaction_a": {
+            "op": "write", "params": {"opcode": 1, "nsid": 1}, "written": [[5, 2]],
+            "status": 0, "result": 9, "irq": 1, "irq_expected": 1, "queue": 1, "cid": 3,
+            "seqs": [7],
+        },
+        "transaction_b": {
+            "op": "read", "params": {"opcode": 2}, "read": [[5, 2]], "status": 0,
+            "result": None, "irq": None, "irq_expected": None, "queue": 1, "cid": None,
+            "seqs": [8],
+        },
+        "seqs_a": [7],
+        "seqs_b": [8],
+    }  # fmt: skip
+    alone = TxnDivergence("end_state", "A", None, None, "ends differently", lba=9, blocks=1)
+    assert alone.to_json()["command"] == "LBA 9+1"
+    assert alone.to_json()["transaction_a"] is None and alone.to_json()["seqs_b"] == []
+    assert TxnDivergence("register", "both", None, None, "csts").to_json()["command"] == (
+        "end state"
+    )
 
 
 def test_reads_of_blocks_never_written_agree_across_sides_block_by_block() -> None:
