@@ -11,7 +11,9 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from harness.difflog.reader import LogInfo
+import pytest
+
+from harness.difflog.reader import LogError, LogInfo
 from harness.difflog.rules import Rules
 from harness.difflog.transactions import (
     EXPLAINED,
@@ -19,10 +21,12 @@ from harness.difflog.transactions import (
     TIMELINE_LIMIT,
     TransactionResult,
     TxnDivergence,
+    diff_transaction_logs,
     diff_transactions,
     explain_histories,
     timeline_row,
 )
+from tests.loggen import stream_nvme_log
 from vfio_bridge.transaction import Extent, Transaction
 
 INFO_A = LogInfo(Path("a.jsonl"), {"model": "nvme"})
@@ -587,3 +591,50 @@ def test_a_long_timeline_is_thinned_evenly_and_bounded() -> None:
     assert max(later - earlier for earlier, later in itertools.pairwise(times)) == 4
     short = _diff(a[:10], []).timeline["A"]
     assert [t for t, _, _ in short] == list(range(10))
+
+
+# --- whole logs, generated (tests/loggen.py: the NVMe model's log shape) ---------------
+
+
+def _nvme_logs(tmp_path: Path, *extra: str, cc_aqa: int = 31 << 16 | 31, end: bool = True):
+    """A generated NVMe log and a copy with ``extra`` events appended (AQA, a declared
+    state register at BAR0+0x24, written ``cc_aqa`` in the copy)."""
+    log_a = tmp_path / "a.jsonl"
+    stream_nvme_log(log_a, 200)
+    lines = log_a.read_text().splitlines(keepends=True)[:-1]
+    lines[1] = lines[1].replace(f'"value":{31 << 16 | 31}', f'"value":{cc_aqa}')
+    lines += [f'{{"seq":{200 + n},"t_ns":{200 + n},{e}}}\n' for n, e in enumerate(extra)]
+    if end:
+        lines.append(f'{{"xvpci_end":true,"events":{200 + len(extra)}}}\n')
+    log_b = tmp_path / "b.jsonl"
+    log_b.write_text("".join(lines))
+    return log_a, log_b
+
+
+def test_a_declared_state_register_is_compared_by_the_last_value_either_access_saw(
+    tmp_path: Path,
+) -> None:
+    result = diff_transaction_logs(*_nvme_logs(tmp_path))
+    assert result.equivalent and result.registers_compared == ["cc", "aqa"]
+    written = diff_transaction_logs(*_nvme_logs(tmp_path, cc_aqa=31 << 16 | 30))
+    [hit] = written.divergences
+    assert (hit.kind, hit.side) == ("register", "both")
+    assert hit.detail == "register aqa ends as 0x1f001f in A, 0x1f001e in B"
+    read = '"kind":"mmio_read","bar":0,"offset":36,"size":4,"value":5'
+    [hit] = diff_transaction_logs(*_nvme_logs(tmp_path, read)).divergences
+    assert hit.detail == "register aqa ends as 0x1f001f in A, 0x5 in B"
+
+
+def test_the_windows_own_registers_and_other_bars_are_not_the_models_state(
+    tmp_path: Path,
+) -> None:
+    window = '"kind":"mmio_write","bar":0,"offset":36,"size":4,"value":5,"stream":"window"'
+    other_bar = '"kind":"mmio_write","bar":1,"offset":36,"size":4,"value":5'
+    assert diff_transaction_logs(*_nvme_logs(tmp_path, window, other_bar)).equivalent
+
+
+def test_a_truncated_log_is_an_error_unless_allowed(tmp_path: Path) -> None:
+    log_a, log_b = _nvme_logs(tmp_path, end=False)
+    with pytest.raises(LogError, match=r"b\.jsonl:201: log is truncated after 200 events"):
+        diff_transaction_logs(log_a, log_b)
+    assert diff_transaction_logs(log_a, log_b, allow_truncated=True).equivalent
