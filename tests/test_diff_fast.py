@@ -23,9 +23,12 @@ def _both_ways(log_a: Path, log_b: Path, monkeypatch: pytest.MonkeyPatch) -> dic
     return fast
 
 
+@pytest.mark.parametrize("cut_elsewhere", [False, True], ids=["read_here", "cutter"])
 def test_the_lane_takes_agreeing_lines_and_counts_them_as_matched(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut_elsewhere: bool
 ) -> None:
+    if cut_elsewhere:  # B's lines cut into bodies by the cutter process, a block at a time
+        monkeypatch.setattr(reader, "CUT_ELSEWHERE", 0)
     events = workload(3000)
     log_a = write_log(tmp_path / "a.jsonl", events)
     lines = log_a.read_text().splitlines(keepends=True)
@@ -222,3 +225,43 @@ def test_two_logs_cut_at_the_same_place_inside_a_line_are_the_readers_to_judge(
         diff_logs(log_a, log_b)
     result = diff_logs(log_a, log_b, allow_truncated=True)
     assert result.equivalent and result.a.events == result.b.events == len(events) - 1
+
+
+@pytest.mark.parametrize("edit", ["value_in_b", "spaces_in_a"])
+def test_the_cutter_changes_nothing_the_lane_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit: str
+) -> None:
+    """B cut into bodies by the cutter process, a block of about 5000 lines at a time,
+    or here: the same lines go through the lane, in a block that agrees only up to a
+    divergence (its bodies then compared one by one) or up to a line of A not written
+    as the recorder writes (the lane stops before it)."""
+    events = workload(3000)
+    changed = [dict(event) for event in events]
+    log_a = write_log(tmp_path / "a.jsonl", events)
+    if edit == "value_in_b":
+        register = next(i for i in range(7000, 7100) if changed[i].get("bar") == 2)
+        changed[register]["value"] += 1
+    else:
+        lines = log_a.read_text().splitlines(keepends=True)
+        lines[3000] = json.dumps(json.loads(lines[3000])) + "\n"  # spaces after separators
+        log_a.write_text("".join(lines))
+    log_b = write_log(tmp_path / "b.jsonl", changed, {**HEADER, "path": "window"})
+    original = _Diff._matched_lines
+
+    def lines_taken() -> tuple[int, dict]:
+        taken = []
+
+        def spy(self, lines, bodies, count, first_line):  # type: ignore[no-untyped-def]
+            taken.append(original(self, lines, bodies, count, first_line))
+            return taken[-1]
+
+        with monkeypatch.context() as patch:
+            patch.setattr(_Diff, "_matched_lines", spy)
+            result = summarise(diff_logs(log_a, log_b))
+        return sum(taken), result
+
+    here = lines_taken()
+    monkeypatch.setattr(reader, "CUT_ELSEWHERE", 0)
+    assert lines_taken() == here
+    assert here[1]["total_divergences"] == (edit == "value_in_b")
+    assert here[0] < len(events) - 1000
