@@ -8,6 +8,7 @@ so that each rule's every branch is held (tests/MUTATION.md).
 
 from __future__ import annotations
 
+import copy
 import itertools
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from harness.difflog.transactions import (
     diff_transaction_logs,
     diff_transactions,
     explain_histories,
+    has_decoder,
     timeline_row,
 )
 from tests.loggen import stream_nvme_log
@@ -34,7 +36,24 @@ INFO_B = LogInfo(Path("b.jsonl"), {"model": "nvme"})
 
 
 def _diff(a: list[Transaction], b: list[Transaction], rules: Rules | None = None):
-    return diff_transactions(a, b, INFO_A, INFO_B, rules)
+    """The diff; and, unless the rules already leave blocks out, the same diff with a
+    block nothing touches left out, which takes the block-by-block path
+    (``_Side._apply_ignoring``): it must come to the same results."""
+    result = diff_transactions(a, b, INFO_A, INFO_B, rules)
+    if not (rules and rules.txn_ignore_blocks):
+        far = copy.deepcopy(rules or Rules()).merge(
+            {"transaction": {"ignore_blocks": [[1 << 40, 1]]}}
+        )
+        assert _outcome(diff_transactions(a, b, INFO_A, INFO_B, far)) == _outcome(result)
+    return result
+
+
+def _outcome(result: TransactionResult) -> tuple:
+    divergences = [
+        (d.kind, d.side, d.a, d.b, d.lba, d.blocks, d.detail) for d in result.divergences
+    ]
+    counts = (result.paired, result.unpaired_a, result.unpaired_b, result.blocks_written)
+    return divergences, counts, result.blocks_read_checked, result.ops_a, result.ops_b
 
 
 def _cmd(op: str = "identify", seq: int = 1, **fields: object) -> Transaction:
@@ -270,6 +289,34 @@ def test_a_write_sequence_differing_is_traced_to_the_write() -> None:
     ]
 
 
+def test_extents_whose_data_the_source_lacks_are_skipped_not_the_rest() -> None:
+    # a command of two ranges (a vectored read, a deallocate list), the first without
+    # data: the second's blocks are still checked and stored
+    unknown, known = Extent(0, 1), Extent(5, 2, ("x" * 16, "y" * 16))
+    write = Transaction("write", (("opcode", 1),), written=(unknown, known), status=0, seqs=(1,))
+    read = Transaction("read", (("opcode", 2),), read=(unknown, known), status=0, seqs=(2,))
+    result = _diff([write, read], [write, read])
+    assert result.equivalent and result.blocks_read_checked == 4 and result.blocks_written == 2
+    stale = Transaction(
+        "read", (("opcode", 2),), read=(unknown, Extent(5, 2, ("x" * 16, "z" * 16))), status=0
+    )
+    [hit] = _diff([write, read], [write, stale]).divergences
+    assert (hit.kind, hit.side, hit.lba) == ("data", "B", 6)
+
+
+def test_block_reads_checked_are_counted_over_every_read() -> None:
+    reads = [_read(0, "ab", seq=1), _read(4, "cde", seq=2), _read(0, "ab", seq=3)]
+    assert _diff(reads, reads).blocks_read_checked == 2 * (2 + 3 + 2)
+
+
+def test_end_content_is_compared_with_block_histories_off() -> None:
+    rules = Rules().merge({"transaction": {"block_history": False}})
+    a = [_write(5, "x", seq=1), _write(5, "y", seq=2), _write(9, "v", seq=3)]
+    b = [_write(5, "q", seq=4), _write(9, "v", seq=5)]
+    [hit] = _diff(a, b, rules).divergences
+    assert (hit.kind, hit.lba, hit.blocks, hit.a, hit.b) == ("end_state", 5, 1, a[1], b[0])
+
+
 def _explained(a: list[Transaction], b: list[Transaction], rules: Rules | None = None):
     """The diff, then the second pass that names the write where histories part."""
     result = _diff(a, b, rules)
@@ -324,6 +371,18 @@ def test_the_history_pass_skips_what_the_first_pass_skipped() -> None:
         f"LBA 4+1: same end content, but content #2 written to LBA 4 differs: {'p' * 12} by "
         f"write LBA 4+1 (#7) in A, {'q' * 12} by write LBA 4+1 (#12) in B"
     )
+
+
+def test_one_write_over_several_explained_blocks_counts_in_each() -> None:
+    # LBAs 2 and 6 part at their second content; one write covers both and the blocks
+    # between, which are not explained
+    a = [_write(0, "x" * 9, seq=1), _write(2, "p", seq=2), _write(6, "p", seq=3)]
+    a += [_write(0, "y" * 9, seq=4)]
+    b = [_write(0, "x" * 9, seq=5), _write(2, "q", seq=6), _write(6, "q", seq=7)]
+    b += [_write(0, "y" * 9, seq=8)]
+    explained = _explained(a, b).divergences
+    assert [(d.lba, d.a, d.b) for d in explained] == [(2, a[1], b[1]), (6, a[2], b[2])]
+    assert all("content #2 written to" in d.detail for d in explained)
 
 
 def test_histories_are_explained_for_the_first_blocks_only_and_sorted() -> None:
@@ -638,3 +697,17 @@ def test_a_truncated_log_is_an_error_unless_allowed(tmp_path: Path) -> None:
     with pytest.raises(LogError, match=r"b\.jsonl:201: log is truncated after 200 events"):
         diff_transaction_logs(log_a, log_b)
     assert diff_transaction_logs(log_a, log_b, allow_truncated=True).equivalent
+
+
+def test_has_decoder_reads_the_model_from_a_logs_header(tmp_path: Path) -> None:
+    nvme, _ = _nvme_logs(tmp_path)
+    assert has_decoder(nvme)
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"xvpci_log":3,"model":"synthetic"}\n')
+    assert not has_decoder(other)
+    for name, text in (("list", "[1, 2]\n"), ("garbled", "{not json\n"), ("empty", "")):
+        (tmp_path / name).write_text(text)
+        assert not has_decoder(tmp_path / name), name
+    (tmp_path / "latin1").write_bytes(b'{"model":"nvme\xff"}\n')
+    assert not has_decoder(tmp_path / "latin1")
+    assert not has_decoder(tmp_path / "missing.jsonl")

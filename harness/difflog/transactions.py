@@ -194,7 +194,6 @@ class _Side:
         self.writes: collections.Counter[int] = collections.Counter()
         self.last_writer: dict[int, Transaction] = {}
         self.initial: dict[int, tuple[str, Transaction]] = {}
-        self.registers: dict[tuple[int, int], int] = {}
         self.unpaired: dict[tuple[object, ...], collections.deque[Transaction]] = {}
         self.ops: collections.Counter = collections.Counter()
         self.timeline: list[tuple[int, str, str]] = []
@@ -632,17 +631,12 @@ def _compare_blocks(side_a: _Side, side_b: _Side, result: TransactionResult) -> 
     for lba in sorted(differ):
         if side_a.ignored(lba):
             continue
-        if side_a.content.get(lba) != side_b.content.get(lba):
-            kind = "end_state"
-        elif history and side_a.history.get(lba) != side_b.history.get(lba):
-            kind = "blocks"
-        else:
-            kind = ""
-        if run and (not kind or kind != run_kind or lba != run[-1] + 1):
+        # A block whose end content agrees is here because its history does not.
+        kind = "end_state" if side_a.content.get(lba) != side_b.content.get(lba) else "blocks"
+        if run and (kind != run_kind or lba != run[-1] + 1):
             flush()
-        if kind:
-            run_kind = kind
-            run.append(lba)
+        run_kind = kind
+        run.append(lba)
     flush()
     for lba in sorted(side_a.initial.keys() & side_b.initial.keys()):
         (da, ta), (db, tb) = side_a.initial[lba], side_b.initial[lba]
