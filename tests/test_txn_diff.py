@@ -22,6 +22,7 @@ from harness.difflog.transactions import (
     TIMELINE_LIMIT,
     TransactionResult,
     TxnDivergence,
+    _Registers,
     diff_transaction_logs,
     diff_transactions,
     explain_histories,
@@ -711,3 +712,42 @@ def test_has_decoder_reads_the_model_from_a_logs_header(tmp_path: Path) -> None:
     (tmp_path / "latin1").write_bytes(b'{"model":"nvme\xff"}\n')
     assert not has_decoder(tmp_path / "latin1")
     assert not has_decoder(tmp_path / "missing.jsonl")
+
+
+def test_logs_of_two_models_or_of_a_model_without_decoder_are_errors(tmp_path: Path) -> None:
+    log_a, log_b = _nvme_logs(tmp_path)
+    text = log_b.read_text()
+    log_b.write_text(text.replace('"model":"nvme"', '"model":"edu"', 1))
+    with pytest.raises(LogError) as error:
+        diff_transaction_logs(log_a, log_b)
+    assert str(error.value) == f"{log_a} is a log of model 'nvme' and {log_b} of 'edu'"
+    for log in (log_a, log_b):
+        log.write_text(text.replace('"model":"nvme"', '"model":"synthetic"', 1))
+    with pytest.raises(LogError) as error:
+        diff_transaction_logs(log_a, log_b)
+    assert str(error.value) == "model 'synthetic' has no transaction decoder: use --level raw"
+
+
+def test_a_log_diff_carries_both_logs_the_rules_and_the_phases(tmp_path: Path) -> None:
+    log_a, log_b = _nvme_logs(tmp_path, end=False)
+    # either log may be the truncated one
+    result = diff_transaction_logs(log_b, log_a, allow_truncated=True)
+    assert (result.a.path, result.b.path) == (log_b, log_a)
+    assert result.pre_os is not None and all(pre.takeover is None for pre in result.pre_os)
+    rules = Rules().merge({"transaction": {"ignore_ops": ["read"]}})
+    result = diff_transaction_logs(log_a, log_b, rules, allow_truncated=True)
+    assert "read" not in result.ops_a and result.ops_a["write"] == 16
+
+
+def test_state_registers_come_from_the_models_description() -> None:
+    described = {
+        "device": {
+            "bars": [
+                {"index": 0, "registers": [{"offset": 0x14, "name": "cc", "state": True}]},
+                {"index": 2},  # a BAR without registers
+            ]
+        }
+    }
+    assert _Registers(described, {}).state == {(0, 0x14): "cc"}
+    assert _Registers({"device": {}}, {}).state == {}
+    assert _Registers({}, {}).state == {}
