@@ -3,6 +3,7 @@ results of the item path and the reader's errors, whatever the lines look like."
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 
 from harness.difflog import LogError, diff_logs, reader
 from harness.difflog.engine import FAST_CONTEXT, _Diff
+from harness.difflog.reader import LogReader
+from harness.difflog.rules import Rules
 from tests.diff_cases import summarise
 from tests.loggen import HEADER, workload, write_log
 
@@ -265,3 +268,23 @@ def test_the_cutter_changes_nothing_the_lane_takes(
     assert lines_taken() == here
     assert here[1]["total_divergences"] == (edit == "value_in_b")
     assert here[0] < len(events) - 1000
+
+
+def test_the_lane_backs_off_after_each_failed_try_and_resets_on_success(tmp_path: Path) -> None:
+    """A try that takes no line costs a read and a comparison of a batch for nothing:
+    the next is put off 1, 2, 4... up to 64 item rounds, and one that takes lines
+    starts the count again."""
+    events = workload(100)
+    other = [{**e, "value": e["value"] + 1} if "value" in e else e for e in events]
+    log_a = write_log(tmp_path / "a.jsonl", events)
+    log_b = write_log(tmp_path / "b.jsonl", other, {**HEADER, "path": "window"})
+    diff = _Diff(LogReader(log_a), LogReader(log_b), Rules())
+    calls = [(diff._fast(), diff.fast_wait, diff.fast_backoff) for _ in range(300)]
+    assert not any(took for took, _, _ in calls)  # waiting takes no line either
+    tries = [n for n, (_, wait, backoff) in enumerate(calls) if wait == backoff]
+    assert [b - a for a, b in itertools.pairwise(tries)] == [2, 3, 5, 9, 17, 33, 65, 65, 65]
+    assert diff.fast_backoff == 64
+    same = write_log(tmp_path / "same.jsonl", events, {**HEADER, "path": "window"})
+    diff = _Diff(LogReader(log_a), LogReader(same), Rules())
+    diff.fast_backoff = 8
+    assert diff._fast() and (diff.fast_backoff, diff.fast_wait) == (0, 0)
