@@ -348,3 +348,23 @@ def test_a_divergence_in_json_carries_both_events_their_seqs_and_its_place() -> 
         "near": None,
     }
     json.dumps(changed.to_json())  # and it is JSON as it stands
+
+
+def test_divergences_are_listed_in_log_order_a_first_at_a_shared_position(tmp_path: Path) -> None:
+    """Streams settle on their own (a missing item only once the window has passed it);
+    the list is in log order: by A's position, else B's, and at the same number A's
+    event first. B here: an extra first event (B #0), A #1 changed (B #2), an extra
+    B #50, and no A #50."""
+    a = workload(10)
+    lost = next(n for n, event in enumerate(a) if event["kind"] == "irq" and n >= 45)
+    changed = {**a[1], "value": a[1]["value"] + 5}
+    b = [mmio("mmio_write", 4, 0, 1), a[0], changed, *a[2 : lost - 1]]
+    b += [mmio("mmio_write", 3, 0, 2), a[lost - 1], *a[lost + 1 :]]
+    result, _, _ = pair(tmp_path, a, b)
+    assert [(d.kind, d.seq_a, d.seq_b) for d in result.divergences] == [
+        ("extra", None, 0),
+        ("changed_value", 1, 2),
+        ("missing", lost, None),
+        ("extra", None, lost),
+    ]
+    assert lost == 50
