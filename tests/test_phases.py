@@ -244,6 +244,8 @@ def test_the_os_phase_is_compared_from_the_takeover_write_on(tmp_path: Path) -> 
     assert result.equivalent
     assert result.pre_os is not None  # what was cut, for the report's phase line
     assert (result.pre_os[0].takeover, result.pre_os[0].sessions) == (5, 1)
+    whole = diff_logs(firmware, tmp_path / "qboot.jsonl", phases=False)  # nothing cut
+    assert whole.by_kind["missing"] > 0 and whole.pre_os == (PreOs(), PreOs())
     for seq, value in ((5, 0x460000), (7, 0x460003)):  # the takeover (still one), and after
         changed = [dict(event) for event in FIRMWARE_THEN_OS]
         changed[seq]["value"] = value
