@@ -462,10 +462,10 @@ def test_junit_of_an_equivalent_pair_has_no_failure(same: Pair, tmp_path: Path) 
 def test_junit_failure_lists_at_most_50_divergences_and_says_when_none_is_kept(
     same: Pair, tmp_path: Path
 ) -> None:
-    result = same.result
-    first = result.divergences  # empty: the pair agrees
-    many = [reports.Divergence("changed_value", "irq", None, None, f"value {n}") for n in range(60)]
-    result.divergences = [*first, *many]
+    result = same.result  # the pair agrees: every divergence below is put there
+    result.divergences = [
+        reports.Divergence("changed_value", "irq", None, None, f"value {n}") for n in range(60)
+    ]
     result.streams["irq"]["diverged"] = 60
     result.streams["dma"]["diverged"] = 3  # counted, none of them kept
     out = tmp_path / "junit.xml"

@@ -1,6 +1,8 @@
 """The transaction diff (harness/difflog/transactions.py) on generated transactions:
 what a pair of commands must agree on, what an unpaired command is reported as, in
-which order, with which words, and the counts and timeline the reports draw.
+which order, with which words, and the counts and timeline the reports draw; Rule 5
+(the order within one log); the history pass; and whole generated NVMe logs
+(tests/loggen.py) for what only a log carries (state registers, truncation, models).
 
 tests/test_transactions.py holds the same rules on recorded logs; these are quick,
 so that each rule's every branch is held (tests/MUTATION.md).
