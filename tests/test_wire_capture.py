@@ -36,6 +36,8 @@ from vfio_bridge.protocol import (
     RegionInfo,
     Version,
     VfioCommand,
+    access_reply,
+    access_request,
     frame,
 )
 
@@ -134,6 +136,30 @@ def test_region_and_dma_access_layouts() -> None:
     assert DmaAccess(0x200000, 64).pack() == put([(0, "Q", 0x200000), (8, "Q", 64)], 16)
     reply = DmaAccess.unpack(put([(0, "Q", 0x300000), (8, "Q", 2)], 16) + b"ab", with_data=True)
     assert (reply.addr, reply.count, reply.data) == (0x300000, 2, b"ab")
+
+
+def test_the_hot_paths_region_access_request_and_reply_layouts() -> None:
+    # A whole message: the header (msg_id @0, command @2, size @4, flags @8, error @12),
+    # then the access (offset u64 @16, region u32 @24, count u32 @28, data @32).
+    write = put(
+        [(0, "H", 5), (2, "H", 10), (4, "I", 36), (8, "I", 1 << 4), (16, "Q", 0x40),
+         (24, "I", 2), (28, "I", 4)], 32,
+    ) + b"wxyz"  # fmt: skip
+    assert access_request(write, len(write)) == (5, 10, 1 << 4, 0x40, 2, 4, b"wxyz")
+    read = put([(0, "H", 6), (2, "H", 9), (4, "I", 32), (16, "Q", 0x44), (28, "I", 8)], 32)
+    assert access_request(read, len(read)) == (6, 9, 0, 0x44, 0, 8, b"")
+    # The reply: type 1 (reply) in the flags, the access echoed, a read's data after it.
+    assert access_reply(5, 10, 0x40, 2, 4) == put(
+        [(0, "H", 5), (2, "H", 10), (4, "I", 32), (8, "I", 1), (16, "Q", 0x40), (24, "I", 2),
+         (28, "I", 4)], 32,
+    )  # fmt: skip
+    assert (
+        access_reply(6, 9, 0x44, 0, 2, b"hi")
+        == put(
+            [(0, "H", 6), (2, "H", 9), (4, "I", 34), (8, "I", 1), (16, "Q", 0x44), (28, "I", 2)], 32
+        )
+        + b"hi"
+    )
 
 
 # --- 2. QEMU 11's client, recorded --------------------------------------------------
