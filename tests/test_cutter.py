@@ -13,6 +13,7 @@ joined by newlines.
 from __future__ import annotations
 
 import io
+import struct
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -80,11 +81,7 @@ def parse_blocks(data: bytes) -> list[tuple[int, bytes, bytes | None]]:
     blocks = []
     pos = 0
     while pos < len(data):
-        lines, raw_size, cut_size = (
-            int.from_bytes(data[pos : pos + 4], "little"),
-            int.from_bytes(data[pos + 4 : pos + 8], "little"),
-            int.from_bytes(data[pos + 8 : pos + 12], "little"),
-        )
+        lines, raw_size, cut_size = struct.unpack_from("<III", data, pos)
         pos += 12
         raw = data[pos : pos + raw_size]
         pos += raw_size

@@ -26,6 +26,20 @@ def _both_ways(log_a: Path, log_b: Path, monkeypatch: pytest.MonkeyPatch) -> dic
     return fast
 
 
+def _lines_taken(patch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """From now on, ``(first line, lines used)`` of each batch the lane took."""
+    taken: list[tuple[int, int]] = []
+    original = _Diff._matched_lines
+
+    def spy(self, lines, bodies, count, first_line):  # type: ignore[no-untyped-def]
+        used = original(self, lines, bodies, count, first_line)
+        taken.append((first_line, used))
+        return used
+
+    patch.setattr(_Diff, "_matched_lines", spy)
+    return taken
+
+
 @pytest.mark.parametrize("cut_elsewhere", [False, True], ids=["read_here", "cutter"])
 def test_the_lane_takes_agreeing_lines_and_counts_them_as_matched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut_elsewhere: bool
@@ -44,19 +58,11 @@ def test_the_lane_takes_agreeing_lines_and_counts_them_as_matched(
         )
     log_b = tmp_path / "b.jsonl"
     log_b.write_text("".join([*shifted, lines[-1]]))
-    taken = []
-    original = _Diff._matched_lines
-
-    def spy(self, lines, bodies, count, first_line):  # type: ignore[no-untyped-def]
-        used = original(self, lines, bodies, count, first_line)
-        taken.append(used)
-        return used
-
-    monkeypatch.setattr(_Diff, "_matched_lines", spy)
+    taken = _lines_taken(monkeypatch)
     result = _both_ways(log_a, log_b, monkeypatch)
     assert result["equivalent"] and result["matched"] > 10_000
     # Every line went the fast lane but the few left as context before the end marker.
-    assert len(events) - FAST_CONTEXT <= sum(taken) < len(events)
+    assert len(events) - FAST_CONTEXT <= sum(used for _, used in taken) < len(events)
 
 
 def test_lines_not_written_by_the_recorder_go_the_item_path(
@@ -130,15 +136,7 @@ def test_the_lane_opens_again_once_the_logs_agree_after_a_divergence(
     )
     log_a = write_log(tmp_path / "a.jsonl", events)
     log_b = write_log(tmp_path / "b.jsonl", b, {**HEADER, "path": "window"})
-    taken = []
-    original = _Diff._matched_lines
-
-    def spy(self, lines, bodies, count, first_line):  # type: ignore[no-untyped-def]
-        used = original(self, lines, bodies, count, first_line)
-        taken.append((first_line, used))
-        return used
-
-    monkeypatch.setattr(_Diff, "_matched_lines", spy)
+    taken = _lines_taken(monkeypatch)
     result = _both_ways(log_a, log_b, monkeypatch)
     assert result["total_divergences"] == 1
     (divergence,) = result["divergences"]
@@ -249,19 +247,12 @@ def test_the_cutter_changes_nothing_the_lane_takes(
         lines[3000] = json.dumps(json.loads(lines[3000])) + "\n"  # spaces after separators
         log_a.write_text("".join(lines))
     log_b = write_log(tmp_path / "b.jsonl", changed, {**HEADER, "path": "window"})
-    original = _Diff._matched_lines
 
     def lines_taken() -> tuple[int, dict]:
-        taken = []
-
-        def spy(self, lines, bodies, count, first_line):  # type: ignore[no-untyped-def]
-            taken.append(original(self, lines, bodies, count, first_line))
-            return taken[-1]
-
         with monkeypatch.context() as patch:
-            patch.setattr(_Diff, "_matched_lines", spy)
+            taken = _lines_taken(patch)
             result = summarise(diff_logs(log_a, log_b))
-        return sum(taken), result
+        return sum(used for _, used in taken), result
 
     here = lines_taken()
     monkeypatch.setattr(reader, "CUT_ELSEWHERE", 0)

@@ -67,18 +67,21 @@ class Pair:
     result: DiffResult
 
 
+def _diffed(tmp_path: Path, events_b: list[dict[str, Any]]) -> Pair:
+    """A's log (EVENTS_A) and B's (``events_b``, through the window), diffed."""
+    a = write_log(tmp_path / "a.jsonl", EVENTS_A, {**HEADER, "device": DEVICE})
+    b = write_log(tmp_path / "b.jsonl", events_b, {**HEADER, "path": "window", "device": DEVICE})
+    return Pair(a, b, diff_logs(a, b))
+
+
 @pytest.fixture
 def pair(tmp_path: Path) -> Pair:
-    a = write_log(tmp_path / "a.jsonl", EVENTS_A, {**HEADER, "device": DEVICE})
-    b = write_log(tmp_path / "b.jsonl", EVENTS_B, {**HEADER, "path": "window", "device": DEVICE})
-    return Pair(a, b, diff_logs(a, b))
+    return _diffed(tmp_path, EVENTS_B)
 
 
 @pytest.fixture
 def same(tmp_path: Path) -> Pair:
-    a = write_log(tmp_path / "a.jsonl", EVENTS_A, {**HEADER, "device": DEVICE})
-    b = write_log(tmp_path / "b.jsonl", EVENTS_A, {**HEADER, "path": "window", "device": DEVICE})
-    return Pair(a, b, diff_logs(a, b))
+    return _diffed(tmp_path, EVENTS_A)
 
 
 def test_the_pair_diverges_as_the_reports_below_expect(pair: Pair) -> None:

@@ -11,6 +11,7 @@ so that each rule's every branch is held (tests/MUTATION.md).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -525,11 +526,7 @@ def test_long_streams_are_compared_whole() -> None:
 
 def _good(txn: Transaction) -> Transaction:
     """The same command on the other side, its data moved before its completion."""
-    return Transaction(**{**_fields(txn), "completed": 50, "data_moved": (40, 45)})
-
-
-def _fields(txn: Transaction) -> dict:
-    return {name: getattr(txn, name) for name in Transaction.__slots__}
+    return dataclasses.replace(txn, completed=50, data_moved=(40, 45))
 
 
 def _ordered(*a: Transaction) -> TransactionResult:
