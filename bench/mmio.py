@@ -5,8 +5,9 @@ from each server, side by side:
 
 - libvfio-user (nutanix/libvfio-user, release build) serving the small C
   server ``bench/libvfio_user_edu.c`` (see :mod:`bench.libvfio_user`);
-- our edu model, with the server's adaptive polling on (``--poll-us 200``, the
-  default with two CPUs or more) and off (``--poll-us 0``);
+- our edu model, with the server's adaptive polling on (``--poll-us 200
+  --sched normal``, the default with two CPUs or more) and off (``--poll-us 0
+  --sched batch``, the default on one CPU);
 - QEMU's built-in ``-device edu``.
 
 Each vfio-user server serves two devices, one with QEMU's posted region
@@ -138,9 +139,10 @@ class Bench:
                     server = libvfio_user.EduServer(libvfio_build, socket_path)
                     self.servers.append(server)
                     specs.append(self._add(LIBVFIO_USER, posted, socket_path, server.pid))
-            # Both explicit: a server started on one CPU would not poll by default.
-            polling = ["--poll-us", str(DEFAULT_POLL_MAX_US)]
-            for path, args in ((POLLING, polling), (NO_POLLING, ["--poll-us", "0"])):
+            # Both explicit: the servers start unpinned, with the defaults of two CPUs.
+            polling = ["--poll-us", str(DEFAULT_POLL_MAX_US), "--sched", "normal"]
+            quiet = ["--poll-us", "0", "--sched", "batch"]
+            for path, args in ((POLLING, polling), (NO_POLLING, quiet)):
                 for posted in (True, False):
                     name = f"{'poll' if path == POLLING else 'quiet'}-{'p' if posted else 'np'}"
                     served = ServedModel("edu", work / "s", None, name=name, server_args=args)

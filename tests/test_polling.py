@@ -1,5 +1,5 @@
 """The adaptive polling budget: grows on short gaps, vanishes on long ones; off by
-default for a server that may run on one CPU only."""
+default for a server that may run on one CPU only, which runs under SCHED_BATCH there."""
 
 from __future__ import annotations
 
@@ -36,9 +36,10 @@ def test_zero_limit_never_polls_and_negative_is_refused() -> None:
         PollBudget(-1)
 
 
-def serve_pinned(sockdir: Path, cpus: set[int], *args: str) -> tuple[str, str]:
+def serve_pinned(sockdir: Path, cpus: set[int], *args: str) -> tuple[str, str, int]:
     """Start the server with the CPU affinity ``cpus`` (set in the child before it
-    runs) and ``args``; its ready line and its stderr once stopped by its pid."""
+    runs) and ``args``; its ready line, its stderr once stopped by its pid, and the
+    scheduling policy it ran under once ready (as the kernel reports it)."""
     argv = [sys.executable, "-m", "vfio_bridge", "serve", "--model", "edu"]
     argv += ["--socket", str(sockdir / "edu.sock"), "-v", *args]
     proc = subprocess.Popen(
@@ -53,29 +54,46 @@ def serve_pinned(sockdir: Path, cpus: set[int], *args: str) -> tuple[str, str]:
         ready, _, _ = select.select([proc.stdout], [], [], 30)
         assert ready, "no ready line within 30 s"
         line = proc.stdout.readline()
+        policy = os.sched_getscheduler(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
-    return line, stderr
+    return line, stderr, policy
 
 
-def test_polling_is_off_by_default_on_one_cpu_and_says_so_once(sockdir: Path) -> None:
+def test_polling_is_off_and_scheduling_batch_by_default_on_one_cpu_and_says_so_once(
+    sockdir: Path,
+) -> None:
     cpu = min(os.sched_getaffinity(0))
-    line, stderr = serve_pinned(sockdir, {cpu})
-    assert line.endswith(", no polling (one CPU)\n")
+    line, stderr, policy = serve_pinned(sockdir, {cpu})
+    assert line.endswith(", no polling, batch scheduling (one CPU)\n")
+    assert policy == os.SCHED_BATCH
     assert stderr.count("polling off") == 1
+    assert stderr.count("batch scheduling: this process may run on") == 1
     assert f"may run on CPU {cpu} only" in stderr
 
 
-def test_an_explicit_poll_limit_holds_on_one_cpu(sockdir: Path) -> None:
-    line, stderr = serve_pinned(sockdir, {min(os.sched_getaffinity(0))}, "--poll-us", "50")
-    assert line.endswith(", polling up to 50 us\n")
+def test_an_explicit_poll_limit_and_policy_hold_on_one_cpu(sockdir: Path) -> None:
+    cpu = {min(os.sched_getaffinity(0))}
+    line, stderr, policy = serve_pinned(sockdir, cpu, "--poll-us", "50", "--sched", "normal")
+    assert line.endswith(", polling up to 50 us, normal scheduling (one CPU)\n")
+    assert policy == os.SCHED_OTHER
     assert "polling off" not in stderr
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to run on")
-def test_polling_is_on_by_default_with_two_cpus(sockdir: Path) -> None:
-    line, stderr = serve_pinned(sockdir, set(sorted(os.sched_getaffinity(0))[:2]))
-    assert line.endswith(f", polling up to {DEFAULT_POLL_MAX_US} us\n")
+def test_polling_is_on_and_scheduling_normal_by_default_with_two_cpus(sockdir: Path) -> None:
+    line, stderr, policy = serve_pinned(sockdir, set(sorted(os.sched_getaffinity(0))[:2]))
+    assert line.endswith(f", polling up to {DEFAULT_POLL_MAX_US} us, normal scheduling\n")
+    assert policy == os.SCHED_OTHER
     assert "polling off" not in stderr
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to run on")
+def test_batch_scheduling_on_request_with_two_cpus(sockdir: Path) -> None:
+    line, _, policy = serve_pinned(
+        sockdir, set(sorted(os.sched_getaffinity(0))[:2]), "--sched", "batch"
+    )
+    assert line.endswith(", batch scheduling\n")
+    assert policy == os.SCHED_BATCH

@@ -9,7 +9,12 @@ import sys
 from collections.abc import Sequence
 
 from .models import MODELS, create_model
-from .polling import DEFAULT_POLL_MAX_US, default_poll_max_us
+from .polling import (
+    DEFAULT_POLL_MAX_US,
+    SCHEDULING,
+    server_defaults,
+    use_scheduling,
+)
 from .recorder import Recorder
 from .server import ServerError, VfioUserServer
 
@@ -21,10 +26,11 @@ examples:
   qemu-system-x86_64 ... -device '{"driver":"vfio-user-pci",
       "socket":{"type":"unix","path":"/tmp/edu.sock"}}'
 
-It prints one line when the socket is ready (with its polling setting), then
-only errors. SIGINT or SIGTERM stops it; the socket file is removed and the log
-gets its trailer. Polling is off by default when the server may run on one CPU
-only: there it would take the CPU from the client's vCPU.
+It prints one line when the socket is ready (with its polling and scheduling),
+then only errors. SIGINT or SIGTERM stops it; the socket file is removed and the
+log gets its trailer. When the server may run on one CPU only, it neither polls
+nor preempts by default (no polling, SCHED_BATCH): there the CPU is the client's
+vCPU's too.
 exit status: 0 stopped cleanly, 2 bad usage or the socket could not be created.
 """
 
@@ -59,6 +65,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         f"adapts to the request rate, 0 turns it off (default {DEFAULT_POLL_MAX_US}, "
         "or 0 when the server may run on one CPU only)",
     )
+    parser.add_argument(
+        "--sched",
+        choices=SCHEDULING,
+        help="scheduling policy: batch (SCHED_BATCH) does not preempt the client's thread "
+        "when a request wakes the server (default batch when the server may run on one "
+        "CPU only, else normal)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
 
 
@@ -89,9 +102,19 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot write log {args.log}: {exc.strerror}", file=sys.stderr)
         return 2
-    poll_us, why_not = (args.poll_us, None) if args.poll_us is not None else default_poll_max_us()
-    if why_not:
-        log.info("polling off: %s (--poll-us turns it on)", why_not)
+    default_poll_us, default_sched, one_cpu = server_defaults()
+    poll_us = args.poll_us if args.poll_us is not None else default_poll_us
+    sched = args.sched or default_sched
+    if one_cpu and args.poll_us is None:
+        log.info("polling off: %s (--poll-us turns it on)", one_cpu)
+    if one_cpu and args.sched is None:
+        log.info("batch scheduling: %s (--sched normal turns it off)", one_cpu)
+    try:
+        use_scheduling(sched)
+        scheduling = f"{sched} scheduling"
+    except OSError as exc:
+        log.warning("scheduling policy %s refused (%s); running under the current one", sched, exc)
+        scheduling = "scheduling unchanged"
     server = VfioUserServer(model, args.socket, recorder, poll_max_us=poll_us)
     try:
         server.listen()
@@ -107,8 +130,7 @@ def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     polling = f"polling up to {poll_us:g} us" if poll_us else "no polling"
-    if why_not:
-        polling += " (one CPU)"
+    polling += f", {scheduling}" + (" (one CPU)" if one_cpu else "")
     print(
         f"ready: {model.name} on {args.socket}"
         + (f", log {args.log}" if args.log else "")
