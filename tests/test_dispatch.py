@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import read_log
+from vfio_bridge import regions
 from vfio_bridge.device import DmaError, IrqType
 from vfio_bridge.device.hosting import DeferredWork, gather, scatter
 from vfio_bridge.dispatch import Dispatcher
@@ -159,6 +160,52 @@ def test_the_hot_path_answers_and_records_as_the_general_path(tmp_path: Path) ->
         "cfg_read",
         "device_error",
     }
+
+
+def _serve_twice(log: Path) -> list[bytes | None]:
+    """ACCESSES twice through the hot path (after VERSION): the replies, log in ``log``."""
+    fx = Fixture(log)
+    fx.negotiate()
+    replies = []
+    for step, (command, body, flags) in enumerate(ACCESSES * 2):
+        message = struct.pack("<HHIII", step, command, 16 + len(body), flags, 0) + body
+        parsed = access_request(message, len(message))
+        assert parsed is not None
+        replies.append(fx.dispatcher.region_access(*parsed))
+    fx.recorder.close()
+    return replies
+
+
+def test_kept_access_plans_answer_and_record_as_plans_made_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = _serve_twice(tmp_path / "kept.jsonl")
+    monkeypatch.setattr(regions, "PLAN_LIMIT", 0)  # every access planned anew
+    fresh = _serve_twice(tmp_path / "fresh.jsonl")
+    assert kept == fresh
+    events = {}
+    for name in ("kept", "fresh"):
+        _, events[name], _ = read_log(tmp_path / f"{name}.jsonl")
+        for event in events[name]:
+            del event["t_ns"]
+    assert events["kept"] == events["fresh"]
+    # A refused access has no plan to keep: the second pass is refused as the first.
+    refused = [e["detail"] for e in events["kept"] if e["kind"] == "device_error"]
+    half = len(refused) // 2
+    assert half >= 5 and refused[:half] == refused[half:]
+
+
+def test_access_plans_are_kept_up_to_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(regions, "PLAN_LIMIT", 3)
+    fx = Fixture()
+    fx.negotiate()
+    buffer = 0x40000  # edu's DMA buffer: any offset is memory
+    for offset in range(0, 40, 4):
+        assert fx.send(offset, REGION_WRITE, access(buffer + offset, BAR0, 4, bytes([offset] * 4)))
+    for offset in range(0, 40, 4):  # past the limit, the accesses still land and read back
+        reply = fx.send(offset, REGION_READ, access(buffer + offset, BAR0, 4))
+        assert reply is not None and reply[0][32:] == bytes([offset] * 4)
+    assert len(fx.dispatcher.regions.plans) == 3
 
 
 def test_a_smaller_transfer_limit_is_advertised_and_enforced() -> None:

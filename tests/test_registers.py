@@ -88,6 +88,31 @@ def test_read_hook_supplies_live_value(regs: RegisterFile, owner: Owner) -> None
     assert regs.read(0x14, 4) == 7
 
 
+def test_a_registers_accessors_follow_its_rules_and_hooks(regs: RegisterFile, owner: Owner) -> None:
+    """What the region-access plans call instead of read() and write()."""
+    accessors = {offset: regs.accessors(offset, 4) for offset in (0x00, 0x04, 0x08, 0x0C, 0x14)}
+    read_ro, write_ro = accessors[0x00]
+    write_ro(0)
+    assert read_ro() == 0x11223344
+    read_rw, write_rw = accessors[0x04]
+    write_rw(0x12345678)
+    assert read_rw() == regs.read(0x04, 4) == 0x12345678
+    read_w1c, write_w1c = accessors[0x08]
+    write_w1c(0x0F)
+    assert read_w1c() == 0xF0
+    read_wo, write_wo = accessors[0x0C]
+    write_wo(0xDEAD)
+    assert read_wo() == 0
+    assert owner.writes == [0x12345678, 0xDEAD]
+    read_live, _ = accessors[0x14]
+    owner.live = 9
+    assert read_live() == 9
+    # Only a register exactly there has accessors: not part of one, not a gap.
+    assert regs.accessors(0x18, 4) is None
+    assert regs.accessors(0x06, 2) is None
+    assert regs.accessors(0x40, 4) is None
+
+
 def test_partial_and_straddling_accesses(regs: RegisterFile) -> None:
     regs.write(0x18, 8, 0x1122334455667788)
     assert regs.read(0x18, 4) == 0x55667788

@@ -421,3 +421,65 @@ def test_stop_ends_a_session_waiting_for_its_client(
     assert client.read32(BAR0, 0) == 0x010000ED
     edu_server.stop()  # fails if the serving thread is still there
     assert edu_server.server.connections == 1
+
+
+def test_a_posted_write_yields_the_cpu_once_and_the_session_then_sleeps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without polling, a burst that wanted no reply (a posted write) is followed by
+    one sched_yield, so the client may go on sending, and then by a blocking
+    receive: not a spin. What comes after is served in order."""
+    import threading
+    import time
+
+    from vfio_bridge.models.edu import Edu
+    from vfio_bridge.recorder import Recorder
+    from vfio_bridge.session import Session
+
+    yields: list[int] = []
+    real_yield = os.sched_yield
+    monkeypatch.setattr(os, "sched_yield", lambda: (yields.append(1), real_yield())[1])
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    session = Session(
+        Edu(), SocketChannel(ours, MAX_MESSAGE_SIZE, MAX_MSG_FDS), Recorder(None), poll_max_us=0
+    )
+    ended: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            session.run()
+        except PeerClosed as exc:
+            ended.append(exc)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    reader = MessageReader(MAX_MESSAGE_SIZE, MAX_MSG_FDS)
+
+    def reply() -> Message:
+        while not (messages := reader.feed(theirs.recv(4096))):
+            pass
+        (message,) = messages
+        return message
+
+    try:
+        theirs.send(frame(0, VfioCommand.VERSION, struct.pack("<HH", 0, 0) + b"{}\0"))
+        assert reply().header.command == VfioCommand.VERSION
+        assert yields == []  # a burst with a reply: no yield
+        write = RegionAccess(4, BAR0, 4, (1).to_bytes(4, "little")).pack()
+        theirs.send(frame(1, VfioCommand.REGION_WRITE, write, MsgFlags.NO_REPLY))
+        deadline = time.monotonic() + 10
+        while not yields and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # a spinning session would yield again meanwhile
+        assert yields == [1]
+        theirs.send(frame(2, VfioCommand.REGION_READ, RegionAccess(4, BAR0, 4).pack()))
+        answer = reply()
+        assert answer.header.msg_id == 2
+        assert answer.body[16:] == (0xFFFFFFFE).to_bytes(4, "little")  # the write landed first
+        assert yields == [1]
+    finally:
+        theirs.close()
+        thread.join(timeout=10)
+        session.close()
+        ours.close()
+    assert not thread.is_alive() and len(ended) == 1

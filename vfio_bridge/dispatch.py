@@ -109,7 +109,8 @@ class Dispatcher:
         self.recorder = recorder
         self.bus = bus
         self.interrupts = interrupts
-        self.regions = Regions(model, recorder)
+        self.regions = Regions(model, recorder, max_data_xfer)
+        self._plans = self.regions.plans
         self.negotiated = False
         #: Largest data transfer the client accepts in one of our DMA requests (rule 4).
         self.client_max_data_xfer = DEFAULT_MAX_DATA_XFER
@@ -271,14 +272,12 @@ class Dispatcher:
     # Both paths to a region (handle() and region_access()) go through these two.
 
     def _read_access(self, offset: int, region: int, count: int) -> bytes:
-        self.regions.check(region, offset, count, self.max_data_xfer)
-        return self.regions.read(region, offset, count)
+        return self._plans[region, offset, count].read()
 
     def _write_access(self, offset: int, region: int, count: int, data: bytes) -> None:
         if len(data) != count:
             raise ProtocolError(f"REGION_WRITE announces {count} bytes but carries {len(data)}")
-        self.regions.check(region, offset, count, self.max_data_xfer)
-        self.regions.write(region, offset, data)
+        self._plans[region, offset, count].write(data)
 
     def _device_reset(self, message: Message) -> bytes:
         self.recorder.event("reset", reason="vfio")

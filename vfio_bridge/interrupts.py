@@ -58,7 +58,8 @@ class Interrupts:
         self.intx_masked = False
         #: Set by the loop while it serves a burst of requests (rule 2).
         self.in_burst = False
-        #: Message interrupts held in this burst, in the order they were raised.
+        #: Message interrupts held in this burst, in the order they were raised; one
+        #: dict for the life of this object, which the session loop holds.
         self.pending: dict[tuple[int, int], None] = {}
 
     def shape(self, index: int) -> tuple[int, int]:

@@ -45,8 +45,10 @@ class Recorder:
         self.seq = 0
         self._fd = -1
         self._failed = False
-        self._pending: list[str] = []
-        self._pending_size = 0
+        #: Event lines not written to the log yet (truthy when there are some); one
+        #: list for the recorder's life, which the session loop holds.
+        self.unwritten: list[str] = []
+        self._unwritten_size = 0
         self._written = 0
         self._clock = time.monotonic_ns
         if self.path is not None:
@@ -63,18 +65,18 @@ class Recorder:
     def _write(self, line: str) -> None:
         if self._fd < 0:
             return
-        self._pending.append(line)
-        self._pending_size += len(line)
-        if self._pending_size >= FLUSH_THRESHOLD:
+        self.unwritten.append(line)
+        self._unwritten_size += len(line)
+        if self._unwritten_size >= FLUSH_THRESHOLD:
             self.flush()
 
     def flush(self) -> None:
         """Write the buffered events to the log with as few ``write(2)`` calls as it takes."""
-        if not self._pending:
+        if not self.unwritten:
             return
-        data = "".join(self._pending).encode()
-        self._pending.clear()
-        self._pending_size = 0
+        data = "".join(self.unwritten).encode()
+        self.unwritten.clear()
+        self._unwritten_size = 0
         if self._fd < 0:
             return
         sent = 0

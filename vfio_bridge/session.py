@@ -108,9 +108,14 @@ class Session:
         dispatch = self.dispatch
         region_access = self.dispatcher.region_access
         send = self._send  # held interrupts first (rule 3), then the reply
-        run_deferred = self.bus.deferred.run
-        flush_log = self.recorder.flush
+        # What the loop checks per burst before calling (most bursts leave them empty).
+        held_interrupts = interrupts.pending
+        deferred = self.bus.deferred
+        run_deferred, deferred_work = deferred.run, deferred.waiting
+        flush_log, unlogged = self.recorder.flush, self.recorder.unwritten
         polls = budget.limit > 0  # without polling, no clock to read around the wait
+        yield_cpu = os.sched_yield
+        unanswered = False  # the last burst was one access that wanted no reply
         while True:
             # The hot path: a region access that arrived alone comes back parsed
             # (take_access); anything else waits in the channel's backlog.
@@ -123,7 +128,14 @@ class Session:
                     and not (polled := channel.has_backlog)
                     and clock() < until
                 ):
-                    os.sched_yield()
+                    yield_cpu()
+            elif unanswered:
+                # A posted write: the client went on without waiting and may be
+                # sending more. Give it the CPU once and take what came meanwhile
+                # before sleeping, rather than be woken for each (no polling: one yield).
+                yield_cpu()
+                access = take_access(False)
+                polled = channel.has_backlog
             if access is None and not polled:
                 # (The backlog is empty here: the burst below drains it.)
                 started = clock() if polls else 0.0
@@ -133,20 +145,25 @@ class Session:
             # Rule 2: handlers that wait for a reply take messages from the same
             # backlog, so what arrived behind this one is served in order either way.
             interrupts.in_burst = True
+            unanswered = False
             try:
                 if access is not None:
                     reply = region_access(*access)
                     if reply is not None:
                         send(reply)
-                    run_deferred()
+                    else:
+                        unanswered = not channel.has_backlog
+                    if deferred_work:
+                        run_deferred()
                 while (message := next_message()) is not None:
                     dispatch(message)
                     run_deferred()
             finally:
                 interrupts.in_burst = False
-            if interrupts.pending:
+            if held_interrupts:
                 interrupts.flush()
-            flush_log()
+            if unlogged:
+                flush_log()
 
     def _wait_readable(self, timeout: float | None) -> bool:
         if self.channel.has_backlog:

@@ -10,6 +10,7 @@ unit tests and benchmarks, or a window device hosting it as a child.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -234,6 +235,16 @@ class BarHandler:
             self._table = (cap.table_offset, cap.table_offset + cap.table_size)
         if pba:
             self._pba = (cap.pba_offset, cap.pba_offset + cap.pba_size)
+
+    def accessors(self, offset: int, size: int) -> tuple[Callable[[], int], Callable[[int], None]]:
+        """How to read and write ``size`` bytes at ``offset``, as :meth:`read` and
+        :meth:`write` would, decided once (a register's own, when one is exactly there)."""
+        exact = self.registers.accessors(offset, size)
+        if exact is not None:
+            return exact
+        return functools.partial(self.read, offset, size), functools.partial(
+            self.write, offset, size
+        )
 
     def read(self, offset: int, size: int) -> int:
         regs = self.registers

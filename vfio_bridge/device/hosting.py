@@ -40,23 +40,25 @@ class DeferredWork:
 
     def __init__(self, on_fault: Callable[[DmaError], None]) -> None:
         self.on_fault = on_fault
-        self._queue: collections.deque[Callable[[], None]] = collections.deque()
+        #: Work not run yet, oldest first (truthy when there is some); one deque for
+        #: the life of this object, which the session loop holds.
+        self.waiting: collections.deque[Callable[[], None]] = collections.deque()
         self._running = False
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self.waiting)
 
     def add(self, work: Callable[[], None]) -> None:
-        self._queue.append(work)
+        self.waiting.append(work)
 
     def run(self) -> None:
         """Run queued work until none is left (a no-op when already running)."""
-        if self._running or not self._queue:
+        if self._running or not self.waiting:
             return
         self._running = True
         try:
-            while self._queue:
-                work = self._queue.popleft()
+            while self.waiting:
+                work = self.waiting.popleft()
                 try:
                     work()
                 except DmaError as exc:
@@ -65,4 +67,4 @@ class DeferredWork:
             self._running = False
 
     def clear(self) -> None:
-        self._queue.clear()
+        self.waiting.clear()

@@ -106,6 +106,20 @@ class _Compiled:
     on_write: WriteHook | None = None
     fields: dict[str, Field] = field(default_factory=dict)
 
+    def guest_read(self) -> int:
+        """The value a guest reads (its read hook's, or the stored one), write-only bits 0."""
+        value = self.on_read() if self.on_read is not None else self.value
+        return value & self.read_mask
+
+    def guest_write(self, value: int, lane: int = -1) -> None:
+        """Apply a guest write to the bytes ``lane`` covers (all by default), then the hook."""
+        wmask = self.wmask & lane
+        new = (self.value & ~wmask) | (value & wmask)
+        new &= ~(value & self.w1c & lane)
+        self.value = new
+        if self.on_write is not None:
+            self.on_write(value)
+
 
 class RegisterFile:
     """The live registers of one BAR, addressable by offset (guest) or name (model)."""
@@ -142,12 +156,21 @@ class RegisterFile:
     def covers(self, offset: int) -> bool:
         return offset in self._by_byte
 
+    def accessors(
+        self, offset: int, size: int
+    ) -> tuple[Callable[[], int], Callable[[int], None]] | None:
+        """How to read and write the register that is exactly ``size`` bytes at
+        ``offset``, as :meth:`read` and :meth:`write` would; None if there is none."""
+        reg = self._by_byte.get(offset)
+        if reg is not None and reg.reg.offset == offset and reg.reg.size == size:
+            return reg.guest_read, reg.guest_write
+        return None
+
     def read(self, offset: int, size: int) -> int:
         """Read ``size`` bytes at ``offset``; bytes no register covers read as zero."""
         reg = self._by_byte.get(offset)
         if reg is not None and reg.reg.offset == offset and reg.reg.size == size:
-            value = reg.on_read() if reg.on_read is not None else reg.value
-            return value & reg.read_mask
+            return reg.guest_read()
         return self._read_bytes(offset, size)
 
     def _read_bytes(self, offset: int, size: int) -> int:
@@ -158,7 +181,7 @@ class RegisterFile:
             if reg is None:
                 pos += 1
                 continue
-            value = (reg.on_read() if reg.on_read is not None else reg.value) & reg.read_mask
+            value = reg.guest_read()
             start = offset + pos - reg.reg.offset
             take = min(reg.reg.size - start, size - pos)
             chunk = (value >> (start * 8)) & ((1 << (take * 8)) - 1)
@@ -170,7 +193,7 @@ class RegisterFile:
         """Apply a guest write; returns False when no register is at ``offset``."""
         reg = self._by_byte.get(offset)
         if reg is not None and reg.reg.offset == offset and reg.reg.size == size:
-            self._apply(reg, value)
+            reg.guest_write(value)
             return True
         return self._write_bytes(offset, size, value)
 
@@ -186,19 +209,10 @@ class RegisterFile:
             take = min(reg.reg.size - start, size - pos)
             lane = ((1 << (take * 8)) - 1) << (start * 8)
             chunk = ((value >> (pos * 8)) << (start * 8)) & lane
-            self._apply(reg, chunk, lane)
+            reg.guest_write(chunk, lane)
             hit = True
             pos += take
         return hit
-
-    @staticmethod
-    def _apply(reg: _Compiled, value: int, lane: int = -1) -> None:
-        wmask = reg.wmask & lane
-        new = (reg.value & ~wmask) | (value & wmask)
-        new &= ~(value & reg.w1c & lane)
-        reg.value = new
-        if reg.on_write is not None:
-            reg.on_write(value)
 
     # --- model side ----------------------------------------------------------
 
