@@ -374,14 +374,14 @@ def test_take_access_parses_a_lone_access_and_frames_everything_else() -> None:
         message.close_fds()
         # half a message, then the rest (which begins mid-message): the general path
         theirs.send(info[:20])
-        assert channel.take_access() is None and not channel.has_backlog
+        assert channel.take_access() is None and not channel.backlog
         theirs.send(info[20:] + read)
         assert channel.take_access() is None
         assert [m.header.msg_id for m in _drain(channel)] == [2, 1]
         # the rest of a message that looks like an access of its own is still the rest
         carrier = frame(3, VfioCommand.REGION_WRITE, RegionAccess(0, BAR0, 32, read).pack())
         theirs.send(carrier[:32])
-        assert channel.take_access() is None and not channel.has_backlog
+        assert channel.take_access() is None and not channel.backlog
         theirs.send(carrier[32:])
         assert channel.take_access() is None
         (message,) = _drain(channel)

@@ -173,16 +173,17 @@ class Dispatcher:
         :func:`~vfio_bridge.protocol.access_request` (flags 0 or NO_REPLY, nothing
         else): the framed reply, or None when there is none to send.
 
-        The hot path of every MMIO, answering exactly as :meth:`handle` would, with
-        the same checks (:meth:`_read_access`, :meth:`_write_access`) and refusals.
+        The hot path of every MMIO, answering exactly as :meth:`handle` would, through
+        the same plans (:attr:`Regions.plans <vfio_bridge.regions.Regions.plans>`:
+        their checks, refusals and records).
         """
         try:
             if not self.negotiated:
                 raise ProtocolError("VERSION must be negotiated first", errno.EINVAL)
             if command == _REGION_READ:
-                out = self._read_access(offset, region, count)
+                out = self._plans[region, offset, count].read()
             else:
-                self._write_access(offset, region, count, data)
+                self._plans[region, offset, count].write(data)
                 out = b""
         except ProtocolError as exc:
             return self._refuse(msg_id, command, flags, exc)
@@ -256,28 +257,18 @@ class Dispatcher:
         self.interrupts.set_irqs(IrqSet.unpack(message.body), message.fds)
         return b""
 
-    # --- region accesses: the hot path -------------------------------------------------
+    # --- region accesses in general (the hot path is region_access, above) ------------
 
     def _region_read(self, message: Message) -> bytes:
         body = message.body
         offset, region, count = _access_fields(body)
-        return body[:_ACCESS_SIZE] + self._read_access(offset, region, count)
+        return body[:_ACCESS_SIZE] + self._plans[region, offset, count].read()
 
     def _region_write(self, message: Message) -> bytes:
         body = message.body
         offset, region, count = _access_fields(body)
-        self._write_access(offset, region, count, body[_ACCESS_SIZE:])
+        self._plans[region, offset, count].write(body[_ACCESS_SIZE:])
         return body[:_ACCESS_SIZE]
-
-    # Both paths to a region (handle() and region_access()) go through these two.
-
-    def _read_access(self, offset: int, region: int, count: int) -> bytes:
-        return self._plans[region, offset, count].read()
-
-    def _write_access(self, offset: int, region: int, count: int, data: bytes) -> None:
-        if len(data) != count:
-            raise ProtocolError(f"REGION_WRITE announces {count} bytes but carries {len(data)}")
-        self._plans[region, offset, count].write(data)
 
     def _device_reset(self, message: Message) -> bytes:
         self.recorder.event("reset", reason="vfio")

@@ -37,8 +37,9 @@ PLAN_LIMIT = 4096
 
 
 class AccessPlan(NamedTuple):
-    """One checked access: ``read()`` gives its bytes, ``write(data)`` stores them;
-    both recorded."""
+    """One checked access: ``read()`` gives its bytes, ``write(data)`` stores them
+    (raising :class:`ProtocolError` unless ``data`` is as long as the access); both
+    recorded."""
 
     read: Callable[[], bytes]
     write: Callable[[bytes], None]
@@ -93,7 +94,7 @@ class Regions:
         if region == _CONFIG or count not in _DEVICE_WIDTHS or offset % count:
             return AccessPlan(
                 functools.partial(self._read, region, offset, count),
-                functools.partial(self._write, region, offset),
+                functools.partial(self._write, region, offset, count),
             )
         # One device access: what _read and _write would do, decided now.
         device_read, device_write = self._bars[region].accessors(offset, count)
@@ -105,6 +106,8 @@ class Regions:
             return value.to_bytes(count, "little")
 
         def write(data: bytes) -> None:
+            if len(data) != count:
+                _refuse_length(count, data)
             value = int.from_bytes(data, "little")
             record(True, region, offset, count, value)
             device_write(value)
@@ -138,8 +141,9 @@ class Regions:
             out += value.to_bytes(size, "little")
         return bytes(out)
 
-    def _write(self, region: int, offset: int, data: bytes) -> None:
-        count = len(data)
+    def _write(self, region: int, offset: int, count: int, data: bytes) -> None:
+        if len(data) != count:
+            _refuse_length(count, data)
         if region == _CONFIG:
             self._record_config(True, offset, count, data)
             self.model.config.write(offset, data)
@@ -151,6 +155,10 @@ class Regions:
             value = int.from_bytes(data[rel : rel + size], "little")
             record(True, region, pos, size, value)
             handler.write(pos, size, value)
+
+
+def _refuse_length(count: int, data: bytes) -> None:
+    raise ProtocolError(f"REGION_WRITE announces {count} bytes but carries {len(data)}")
 
 
 def split(offset: int, count: int) -> list[tuple[int, int]]:

@@ -109,6 +109,7 @@ class Session:
         region_access = self.dispatcher.region_access
         send = self._send  # held interrupts first (rule 3), then the reply
         # What the loop checks per burst before calling (most bursts leave them empty).
+        backlog = channel.backlog
         held_interrupts = interrupts.pending
         deferred = self.bus.deferred
         run_deferred, deferred_work = deferred.run, deferred.waiting
@@ -125,17 +126,17 @@ class Session:
                 until = clock() + budget.budget
                 while (
                     (access := take_access(False)) is None
-                    and not (polled := channel.has_backlog)
+                    and not (polled := bool(backlog))
                     and clock() < until
                 ):
                     yield_cpu()
-            elif unanswered:
-                # A posted write: the client went on without waiting and may be
-                # sending more. Give it the CPU once and take what came meanwhile
-                # before sleeping, rather than be woken for each (no polling: one yield).
+            elif unanswered and not polls:
+                # A posted write, and no polling: the client went on without waiting
+                # and may be sending more. Give it the CPU once and take what came
+                # meanwhile before sleeping, rather than be woken for each.
                 yield_cpu()
                 access = take_access(False)
-                polled = channel.has_backlog
+                polled = bool(backlog)
             if access is None and not polled:
                 # (The backlog is empty here: the burst below drains it.)
                 started = clock() if polls else 0.0
@@ -152,12 +153,13 @@ class Session:
                     if reply is not None:
                         send(reply)
                     else:
-                        unanswered = not channel.has_backlog
+                        unanswered = not backlog
                     if deferred_work:
                         run_deferred()
-                while (message := next_message()) is not None:
-                    dispatch(message)
-                    run_deferred()
+                if backlog:
+                    while (message := next_message()) is not None:
+                        dispatch(message)
+                        run_deferred()
             finally:
                 interrupts.in_burst = False
             if held_interrupts:
@@ -166,7 +168,7 @@ class Session:
                 flush_log()
 
     def _wait_readable(self, timeout: float | None) -> bool:
-        if self.channel.has_backlog:
+        if self.channel.backlog:
             return True
         events = self._poller.poll(None if timeout is None else timeout * 1000)
         for fd, _ in events:

@@ -46,10 +46,9 @@ class Channel(Protocol):
         """A descriptor that is readable when :meth:`fill` has something to take."""
         ...
 
-    @property
-    def has_backlog(self) -> bool:
-        """Received messages wait to be taken; :meth:`fileno` need not be readable."""
-        ...
+    #: Received messages not taken yet, oldest first; while some wait,
+    #: :meth:`fileno` need not be readable.
+    backlog: collections.deque[Message]
 
     def fill(self, block: bool = True) -> bool:
         """Take what has arrived into the backlog (waiting for it when ``block``);
@@ -86,18 +85,13 @@ class SocketChannel:
         self._chunk = bytearray(RECEIVE_CHUNK)
         self._chunks = [self._chunk]  # recvmsg_into's buffer list, built once
         self._chunk_view = memoryview(self._chunk)
-        # Messages taken off the socket but not yet handed out, oldest first. One
-        # receive may complete several; they are handed out one at a time, so a
-        # handler that waits for a reply mid-burst still sees them in order.
-        self._backlog: collections.deque[Message] = collections.deque()
+        #: Messages taken off the socket but not yet handed out, oldest first. One
+        #: receive may complete several; they are handed out one at a time, so a
+        #: handler that waits for a reply mid-burst still sees them in order.
+        self.backlog: collections.deque[Message] = collections.deque()
 
     def fileno(self) -> int:
         return self.sock.fileno()
-
-    @property
-    def has_backlog(self) -> bool:
-        """Received messages wait to be taken; the socket need not be readable."""
-        return bool(self._backlog)
 
     def fill(self, block: bool = True) -> bool:
         """Read what the socket holds into the backlog unless messages already wait.
@@ -106,12 +100,12 @@ class SocketChannel:
         stream and :class:`~vfio_bridge.protocol.ProtocolError` on a malformed
         stream.
         """
-        if not self._backlog:
+        if not self.backlog:
             try:
-                self._backlog.extend(self._receive(0 if block else _MSG_DONTWAIT))
+                self.backlog.extend(self._receive(0 if block else _MSG_DONTWAIT))
             except BlockingIOError:
                 return False
-        return bool(self._backlog)
+        return bool(self.backlog)
 
     def take_access(self, block: bool = True) -> AccessRequest | None:
         """Read what the socket holds, unless messages already wait; a REGION_READ or
@@ -124,7 +118,7 @@ class SocketChannel:
         into the backlog as by :meth:`fill` and None is returned; so is None when
         nothing arrived (``block`` false). Raises as :meth:`fill`.
         """
-        if self._backlog:
+        if self.backlog:
             return None
         try:
             size, ancdata, msg_flags, _ = self.sock.recvmsg_into(
@@ -139,20 +133,20 @@ class SocketChannel:
                 (used := ACCESS_MESSAGE_SIZE + len(access[6])) <= self._max_message_size
             ):
                 if used < size:  # later messages, framed before this one is served
-                    self._backlog.extend(self.reader.feed(self._chunk_view[used:size]))
+                    self.backlog.extend(self.reader.feed(self._chunk_view[used:size]))
                 return access
-        self._backlog.extend(self._framed(size, ancdata, msg_flags))
+        self.backlog.extend(self._framed(size, ancdata, msg_flags))
         return None
 
     def next_message(self) -> Message | None:
         """The oldest received message not taken yet, or None."""
-        return self._backlog.popleft() if self._backlog else None
+        return self.backlog.popleft() if self.backlog else None
 
     def receive(self) -> Message:
         """The next message, blocking until one is complete."""
         while not self.fill():
             pass
-        return self._backlog.popleft()
+        return self.backlog.popleft()
 
     def _receive(self, flags: int) -> list[Message]:
         size, ancdata, msg_flags, _ = self.sock.recvmsg_into(self._chunks, self._ancillary, flags)
@@ -181,9 +175,9 @@ class SocketChannel:
             self.sock.sendall(data[sent:])
 
     def close(self) -> None:
-        for message in self._backlog:
+        for message in self.backlog:
             message.close_fds()
-        self._backlog.clear()
+        self.backlog.clear()
         self.reader.close()
         with contextlib.suppress(OSError):
             self.sock.close()

@@ -105,6 +105,8 @@ class _Compiled:
     on_read: ReadHook | None = None
     on_write: WriteHook | None = None
     fields: dict[str, Field] = field(default_factory=dict)
+    full: int = 0  # every bit of the register
+    keep: int = 0  # the bits a write leaves as they are (~wmask)
 
     def guest_read(self) -> int:
         """The value a guest reads (its read hook's, or the stored one), write-only bits 0."""
@@ -113,9 +115,14 @@ class _Compiled:
 
     def guest_write(self, value: int, lane: int = -1) -> None:
         """Apply a guest write to the bytes ``lane`` covers (all by default), then the hook."""
-        wmask = self.wmask & lane
-        new = (self.value & ~wmask) | (value & wmask)
-        new &= ~(value & self.w1c & lane)
+        if lane == -1:  # the whole register, as nearly every write is: masks made once
+            new = (self.value & self.keep) | (value & self.wmask)
+            if self.w1c:
+                new &= ~(value & self.w1c)
+        else:
+            wmask = self.wmask & lane
+            new = (self.value & ~wmask) | (value & wmask)
+            new &= ~(value & self.w1c & lane)
         self.value = new
         if self.on_write is not None:
             self.on_write(value)
@@ -140,6 +147,8 @@ class RegisterFile:
                 reset,
                 reset,
                 fields={f.name: f for f in reg.fields},
+                full=full,
+                keep=~wmask,
             )
             if owner is not None:
                 compiled.on_read = _bind(owner, reg.read, reg.name)
@@ -221,7 +230,7 @@ class RegisterFile:
 
     def __setitem__(self, name: str, value: int) -> None:
         reg = self._by_name[name]
-        reg.value = value & ((1 << (reg.reg.size * 8)) - 1)
+        reg.value = value & reg.full
 
     def get_field(self, name: str, field_name: str) -> int:
         reg = self._by_name[name]

@@ -42,11 +42,10 @@ class MessageReader:
         self._buf = bytearray()
         self._header: Header | None = None
         self._fds: list[int] = []
-
-    @property
-    def at_boundary(self) -> bool:
-        """No part of a message is held: the next byte fed begins a message."""
-        return self._header is None and not self._buf and not self._fds
+        #: No part of a message is held: the next byte fed begins a message. (An
+        #: attribute, kept by :meth:`feed` and :meth:`close`: the channel asks on
+        #: every receive.)
+        self.at_boundary = True
 
     def feed(
         self, data: bytes | bytearray | memoryview, fds: list[int] | tuple[int, ...] = ()
@@ -106,6 +105,7 @@ class MessageReader:
             buf += data[pos:]
         if fds:
             self._attach(done, owner, fds)
+        self.at_boundary = self._header is None and not buf and not self._fds
         return done
 
     def _attach(self, done: list[Message], owner: int, fds: list[int] | tuple[int, ...]) -> None:
@@ -130,3 +130,4 @@ class MessageReader:
         self._discard_fds()
         self._buf.clear()
         self._header = None
+        self.at_boundary = True
