@@ -4,7 +4,10 @@ One QEMU under qtest (the benchmark plays the CPU) holds an edu-like device
 from each server, side by side:
 
 - libvfio-user (nutanix/libvfio-user, release build) serving the small C
-  server ``bench/libvfio_user_edu.c`` (see :mod:`bench.libvfio_user`);
+  server ``bench/libvfio_user_edu.c`` (see :mod:`bench.libvfio_user`), as it
+  runs by default and under ``SCHED_BATCH`` (the policy our server takes on one
+  CPU, which libvfio-user's servers could take too: how much of a ratio is the
+  policy, not the server);
 - our edu model, with the server's adaptive polling on (``--poll-us 200
   --sched normal``, the default with two CPUs or more) and off (``--poll-us 0
   --sched batch``, the default on one CPU);
@@ -56,10 +59,12 @@ BAR_STRIDE = 0x100000  # every edu's BAR0 is 1 MiB
 FIRST_SLOT = 3
 
 LIBVFIO_USER = "libvfio-user"
+LIBVFIO_USER_BATCH = "libvfio-user, batch"
 POLLING = "ours, polling"
 NO_POLLING = "ours, no polling"
 BUILTIN = "built-in edu"
-PATHS = (LIBVFIO_USER, POLLING, NO_POLLING, BUILTIN)
+PATHS = (LIBVFIO_USER, LIBVFIO_USER_BATCH, POLLING, NO_POLLING, BUILTIN)
+LIBVFIO_USER_PATHS = (LIBVFIO_USER, LIBVFIO_USER_BATCH)
 OURS = (POLLING, NO_POLLING)
 READ, WRITE, POSTED = "read", "write (non-posted)", "write (posted)"
 OPS = (READ, WRITE, POSTED)
@@ -105,6 +110,19 @@ def pin(pid: int, cpus: set[int]) -> None:
             os.sched_setaffinity(int(task), cpus)
 
 
+def batch(pid: int) -> None:
+    """Put every thread of ``pid`` under SCHED_BATCH (as our server's ``--sched batch``)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setscheduler(int(task), os.SCHED_BATCH, os.sched_param(0))
+
+
+def pci_address(slot: int) -> str:
+    """``slot``'s ``addr`` property: QEMU reads slot and function in hexadecimal
+    (``set_pci_devfn`` in hw/core/qdev-properties-system.c), so "10.0" is slot 16."""
+    return f"{slot:02x}.0"
+
+
 def cpu_ns(pid: int) -> int:
     """Nanoseconds ``pid``'s main thread has run (the servers are single-threaded)."""
     with open(f"/proc/{pid}/schedstat") as stat:
@@ -134,11 +152,15 @@ class Bench:
         try:
             specs.append(self._add(BUILTIN, True, "edu"))
             if libvfio_build is not None:
-                for posted in (True, False):
-                    socket_path = work / f"lvu-{'p' if posted else 'np'}.sock"
-                    server = libvfio_user.EduServer(libvfio_build, socket_path)
-                    self.servers.append(server)
-                    specs.append(self._add(LIBVFIO_USER, posted, socket_path, server.pid))
+                for path in LIBVFIO_USER_PATHS:
+                    for posted in (True, False):
+                        name = f"lvu{'-batch' if path == LIBVFIO_USER_BATCH else ''}"
+                        socket_path = work / f"{name}-{'p' if posted else 'np'}.sock"
+                        server = libvfio_user.EduServer(libvfio_build, socket_path)
+                        self.servers.append(server)
+                        if path == LIBVFIO_USER_BATCH:
+                            batch(server.pid)
+                        specs.append(self._add(path, posted, socket_path, server.pid))
             # Both explicit: the servers start unpinned, with the defaults of two CPUs.
             polling = ["--poll-us", str(DEFAULT_POLL_MAX_US), "--sched", "normal"]
             quiet = ["--poll-us", "0", "--sched", "batch"]
@@ -162,9 +184,9 @@ class Bench:
         device = Device(path, slot, BAR_BASE + BAR_STRIDE * len(self.devices), posted, pid)
         self.devices.append(device)
         if socket_or_builtin == "edu":
-            return f"edu,addr={slot}.0"
+            return f"edu,addr={pci_address(slot)}"
         props = {} if posted else {"x-no-posted-writes": True}
-        return vfio_user_device(socket_or_builtin, addr=f"{slot}.0", **props)
+        return vfio_user_device(socket_or_builtin, addr=pci_address(slot), **props)
 
     def _enable(self, device: Device) -> None:
         assert self.machine is not None
@@ -252,7 +274,7 @@ def main() -> None:
     except libvfio_user.Unavailable as exc:
         libvfio_status = f"not measured: {exc}"
     print(f"libvfio-user: {libvfio_status}", flush=True)
-    paths = [p for p in PATHS if built is not None or p != LIBVFIO_USER]
+    paths = [p for p in PATHS if built is not None or p not in LIBVFIO_USER_PATHS]
     own_cpus = os.sched_getaffinity(0)
     chosen, skipped = layouts(sorted(own_cpus))
 
@@ -296,7 +318,7 @@ def main() -> None:
         for lay, by_op in cpu_us.items()
     }
     versus: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
-    for reference in (LIBVFIO_USER, BUILTIN):
+    for reference in (LIBVFIO_USER, LIBVFIO_USER_BATCH, BUILTIN):
         if reference not in paths:
             continue
         versus[reference] = {
@@ -304,7 +326,7 @@ def main() -> None:
                 op: {
                     p: _median_ratio(rates[lay][op][p], rates[lay][op][reference])
                     for p in paths
-                    if p != reference
+                    if p != reference and (reference == LIBVFIO_USER or p in OURS)
                 }
                 for op in OPS
             }
@@ -331,13 +353,20 @@ def main() -> None:
         rows = [
             [f"{op}, {p}", *(table[lay][op][p] for lay in names)]
             for op in OPS
-            for p in paths
-            if p != reference and (reference == LIBVFIO_USER or p in OURS)
+            for p in table[names[0]][op]
         ]
         print_table(f"vs {reference} (median of per-round ratios)", ["access, path", *names], rows)
 
     reached = _reached(versus.get(LIBVFIO_USER), names)
-    note = _note(reached, libvfio_status, skipped, max(load_start[0], load_end[0]), len(own_cpus))
+    reached_batch = _reached(versus.get(LIBVFIO_USER_BATCH), names)
+    note = _note(
+        reached,
+        libvfio_status,
+        skipped,
+        max(load_start[0], load_end[0]),
+        len(own_cpus),
+        reached_batch,
+    )
     print(f"\n{note}")
     print(
         f"\n{seconds:.0f} s; load average {load_start[0]:.2f} at the start, "
@@ -360,8 +389,10 @@ def main() -> None:
         "median_per_s": median,
         "server_cpu_us_per_access": median_cpu,
         "ratio_to_libvfio_user": versus.get(LIBVFIO_USER),
+        "ratio_to_libvfio_user_batch": versus.get(LIBVFIO_USER_BATCH),
         "ratio_to_builtin": versus.get(BUILTIN),
         "reaches_libvfio_user": reached,
+        "reaches_libvfio_user_batch": reached_batch,
         "note": note,
     }
     print(f"\nresult: {save('mmio', data)}")
@@ -386,9 +417,11 @@ def _note(
     skipped: str | None,
     load: float = 0.0,
     cpus: int = 1,
+    reached_batch: dict[str, list[str]] | None = None,
 ) -> str:
-    """What the run shows, in words: which layouts reach libvfio-user, and whether the
-    machine was quiet enough for round-trip rates to mean anything."""
+    """What the run shows, in words: which layouts reach libvfio-user (as it runs by
+    default, then under SCHED_BATCH), and whether the machine was quiet enough for
+    round-trip rates to mean anything."""
     lines = []
     if load > cpus:
         # Other work then takes turns with QEMU and the servers, more with some than
@@ -400,9 +433,10 @@ def _note(
     if reached is None:
         lines.append(f"libvfio-user column empty: {status}")
     else:
-        for key, where in reached.items():
-            layouts_text = ", ".join(where) if where else "no layout"
-            lines.append(f"{key}: >= 1.0x libvfio-user in {layouts_text}")
+        for reference, table in (("libvfio-user", reached), (LIBVFIO_USER_BATCH, reached_batch)):
+            for key, where in (table or {}).items():
+                layouts_text = ", ".join(where) if where else "no layout"
+                lines.append(f"{key}: >= 1.0x {reference} in {layouts_text}")
     if skipped:
         lines.append(f"layout left out: {skipped}")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import libvfio_user
-from bench.mmio import ONE_CPU, OWN_CPU, _note, layouts
+from bench.mmio import ONE_CPU, OWN_CPU, _note, layouts, pci_address
 
 
 def test_no_source_named_says_how_to_name_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,3 +54,24 @@ def test_the_note_says_when_the_machine_was_too_loaded_for_rates() -> None:
     loaded = _note(reached, "built", None, load=7.5, cpus=2)
     assert loaded.startswith("machine loaded (1-minute load average up to 7.5 on 2 CPUs)")
     assert loaded.endswith(quiet)
+
+
+def test_the_note_compares_with_libvfio_user_under_batch_scheduling_too() -> None:
+    note = _note(
+        {"read, ours, no polling": [ONE_CPU]},
+        "built",
+        None,
+        reached_batch={"read, ours, no polling": []},
+    )
+    assert note.splitlines() == [
+        "read, ours, no polling: >= 1.0x libvfio-user in all on one CPU",
+        "read, ours, no polling: >= 1.0x libvfio-user, batch in no layout",
+    ]
+
+
+def test_slots_are_given_to_qemu_in_hexadecimal() -> None:
+    # QEMU parses addr=SLOT.FN with "%x.%x" (set_pci_devfn, hw/core/qdev-properties-system.c):
+    # "10.0" put the bench's eighth device at slot 0x10, where nothing answered at 0x0a.
+    assert pci_address(3) == "03.0"
+    assert pci_address(10) == "0a.0"
+    assert pci_address(0x1F) == "1f.0"
