@@ -1,5 +1,5 @@
-"""bench.mmio's set-up rules: where libvfio-user comes from, which CPU layouts run, and
-what its note says."""
+"""bench.mmio's set-up rules: where libvfio-user comes from, which CPU layouts run,
+what its note says, how slots are named to QEMU; bench.mmio_ab's variants."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 
 from bench import libvfio_user
 from bench.mmio import ONE_CPU, OWN_CPU, _note, layouts, pci_address
+from bench.mmio_ab import Variant
+from harness.errors import HarnessError
 
 
 def test_no_source_named_says_how_to_name_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,3 +77,28 @@ def test_slots_are_given_to_qemu_in_hexadecimal() -> None:
     assert pci_address(3) == "03.0"
     assert pci_address(10) == "0a.0"
     assert pci_address(0x1F) == "1f.0"
+
+
+def test_a_variant_names_an_interpreter_a_tree_and_serve_arguments(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    variant = Variant.parse("after=.venv/bin/python:src:--sched,batch")
+    assert variant.name == "after"
+    assert variant.python == str(tmp_path / ".venv/bin/python")  # absolute, not resolved
+    assert variant.source == (tmp_path / "src").resolve()
+    assert variant.args == ("--sched", "batch")
+    assert Variant.parse("x=python3:.").python == "python3"  # found on PATH
+    for bad in ("python3:.", "x=python3", "x=:.", "libvfio-user=python3:."):
+        with pytest.raises(ValueError):
+            Variant.parse(bad)
+
+
+def test_a_variant_must_import_vfio_bridge_from_its_own_tree(tmp_path: Path) -> None:
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    Variant("here", sys.executable, repo).check()
+    # A tree without the package: the installed copy would be imported instead.
+    with pytest.raises(HarnessError, match="not from"):
+        Variant("elsewhere", sys.executable, tmp_path).check()

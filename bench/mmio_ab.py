@@ -1,0 +1,284 @@
+"""Variants of our server side by side with libvfio-user, everything on one CPU.
+
+For a change to the per-access path, or another interpreter, measured the way
+``bench.mmio`` measures its one-CPU layout: one QEMU under qtest (the benchmark
+plays the CPU) holds an edu from libvfio-user (``bench/libvfio_user_edu.c``)
+and from each variant, QEMU, this process and every server are pinned to one
+CPU, polling is off, and rounds interleave the servers in an order that turns.
+Reported per kind of access: rates and the server's CPU per access (medians),
+and each variant's median per-round ratio to libvfio-user.
+
+A variant is ``NAME=PYTHON:SOURCE[:ARG,ARG...]``: the interpreter to run
+``python -m vfio_bridge serve`` with, a source tree holding ``vfio_bridge``
+(this checkout, or a ``git worktree`` of another commit), and extra ``serve``
+arguments. For example, the code of two commits under one interpreter::
+
+    git worktree add /tmp/before HEAD~3
+    python -m bench.mmio_ab --libvfio-user-src DIR \\
+        before=.venv/bin/python:/tmp/before:--sched,batch \\
+        after=.venv/bin/python:.:--sched,batch
+
+Servers run with ``python -P`` from a scratch directory, so that neither the
+working directory nor an installed copy shadows ``SOURCE``; each variant's
+``vfio_bridge`` is checked to come from its tree before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.process import ManagedProcess
+from harness.qemu_install import find_qemu
+from harness.qtest import QtestMachine, vfio_user_device
+from harness.served import start_ready, stop_ready
+
+from . import libvfio_user
+from .common import print_table, save
+from .mmio import (
+    BAR_BASE,
+    BAR_STRIDE,
+    EDU_ID,
+    EDU_LIVENESS,
+    FIRST_SLOT,
+    OPS,
+    POSTED,
+    READ,
+    WRITE,
+    cpu_ns,
+    pci_address,
+    pin,
+)
+
+LIBVFIO_USER = "libvfio-user"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One server to measure: its interpreter, source tree and extra ``serve`` arguments."""
+
+    name: str
+    python: str
+    source: Path
+    args: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """``NAME=PYTHON:SOURCE[:ARG,ARG...]``; raises ValueError saying what is wrong."""
+        name, sep, rest = text.partition("=")
+        parts = rest.split(":")
+        if not sep or not name or len(parts) not in (2, 3) or not all(parts[:2]):
+            raise ValueError(f"{text!r} is not NAME=PYTHON:SOURCE[:ARG,ARG...]")
+        if name == LIBVFIO_USER:
+            raise ValueError(f"{name!r} names the reference column; choose another name")
+        args = tuple(a for a in parts[2].split(",") if a) if len(parts) == 3 else ()
+        # A path to the interpreter is made absolute but not resolved: a venv's
+        # python is a symlink, and the venv is found through its path.
+        python = os.path.abspath(parts[0]) if os.sep in parts[0] else parts[0]
+        return cls(name, python, Path(parts[1]).resolve(), args)
+
+    def argv(self, *serve: str) -> list[str]:
+        return ["env", f"PYTHONPATH={self.source}", self.python, "-P", "-m", "vfio_bridge", *serve]
+
+    def check(self) -> None:
+        """The interpreter runs and imports ``vfio_bridge`` from the variant's tree."""
+        probe = ["env", f"PYTHONPATH={self.source}", self.python, "-P", "-c"]
+        probe.append("import vfio_bridge; print(vfio_bridge.__file__)")
+        try:
+            found = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise HarnessError(
+                f"variant {self.name}: {self.python} cannot import vfio_bridge "
+                f"from {self.source}: {exc}"
+            ) from None
+        where = Path(found.stdout.strip()).resolve()
+        if not where.is_relative_to(self.source):
+            raise HarnessError(
+                f"variant {self.name}: vfio_bridge comes from {where}, not from {self.source}"
+            )
+
+
+@dataclass
+class Device:
+    slot: int
+    bar: int
+    server_pid: int
+
+
+class Bench:
+    """libvfio-user and the variants, two devices each (posted and non-posted writes),
+    in one QEMU; every process ended by its pid on close."""
+
+    def __init__(self, work: Path, built: libvfio_user.Build, variants: list[Variant]) -> None:
+        self.processes: list[ManagedProcess | libvfio_user.EduServer] = []
+        self.devices: dict[tuple[str, bool], Device] = {}
+        self.machine: QtestMachine | None = None
+        specs = []
+        try:
+            for name in (LIBVFIO_USER, *(v.name for v in variants)):
+                variant = next((v for v in variants if v.name == name), None)
+                for posted in (True, False):
+                    sock = work / f"{name}-{'p' if posted else 'np'}.sock"
+                    if variant is None:
+                        server = libvfio_user.EduServer(built, sock)
+                        pid = server.pid
+                    else:
+                        serve = ["serve", "--model", "edu", "--socket", str(sock)]
+                        argv = variant.argv(*serve, "--poll-us", "0", *variant.args)
+                        server = start_ready(argv, name, sock.stem, sock.with_suffix(".err"), 30)
+                        pid = server.pid
+                    self.processes.append(server)
+                    slot = FIRST_SLOT + len(specs)
+                    self.devices[name, posted] = Device(
+                        slot, BAR_BASE + BAR_STRIDE * len(specs), pid
+                    )
+                    props = {} if posted else {"x-no-posted-writes": True}
+                    specs.append(vfio_user_device(sock, addr=pci_address(slot), **props))
+            self.machine = QtestMachine(find_qemu(), specs, work)
+            cpu = {min(os.sched_getaffinity(0))}
+            os.sched_setaffinity(0, cpu)
+            pin(self.machine.process.pid, cpu)
+            for device in self.devices.values():
+                pin(device.server_pid, cpu)
+                self._enable(device)
+        except BaseException:
+            self.close()
+            raise
+
+    def _enable(self, device: Device) -> None:
+        assert self.machine is not None
+        self.machine.pci_write(device.slot << 3, 0x10, device.bar)
+        self.machine.pci_write(device.slot << 3, 0x04, 0x6)
+        if (ident := self.machine.readl(device.bar)) != EDU_ID:
+            raise HarnessError(f"edu in slot {device.slot:#x} answers {ident:#x}")
+
+    def measure(self, name: str, op: str, count: int) -> tuple[float, float]:
+        """Accesses per second and the server's CPU microseconds per access."""
+        machine = self.machine
+        assert machine is not None
+        device = self.devices[name, op != WRITE]
+        ident, liveness = device.bar, device.bar + EDU_LIVENESS
+        if op == READ:
+            access: Callable[[], object] = lambda: machine.readl(ident)  # noqa: E731
+        else:
+            access = lambda: machine.writel(liveness, 0x5A)  # noqa: E731
+        for _ in range(max(50, count // 10)):
+            access()
+        ran = cpu_ns(device.server_pid)
+        start = time.perf_counter()
+        for _ in range(count):
+            access()
+        if op == POSTED:  # done when a read behind them returns
+            machine.readl(ident)
+        rate = count / (time.perf_counter() - start)
+        return rate, (cpu_ns(device.server_pid) - ran) / count / 1000
+
+    def close(self) -> None:
+        if self.machine is not None:
+            self.machine.close()
+            self.machine = None
+        for process in self.processes:
+            if isinstance(process, libvfio_user.EduServer):
+                process.stop()
+            else:
+                stop_ready(process)
+        self.processes.clear()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("variants", nargs="+", metavar="NAME=PYTHON:SOURCE[:ARG,...]")
+    parser.add_argument(
+        "--libvfio-user-src",
+        metavar="DIR",
+        help=f"clone of nutanix/libvfio-user to build (default ${libvfio_user.SOURCE_ENV})",
+    )
+    parser.add_argument("--accesses", type=int, default=3000, help="accesses per measurement")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--save", metavar="NAME", help="write bench/results/NAME.json")
+    args = parser.parse_args()
+    try:
+        variants = [Variant.parse(text) for text in args.variants]
+    except ValueError as exc:
+        parser.error(str(exc))
+    if len({v.name for v in variants}) != len(variants):
+        parser.error("two variants share a name")
+    try:
+        built = libvfio_user.build(libvfio_user.source_from(args.libvfio_user_src))
+        for variant in variants:
+            variant.check()
+    except (libvfio_user.Unavailable, HarnessError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+    names = [LIBVFIO_USER, *(v.name for v in variants)]
+    rates = {op: {n: [] for n in names} for op in OPS}
+    cpu = {op: {n: [] for n in names} for op in OPS}
+    load_start = os.getloadavg()[0]
+    own_cpus = os.sched_getaffinity(0)
+    with tempfile.TemporaryDirectory(prefix="xvpci-mmio-ab-") as tmp:
+        work = Path(tmp)
+        os.chdir(work)  # no server finds a vfio_bridge in its working directory
+        try:
+            bench = Bench(work, built, variants)
+        except HarnessError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        try:
+            for round_no in range(args.rounds):
+                order = names if round_no % 2 == 0 else names[::-1]
+                shift = (round_no // 2) % len(order)
+                for name in order[shift:] + order[:shift]:
+                    for op in OPS:
+                        rate, used = bench.measure(name, op, args.accesses)
+                        rates[op][name].append(rate)
+                        cpu[op][name].append(used)
+                print(f"round {round_no + 1}/{args.rounds} done", flush=True)
+        except HarnessError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        finally:
+            bench.close()
+            os.sched_setaffinity(0, own_cpus)
+    load_end = os.getloadavg()[0]
+
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for op in OPS:
+        table[op] = {}
+        for name in names:
+            ratios = [a / b for a, b in zip(rates[op][name], rates[op][LIBVFIO_USER], strict=True)]
+            table[op][name] = {
+                "per_s": statistics.median(rates[op][name]),
+                "server_cpu_us": statistics.median(cpu[op][name]),
+                "ratio_to_libvfio_user": statistics.median(ratios),
+            }
+        rows = [[n, *table[op][n].values()] for n in names]
+        print_table(
+            f"{op}, all on one CPU, no polling: median of {args.rounds} rounds of {args.accesses}",
+            ["server", "accesses/s", "server CPU us/access", "vs libvfio-user"],
+            rows,
+        )
+    print(f"\nload average {load_start:.2f} at the start, {load_end:.2f} at the end")
+    if args.save:
+        data = {
+            "variants": {
+                v.name: {"python": v.python, "source": str(v.source), "args": v.args}
+                for v in variants
+            },
+            "accesses_per_measurement": args.accesses,
+            "rounds": args.rounds,
+            "load_average_1min": {"start": load_start, "end": load_end},
+            "results": table,
+        }
+        print(f"result: {save(args.save, data)}")
+
+
+if __name__ == "__main__":
+    main()
