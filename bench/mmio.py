@@ -129,6 +129,37 @@ def cpu_ns(pid: int) -> int:
         return int(stat.read().split()[0])
 
 
+def measure_edu(
+    machine: QtestMachine, op: str, bar: int, count: int, server_pid: int | None
+) -> tuple[float, float | None]:
+    """``count`` accesses of kind ``op`` to the edu at ``bar`` after a short warm-up:
+    accesses per second, and the microseconds of CPU ``server_pid`` ran per access
+    (None without a server)."""
+    ident = bar
+    liveness = bar + EDU_LIVENESS
+    if op == READ:
+        access: Callable[[], object] = lambda: machine.readl(ident)  # noqa: E731
+        finish: Callable[[], object] = _nothing
+    else:
+        access = lambda: machine.writel(liveness, 0x5A)  # noqa: E731
+        # Posted writes are done when a read behind them returns.
+        finish = (lambda: machine.readl(ident)) if op == POSTED else _nothing
+    _timed(access, max(50, count // 10), finish)
+    if server_pid is None:
+        return _timed(access, count, finish), None
+    ran = cpu_ns(server_pid)
+    rate = _timed(access, count, finish)
+    return rate, (cpu_ns(server_pid) - ran) / count / 1000
+
+
+def add_libvfio_user_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--libvfio-user-src",
+        metavar="DIR",
+        help=f"clone of nutanix/libvfio-user to build (default ${libvfio_user.SOURCE_ENV})",
+    )
+
+
 def _timed(access: Callable[[], object], count: int, finish: Callable[[], object]) -> float:
     start = time.perf_counter()
     for _ in range(count):
@@ -212,28 +243,12 @@ class Bench:
     def measure(self, path: str, op: str, count: int) -> tuple[float, float | None]:
         """Accesses per second of ``op`` on ``path``'s edu (after a short warm-up), and
         the microseconds of CPU its server ran per access (None for QEMU's own edu)."""
-        machine = self.machine
-        assert machine is not None
+        assert self.machine is not None
         # Reads and posted writes go to the device whose writes QEMU posts; the
         # built-in edu has only one kind of write.
         posted = op != WRITE or path == BUILTIN
         device = next(d for d in self.devices if d.path == path and d.posted == posted)
-        ident = device.bar
-        liveness = device.bar + EDU_LIVENESS
-        if op == READ:
-            access: Callable[[], object] = lambda: machine.readl(ident)  # noqa: E731
-            finish: Callable[[], object] = _nothing
-        else:
-            access = lambda: machine.writel(liveness, 0x5A)  # noqa: E731
-            # Posted writes are done when a read behind them returns.
-            finish = (lambda: machine.readl(ident)) if op == POSTED else _nothing
-        _timed(access, max(50, count // 10), finish)
-        pid = device.server_pid
-        if pid is None:
-            return _timed(access, count, finish), None
-        ran = cpu_ns(pid)
-        rate = _timed(access, count, finish)
-        return rate, (cpu_ns(pid) - ran) / count / 1000
+        return measure_edu(self.machine, op, device.bar, count, device.server_pid)
 
     def close(self) -> None:
         if self.machine is not None:
@@ -244,7 +259,7 @@ class Bench:
         self.servers.clear()
 
 
-def _rotate(items: list[T], by: int) -> list[T]:
+def rotate(items: list[T], by: int) -> list[T]:
     by %= len(items)
     return items[by:] + items[:by]
 
@@ -257,11 +272,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--libvfio-user-src",
-        metavar="DIR",
-        help=f"clone of nutanix/libvfio-user to build (default ${libvfio_user.SOURCE_ENV})",
-    )
+    add_libvfio_user_argument(parser)
     parser.add_argument("--accesses", type=int, default=2000, help="accesses per measurement")
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
@@ -291,10 +302,10 @@ def main() -> None:
             raise SystemExit(f"error: {exc}") from None
         try:
             for round_no in range(args.rounds):
-                for layout in _rotate(chosen, round_no):
+                for layout in rotate(chosen, round_no):
                     bench.place(layout)
                     order = paths if round_no % 2 == 0 else paths[::-1]
-                    for path in _rotate(list(order), round_no // 2):
+                    for path in rotate(list(order), round_no // 2):
                         for op in OPS:
                             rate, cpu = bench.measure(path, op, args.accesses)
                             rates[layout.name][op][path].append(rate)

@@ -30,8 +30,6 @@ import os
 import statistics
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,15 +45,14 @@ from .mmio import (
     BAR_BASE,
     BAR_STRIDE,
     EDU_ID,
-    EDU_LIVENESS,
     FIRST_SLOT,
     OPS,
-    POSTED,
-    READ,
     WRITE,
-    cpu_ns,
+    add_libvfio_user_argument,
+    measure_edu,
     pci_address,
     pin,
+    rotate,
 )
 
 LIBVFIO_USER = "libvfio-user"
@@ -162,24 +159,11 @@ class Bench:
 
     def measure(self, name: str, op: str, count: int) -> tuple[float, float]:
         """Accesses per second and the server's CPU microseconds per access."""
-        machine = self.machine
-        assert machine is not None
+        assert self.machine is not None
         device = self.devices[name, op != WRITE]
-        ident, liveness = device.bar, device.bar + EDU_LIVENESS
-        if op == READ:
-            access: Callable[[], object] = lambda: machine.readl(ident)  # noqa: E731
-        else:
-            access = lambda: machine.writel(liveness, 0x5A)  # noqa: E731
-        for _ in range(max(50, count // 10)):
-            access()
-        ran = cpu_ns(device.server_pid)
-        start = time.perf_counter()
-        for _ in range(count):
-            access()
-        if op == POSTED:  # done when a read behind them returns
-            machine.readl(ident)
-        rate = count / (time.perf_counter() - start)
-        return rate, (cpu_ns(device.server_pid) - ran) / count / 1000
+        rate, used = measure_edu(self.machine, op, device.bar, count, device.server_pid)
+        assert used is not None
+        return rate, used
 
     def close(self) -> None:
         if self.machine is not None:
@@ -198,11 +182,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("variants", nargs="+", metavar="NAME=PYTHON:SOURCE[:ARG,...]")
-    parser.add_argument(
-        "--libvfio-user-src",
-        metavar="DIR",
-        help=f"clone of nutanix/libvfio-user to build (default ${libvfio_user.SOURCE_ENV})",
-    )
+    add_libvfio_user_argument(parser)
     parser.add_argument("--accesses", type=int, default=3000, help="accesses per measurement")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--save", metavar="NAME", help="write bench/results/NAME.json")
@@ -235,8 +215,7 @@ def main() -> None:
         try:
             for round_no in range(args.rounds):
                 order = names if round_no % 2 == 0 else names[::-1]
-                shift = (round_no // 2) % len(order)
-                for name in order[shift:] + order[:shift]:
+                for name in rotate(order, round_no // 2):
                     for op in OPS:
                         rate, used = bench.measure(name, op, args.accesses)
                         rates[op][name].append(rate)

@@ -91,7 +91,9 @@ class Session:
         """Serve requests until the peer closes or sends garbage.
 
         Between bursts it waits in the channel's blocking receive (one system
-        call per request, not a poll and then a receive), so the way to end it
+        call per request, not a poll and then a receive; after a burst that
+        wanted no reply, without polling, one ``sched_yield()`` and a receive
+        that does not wait come first), so the way to end it
         from outside is to shut the socket down for reading, as
         :meth:`VfioUserServer.stop() <vfio_bridge.server.VfioUserServer.stop>`
         does; the receive then sees the end of the stream. Raises
