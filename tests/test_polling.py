@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vfio_bridge.polling import DEFAULT_POLL_MAX_US, PollBudget
+from vfio_bridge.polling import DEFAULT_POLL_MAX_US, PollBudget, use_scheduling
 
 
 def test_budget_grows_to_the_limit_and_shrinks_to_nothing() -> None:
@@ -36,11 +36,13 @@ def test_zero_limit_never_polls_and_negative_is_refused() -> None:
         PollBudget(-1)
 
 
-def serve_pinned(sockdir: Path, cpus: set[int], *args: str) -> tuple[str, str, int]:
+def serve_pinned(
+    sockdir: Path, cpus: set[int], *args: str, python: tuple[str, ...] = ("-m", "vfio_bridge")
+) -> tuple[str, str, int]:
     """Start the server with the CPU affinity ``cpus`` (set in the child before it
     runs) and ``args``; its ready line, its stderr once stopped by its pid, and the
     scheduling policy it ran under once ready (as the kernel reports it)."""
-    argv = [sys.executable, "-m", "vfio_bridge", "serve", "--model", "edu"]
+    argv = [sys.executable, *python, "serve", "--model", "edu"]
     argv += ["--socket", str(sockdir / "edu.sock"), "-v", *args]
     proc = subprocess.Popen(
         argv,
@@ -97,3 +99,18 @@ def test_batch_scheduling_on_request_with_two_cpus(sockdir: Path) -> None:
     )
     assert line.endswith(", batch scheduling\n")
     assert policy == os.SCHED_BATCH
+
+
+def test_a_policy_the_platform_lacks_is_refused_and_the_server_still_serves(
+    sockdir: Path,
+) -> None:
+    with pytest.raises(ValueError):
+        use_scheduling("fifo")
+    # A platform without SCHED_BATCH: the server says so once and runs as it is.
+    no_batch = "import os, sys; del os.SCHED_BATCH; from vfio_bridge.cli import main; "
+    no_batch += "sys.exit(main(sys.argv[1:]))"
+    cpus = set(sorted(os.sched_getaffinity(0))[:1])
+    line, stderr, policy = serve_pinned(sockdir, cpus, python=("-c", no_batch))
+    assert line.endswith(", no polling, scheduling unchanged (one CPU)\n")
+    assert stderr.count("scheduling policy batch refused") == 1
+    assert policy == os.SCHED_OTHER

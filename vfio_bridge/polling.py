@@ -80,5 +80,7 @@ def use_scheduling(policy: str) -> None:
     """
     if policy not in SCHEDULING:
         raise ValueError(f"unknown scheduling policy {policy!r}")
-    chosen = os.SCHED_BATCH if policy == "batch" else os.SCHED_OTHER
+    chosen = getattr(os, "SCHED_BATCH" if policy == "batch" else "SCHED_OTHER", None)
+    if chosen is None or not hasattr(os, "sched_setscheduler"):
+        raise OSError(f"this platform has no {policy} scheduling policy")
     os.sched_setscheduler(0, chosen, os.sched_param(0))
