@@ -27,7 +27,7 @@ fi
 
 # The virtualenv's interpreter: $XVPCI_PYTHON, else Debian's own python3 (built with
 # profile-guided and link-time optimisation, and statically linked: the server's
-# CPU per MMIO in bench.mmio is 15-20 % lower under it than under a default
+# CPU per MMIO in bench.mmio_ab is about 17 % lower under it than under a default
 # pyenv build, whose python3 may come first on PATH), else python3 on PATH.
 python=${XVPCI_PYTHON:-}
 if [[ -z $python ]]; then

@@ -19,7 +19,7 @@ from __future__ import annotations
 import errno
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from .device import DeviceModel
 from .protocol import ProtocolError, Region
@@ -157,7 +157,7 @@ class Regions:
             handler.write(pos, size, value)
 
 
-def _refuse_length(count: int, data: bytes) -> None:
+def _refuse_length(count: int, data: bytes) -> NoReturn:
     raise ProtocolError(f"REGION_WRITE announces {count} bytes but carries {len(data)}")
 
 
