@@ -27,6 +27,12 @@ case "$group" in
         tests="tests/test_protocol.py tests/test_protocol_edges.py tests/test_wire_capture.py tests/test_conformance.py"
         source="vfio_bridge/"
         ;;
+    regions)
+        # the region-access plans and the register file they call (both in-process)
+        modules="vfio_bridge/regions.py vfio_bridge/device/registers.py"
+        tests="tests/test_registers.py tests/test_dispatch.py"
+        source="vfio_bridge/"
+        ;;
     rules)
         modules="harness/difflog/rules.py"
         tests="tests/test_rules_file.py $diff_tests tests/test_phases.py tests/test_transactions.py"
@@ -69,7 +75,7 @@ case "$group" in
         tests="tests/test_reader.py tests/test_logformat.py tests/test_diff_cutter.py"
         ;;
     *)
-        echo "usage: bash ci/mutation.sh protocol|rules|normalize|phases|transactions|reports|engine|reader|cutter [mutmut run args]" >&2
+        echo "usage: bash ci/mutation.sh protocol|regions|rules|normalize|phases|transactions|reports|engine|reader|cutter [mutmut run args]" >&2
         exit 2
         ;;
 esac
