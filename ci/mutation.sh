@@ -30,7 +30,7 @@ case "$group" in
     regions)
         # the region-access plans and the register file they call (both in-process)
         modules="vfio_bridge/regions.py vfio_bridge/device/registers.py"
-        tests="tests/test_registers.py tests/test_dispatch.py"
+        tests="tests/test_registers.py tests/test_dispatch.py tests/test_config_space.py tests/test_server.py tests/test_nvme.py tests/test_window.py tests/test_hostile.py tests/test_hostile_models.py"
         source="vfio_bridge/"
         ;;
     rules)

@@ -195,6 +195,83 @@ def test_kept_access_plans_answer_and_record_as_plans_made_afresh(
     assert half >= 5 and refused[:half] == refused[half:]
 
 
+def test_accesses_are_recorded_with_their_kind_and_pieces(tmp_path: Path) -> None:
+    """What each kind of plan writes to the log: a register read and write, a config
+    write, and a 4-byte read that is not aligned (two 2-byte pieces, as a CPU cuts it)."""
+    fx = Fixture(tmp_path / "log.jsonl")
+    fx.negotiate()
+    dma_src = (0x1122334455667788).to_bytes(8, "little")
+    for msg_id, command, body in (
+        (1, REGION_READ, access(0x00, BAR0, 4)),
+        (2, REGION_WRITE, access(0x80, BAR0, 8, dma_src)),
+        (3, REGION_WRITE, access(0x04, CONFIG, 2, b"\x06\x00")),
+        (4, REGION_READ, access(0x82, BAR0, 4)),
+        (5, REGION_WRITE, access(0x86, BAR0, 4, b"\xaa\xbb\xcc\xdd")),
+    ):
+        message = struct.pack("<HHIII", msg_id, command, 16 + len(body), 0, 0) + body
+        parsed = access_request(message, len(message))
+        assert parsed is not None
+        reply = fx.dispatcher.region_access(*parsed)
+        assert reply is not None and not reply[8] & ERROR
+        if msg_id == 4:  # bytes 2-5 of dma_src
+            assert reply[32:] == dma_src[2:6]
+    fx.recorder.close()
+    _, events, _ = read_log(tmp_path / "log.jsonl")
+    accesses = [
+        (e["kind"], e.get("bar"), e["offset"], e["size"])
+        for e in events
+        if e["kind"].startswith(("mmio", "cfg"))
+    ]
+    assert accesses == [
+        ("mmio_read", 0, 0x00, 4),
+        ("mmio_write", 0, 0x80, 8),
+        ("cfg_write", None, 0x04, 2),
+        ("mmio_read", 0, 0x82, 2),
+        ("mmio_read", 0, 0x84, 2),
+        ("mmio_write", 0, 0x86, 2),
+        ("mmio_write", 0, 0x88, 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "command", "detail"),
+    [
+        (access(0, 9, 4), REGION_READ, "region 9 does not exist"),
+        (access(0, 12, 4), REGION_READ, "region 12 does not exist"),
+        (access(0, BAR0, 65), REGION_READ, "access of 65 bytes exceeds the transfer limit"),
+        (
+            access(0xFFFFE, BAR0, 4),
+            REGION_READ,
+            "access 0xffffe+4 outside region 0 of 0x100000 bytes",
+        ),
+        (access(4, BAR0, 4, b"\x01"), REGION_WRITE, "REGION_WRITE announces 4 bytes but carries 1"),
+        (
+            access(4, CONFIG, 2, b"\x01"),
+            REGION_WRITE,
+            "REGION_WRITE announces 2 bytes but carries 1",
+        ),
+        (access(3, BAR0, 4, b"\x01"), REGION_WRITE, "REGION_WRITE announces 4 bytes but carries 1"),
+    ],
+)
+def test_a_refused_access_is_logged_with_what_was_wrong(
+    tmp_path: Path, body: bytes, command: int, detail: str
+) -> None:
+    fx = Fixture(tmp_path / "log.jsonl", max_data_xfer=64)
+    fx.negotiate()
+    reply = fx.send(1, command, body)
+    assert reply is not None and reply_header(reply[0])[3] == REPLY | ERROR
+    fx.recorder.close()
+    _, events, _ = read_log(tmp_path / "log.jsonl")
+    (refusal,) = [e for e in events if e["kind"] == "device_error"]
+    assert refusal["detail"] == f"command {command}: {detail}"
+
+
+def test_an_access_may_end_at_the_last_byte_of_its_region(fx: Fixture) -> None:
+    fx.negotiate()
+    reply = fx.send(1, REGION_READ, access(0xFFFFC, BAR0, 4))
+    assert reply is not None and reply_header(reply[0]) == (1, REGION_READ, 16 + 16 + 4, REPLY, 0)
+
+
 def test_access_plans_are_kept_up_to_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(regions, "PLAN_LIMIT", 3)
     fx = Fixture()
