@@ -11,16 +11,18 @@ and each variant's median per-round ratio to libvfio-user.
 A variant is ``NAME=PYTHON:SOURCE[:ARG,ARG...]``: the interpreter to run
 ``python -m vfio_bridge serve`` with, a source tree holding ``vfio_bridge``
 (this checkout, or a ``git worktree`` of another commit), and extra ``serve``
-arguments. For example, the code of two commits under one interpreter::
+arguments. For example, the code of two commits under one interpreter, and
+the second again under ``SCHED_BATCH``::
 
     git worktree add /tmp/before HEAD~3
-    python -m bench.mmio_ab --libvfio-user-src DIR \\
-        before=.venv/bin/python:/tmp/before:--sched,batch \\
-        after=.venv/bin/python:.:--sched,batch
+    python -m bench.mmio_ab --libvfio-user-src DIR before=.venv/bin/python:/tmp/before \\
+        after=.venv/bin/python:. after-batch=.venv/bin/python:.:--sched,batch
 
-Servers run with ``python -P`` from a scratch directory, so that neither the
-working directory nor an installed copy shadows ``SOURCE``; each variant's
-``vfio_bridge`` is checked to come from its tree before anything runs.
+Unlike ``bench.mmio``, it needs libvfio-user: that is what the ratios are to.
+Servers run with ``python -P`` (Python 3.11 or later) from a scratch
+directory, so that neither the working directory nor an installed copy shadows
+``SOURCE``; each variant's ``vfio_bridge`` is checked to come from its tree
+before anything runs.
 """
 
 from __future__ import annotations
