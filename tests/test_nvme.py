@@ -13,7 +13,7 @@ from tests.nvme_host import ClientPort, LocalPort, NvmeHost
 from vfio_bridge.client import VfioUserClient
 from vfio_bridge.device.local import LocalBus
 from vfio_bridge.models.nvme import Nvme
-from vfio_bridge.models.nvme_spec import NvmeError, NvmeStatus, prp_segments
+from vfio_bridge.models.nvme_spec import NvmeCommand, NvmeError, NvmeStatus, prp_segments
 
 MEMORY = 4 << 20
 
@@ -305,3 +305,13 @@ def test_nvme_over_vfio_user_socket(sockdir: Path, tmp_path: Path, shared: bool)
             assert (client.dma_requests_served > 0) is not shared
     finally:
         server.stop()
+
+
+def test_a_commands_lba_range_is_read_from_the_specifications_offsets() -> None:
+    # NVM Command Set, Read: SLBA in CDW10-11 (bytes 40-47 of the 64-byte entry),
+    # NLB zero-based in CDW12 bits 15:0 (bytes 48-49); FUA is CDW12 bit 30.
+    raw = bytearray(64)
+    raw[0] = 0x02  # Read
+    raw[40:48] = (0x1_2345_6789).to_bytes(8, "little")
+    raw[48:52] = ((1 << 30) | 7).to_bytes(4, "little")
+    assert NvmeCommand.parse(bytes(raw)).lba_range() == (0x1_2345_6789, 8)

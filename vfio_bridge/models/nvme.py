@@ -667,7 +667,7 @@ class Nvme(DeviceModel):
             ns.flush()
             return NvmeStatus.SUCCESS, 0
         if cmd.opcode in (READ, WRITE, WRITE_ZEROES):
-            lba, count = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
+            lba, count = cmd.lba_range()
             ns.check(lba, count)
             if cmd.opcode == WRITE_ZEROES:
                 ns.zero(lba, count)

@@ -67,6 +67,11 @@ class NvmeCommand:
         opcode, flags, cid, nsid, prp1, prp2, *cdws = cls._LAYOUT.unpack_from(raw)
         return cls(opcode, cid, nsid, prp1, prp2, *cdws, (flags >> 6) & 0x3)
 
+    def lba_range(self) -> tuple[int, int]:
+        """A Read, Write or Write Zeroes command's first LBA (CDW10-11) and number of
+        blocks (CDW12 bits 15:0, zero-based), as the NVM Command Set lays them out."""
+        return self.cdw10 | self.cdw11 << 32, (self.cdw12 & 0xFFFF) + 1
+
 
 _CQE_LAYOUT = struct.Struct("<IIHHHH")
 

@@ -128,7 +128,7 @@ def command_fields(
     written: tuple[Extent, ...] = ()
     read: tuple[Extent, ...] = ()
     if opcode in (READ, WRITE, WRITE_ZEROES):
-        lba, count = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
+        lba, count = cmd.lba_range()
         params.append(("fua", (cmd.cdw12 >> 30) & 1))
         if opcode == READ:
             read = (Extent(lba, count),)
@@ -568,7 +568,7 @@ class NvmeDecoder:
         """:meth:`_transaction` of a completed read or write: what ``command_fields`` and
         ``_with_data`` give it, without their generality (most of a log's commands)."""
         opcode = cmd.opcode
-        lba, count = cmd.cdw10 | cmd.cdw11 << 32, (cmd.cdw12 & 0xFFFF) + 1
+        lba, count = cmd.lba_range()
         fua = (cmd.cdw12 >> 30) & 1
         params = _RW_PARAMS.get((opcode, cmd.nsid, fua))
         if params is None:
