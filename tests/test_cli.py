@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -14,7 +15,7 @@ import pytest
 from harness.qemu_install import QemuInstall
 from harness.served import ServedModel
 from tests.conftest import read_log
-from vfio_bridge.client import VfioUserClient
+from vfio_bridge.client import ClientError, VfioUserClient
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -33,6 +34,20 @@ def test_serve_prints_one_ready_line_and_stops_cleanly(sockdir: Path, tmp_path: 
     assert served.stderr_path.read_text() == ""  # nothing but errors, and there were none
     header, events, trailer = read_log(tmp_path / "edu.jsonl")
     assert header["model"] == "edu" and trailer is not None and events
+
+
+def test_serve_advertises_and_enforces_a_smaller_transfer_limit(sockdir: Path) -> None:
+    served = ServedModel("edu", sockdir, None, server_args=["--max-data-xfer", "4096"])
+    try:
+        with VfioUserClient(served.socket_path) as client:
+            client.negotiate()
+            assert client.server_capabilities["capabilities"]["max_data_xfer_size"] == 4096
+            assert len(client.region_read(0, 0x40000, 4096)) == 4096  # edu's DMA buffer
+            with pytest.raises(ClientError) as refused:
+                client.region_read(0, 0x40000, 4097)
+            assert refused.value.errno == errno.E2BIG
+    finally:
+        assert served.stop() == 0
 
 
 def test_sigint_stops_the_server_too(sockdir: Path) -> None:
@@ -79,6 +94,8 @@ def test_serve_refuses_a_socket_in_use(sockdir: Path) -> None:
         (["--model", "edu", "--socket", "x", "--opt", "bogus=1"], "has no option 'bogus'"),
         (["--model", "edu", "--socket", "x", "--opt", "dma_mask_bits=many"], "dma_mask_bits"),
         (["--model", "edu", "--socket", "/nonexistent/dir/s"], "cannot create socket"),
+        (["--model", "edu", "--socket", "x", "--max-data-xfer", "0"], "must be in 1..1048576"),
+        (["--model", "edu", "--socket", "x", "--max-data-xfer", "2M"], "invalid int value"),
     ],
 )
 def test_serve_usage_errors_are_one_line_with_status_2(args: list[str], message: str) -> None:

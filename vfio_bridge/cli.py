@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from .dispatch import MAX_DATA_XFER
 from .models import MODELS, create_model
 from .polling import (
     DEFAULT_POLL_MAX_US,
@@ -66,6 +67,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "or 0 when the server may run on one CPU only)",
     )
     parser.add_argument(
+        "--max-data-xfer",
+        type=int,
+        default=MAX_DATA_XFER,
+        metavar="BYTES",
+        help="largest region access the client may make, advertised in the VERSION "
+        f"reply (1..{MAX_DATA_XFER}, default {MAX_DATA_XFER}; libvfio-user's is the same)",
+    )
+    parser.add_argument(
         "--sched",
         choices=SCHEDULING,
         help="scheduling policy: batch (SCHED_BATCH) does not preempt the client's thread "
@@ -115,7 +124,13 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.warning("scheduling policy %s refused (%s); running under the current one", sched, exc)
         scheduling = "scheduling unchanged"
-    server = VfioUserServer(model, args.socket, recorder, poll_max_us=poll_us)
+    if not 0 < args.max_data_xfer <= MAX_DATA_XFER:
+        print(f"error: --max-data-xfer must be in 1..{MAX_DATA_XFER}", file=sys.stderr)
+        recorder.close()
+        return 2
+    server = VfioUserServer(
+        model, args.socket, recorder, poll_max_us=poll_us, max_data_xfer=args.max_data_xfer
+    )
     try:
         server.listen()
     except ServerError as exc:
