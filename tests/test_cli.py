@@ -94,8 +94,8 @@ def test_serve_refuses_a_socket_in_use(sockdir: Path) -> None:
         (["--model", "edu", "--socket", "x", "--opt", "bogus=1"], "has no option 'bogus'"),
         (["--model", "edu", "--socket", "x", "--opt", "dma_mask_bits=many"], "dma_mask_bits"),
         (["--model", "edu", "--socket", "/nonexistent/dir/s"], "cannot create socket"),
-        (["--model", "edu", "--socket", "x", "--max-data-xfer", "0"], "must be in 1..1048576"),
-        (["--model", "edu", "--socket", "x", "--max-data-xfer", "2M"], "invalid int value"),
+        (["--model", "edu", "--socket", "x", "--max-data-xfer", "0"], "0 is not in 1..1048576"),
+        (["--model", "edu", "--socket", "x", "--max-data-xfer", "2M"], "'2M' is not a number"),
     ],
 )
 def test_serve_usage_errors_are_one_line_with_status_2(args: list[str], message: str) -> None:

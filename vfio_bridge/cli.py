@@ -68,7 +68,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-data-xfer",
-        type=int,
+        type=_transfer_size,
         default=MAX_DATA_XFER,
         metavar="BYTES",
         help="largest region access the client may make, advertised in the VERSION "
@@ -91,6 +91,16 @@ def _non_negative(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if value < 0 or value != value:
         raise argparse.ArgumentTypeError(f"{text!r} is not zero or more")
+    return value
+
+
+def _transfer_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes") from None
+    if not 0 < value <= MAX_DATA_XFER:
+        raise argparse.ArgumentTypeError(f"{value} is not in 1..{MAX_DATA_XFER}")
     return value
 
 
@@ -124,10 +134,6 @@ def run_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.warning("scheduling policy %s refused (%s); running under the current one", sched, exc)
         scheduling = "scheduling unchanged"
-    if not 0 < args.max_data_xfer <= MAX_DATA_XFER:
-        print(f"error: --max-data-xfer must be in 1..{MAX_DATA_XFER}", file=sys.stderr)
-        recorder.close()
-        return 2
     server = VfioUserServer(
         model, args.socket, recorder, poll_max_us=poll_us, max_data_xfer=args.max_data_xfer
     )
