@@ -8,11 +8,14 @@ import select
 import socket
 import stat
 import struct
+import threading
+import time
 
 import pytest
 
 from tests.conftest import ThreadedServer, has, read_log
 from vfio_bridge.client import ClientError, VfioUserClient, sealed_memfd
+from vfio_bridge.models.edu import Edu
 from vfio_bridge.protocol import (
     DeviceFlags,
     DmaMap,
@@ -30,7 +33,8 @@ from vfio_bridge.protocol import (
     VfioCommand,
     frame,
 )
-from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS
+from vfio_bridge.recorder import Recorder
+from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Session
 from vfio_bridge.transport import PeerClosed, SocketChannel
 
 BAR0 = Region.BAR0
@@ -429,13 +433,6 @@ def test_a_posted_write_yields_the_cpu_once_and_the_session_then_sleeps(
     """Without polling, a burst that wanted no reply (a posted write) is followed by
     one sched_yield, so the client may go on sending, and then by a blocking
     receive: not a spin. What comes after is served in order."""
-    import threading
-    import time
-
-    from vfio_bridge.models.edu import Edu
-    from vfio_bridge.recorder import Recorder
-    from vfio_bridge.session import Session
-
     yields: list[int] = []
     real_yield = os.sched_yield
     monkeypatch.setattr(os, "sched_yield", lambda: (yields.append(1), real_yield())[1])
