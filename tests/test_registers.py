@@ -80,6 +80,9 @@ def test_fields_have_their_own_rules(regs: RegisterFile) -> None:
     assert regs.get_field("ctl", "errors") == 0xC
     regs.set_field("ctl", "errors", 0)
     assert regs.read(0x10, 4) == 0x03
+    regs.set_field("ctl", "errors", 0x5)  # the model sets a field by its own value
+    assert regs.get_field("ctl", "errors") == 0x5 and regs.read(0x10, 4) == 0x53
+    assert regs.names() == ["ro", "rw", "w1c", "wo", "ctl", "live", "wide"]
 
 
 def test_read_hook_supplies_live_value(regs: RegisterFile, owner: Owner) -> None:
@@ -132,6 +135,65 @@ def test_unmapped_offsets(regs: RegisterFile) -> None:
     assert regs.write(0x40, 4, 1) is False
 
 
+def test_accesses_across_gaps_and_register_edges() -> None:
+    """Byte by byte where registers leave gaps: a gap reads as zero and takes no
+    write, and an access that begins or ends inside a register takes only its bytes."""
+    regs = RegisterFile(
+        [
+            Register("a", 0x01, size=1),
+            Register("b", 0x03, size=1),
+            Register("w", 0x04),
+            Register("x", 0x08),
+        ]
+    )
+    assert regs.write(0x04, 4, 0) is True  # a register exactly there took it
+    assert regs.write(0x02, 2, 0) is True  # a register took part of it
+    assert regs.write(0x0C, 4, 0) is False  # none did
+    regs.write(0x00, 4, 0x44332211)  # bytes 0x00 and 0x02 fall in gaps
+    assert regs.read(0x01, 1) == 0x22 and regs.read(0x03, 1) == 0x44
+    assert regs.read(0x00, 4) == 0x44002200
+    regs.write(0x04, 4, 0xDDCCBBAA)
+    assert regs.read(0x03, 2) == 0xAA44  # b, then w's first byte
+    assert regs.read(0x02, 4) == 0xBBAA4400  # a gap, b, then half of w
+    regs.write(0x03, 2, 0x1155)  # b, and w's first byte only
+    assert regs.read(0x04, 4) == 0xDDCCBB11 and regs.read(0x03, 1) == 0x55
+    regs.write(0x06, 2, 0x6677)  # the top half of w alone
+    assert regs.read(0x04, 4) == 0x6677BB11
+    regs.write(0x08, 4, 0x0D0C0B0A)
+    assert regs.read(0x06, 4) == 0x0B0A6677  # from the middle of w into x
+    regs.write(0x06, 4, 0x99887766)  # the same straddle written
+    assert regs.read(0x04, 4) == 0x7766BB11 and regs.read(0x08, 4) == 0x0D0C9988
+
+
+def test_masks_of_several_fields_and_values_wider_than_the_register() -> None:
+    regs = RegisterFile(
+        [
+            Register(
+                "status",
+                0x00,
+                fields=(
+                    Field("done", 0, access=Access.W1C, reset=1),
+                    Field("error", 4, access=Access.W1C, reset=1),
+                    Field("kick", 8, access=Access.WO),
+                    Field("abort", 12, access=Access.WO),
+                    Field("top", 31),  # the register's last bit
+                ),
+            ),
+            Register("byte", 0x04, size=1, reset=0x1FF),  # a reset wider than the register
+            Register("half", 0x06, size=2),
+        ]
+    )
+    assert regs.read(0x00, 4) == 0x11
+    regs.write(0x00, 4, 0x11 | 0x1100 | 1 << 31)  # clear both, kick both, set top
+    assert regs.read(0x00, 4) == 1 << 31  # write-only bits read as zero
+    assert regs.read(0x04, 1) == 0xFF
+    assert regs["byte"] == 0xFF  # what the model sees is cut to the register too
+    regs.write(0x06, 2, 0xBEEF)
+    assert regs.read(0x06, 2) == 0xBEEF
+    regs["half"] = 0x12345
+    assert regs["half"] == 0x2345  # the model's writes are cut to the register too
+
+
 def test_reset_restores_declared_values(regs: RegisterFile) -> None:
     regs.write(0x04, 4, 0)
     regs.reset()
@@ -141,14 +203,22 @@ def test_reset_restores_declared_values(regs: RegisterFile) -> None:
 def test_declaration_errors() -> None:
     with pytest.raises(ValueError, match="aligned"):
         Register("x", 0x2, size=4)
+    with pytest.raises(ValueError, match="register x: size 3 is not 1, 2, 4 or 8"):
+        Register("x", 0, size=3)
+    with pytest.raises(ValueError, match="register x: field f exceeds 32 bits"):
+        Register("x", 0, fields=(Field("f", 32),))
+    with pytest.raises(ValueError, match="registers a and b overlap at 0x4"):
+        RegisterFile([Register("a", 0, size=8), Register("b", 4)])
     with pytest.raises(ValueError, match="exceeds"):
         Register("x", 0, size=1, fields=(Field("f", 4, 8),))
     with pytest.raises(ValueError, match="overlap"):
         RegisterFile([Register("a", 0, size=8), Register("b", 4)])
     with pytest.raises(ValueError, match="twice"):
         RegisterFile([Register("a", 0), Register("a", 4)])
-    with pytest.raises(TypeError, match="no method"):
+    with pytest.raises(TypeError, match="register a: object has no method missing"):
         RegisterFile([Register("a", 0, write="missing")], owner=object())
+    with pytest.raises(TypeError, match="register b: object has no method gone"):
+        RegisterFile([Register("b", 0, read="gone")], owner=object())
 
 
 class Tiny(DeviceModel):
