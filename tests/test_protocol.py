@@ -230,6 +230,26 @@ def test_reader_reassembles_byte_by_byte_and_back_to_back() -> None:
     assert [m.body for m in both] == [m.body for m in got]
 
 
+def test_the_reader_says_when_it_holds_no_part_of_a_message() -> None:
+    """``at_boundary``: what the channel checks before it parses a receive in place."""
+    whole = frame(1, VfioCommand.DEVICE_RESET, b"")
+    body = frame(2, VfioCommand.DEVICE_GET_INFO, DeviceInfo(16).pack())
+    reader = MessageReader(4096, 4)
+    assert reader.at_boundary
+    states = []
+    for chunk in (whole[:7], whole[7:], body[:20], body[20:], whole + body[:16], body[16:]):
+        reader.feed(chunk)
+        states.append(reader.at_boundary)
+    # half a header; whole; header and part of the body; whole; a header alone; whole
+    assert states == [False, True, False, True, False, True]
+    r, w = os.pipe()
+    os.close(w)
+    reader.feed(b"", [r])  # descriptors waiting for the message they came with
+    assert not reader.at_boundary
+    reader.close()  # which closes them
+    assert reader.at_boundary and not _is_open(r)
+
+
 def test_reader_attaches_fds_to_their_message() -> None:
     reader = MessageReader(4096, 4)
     r, w = os.pipe()
