@@ -103,18 +103,20 @@ def layouts(cpus: list[int]) -> tuple[list[Layout], str | None]:
     return chosen, skipped
 
 
-def pin(pid: int, cpus: set[int]) -> None:
-    """Set the CPU affinity of every thread of ``pid`` (QEMU has several)."""
+def _each_thread(pid: int, action: Callable[[int], object]) -> None:
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(task), cpus)
+            action(int(task))
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Set the CPU affinity of every thread of ``pid`` (QEMU has several)."""
+    _each_thread(pid, lambda tid: os.sched_setaffinity(tid, cpus))
 
 
 def batch(pid: int) -> None:
     """Put every thread of ``pid`` under SCHED_BATCH (as our server's ``--sched batch``)."""
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setscheduler(int(task), os.SCHED_BATCH, os.sched_param(0))
+    _each_thread(pid, lambda tid: os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0)))
 
 
 def pci_address(slot: int) -> str:

@@ -84,13 +84,16 @@ class Variant:
         python = os.path.abspath(parts[0]) if os.sep in parts[0] else parts[0]
         return cls(name, python, Path(parts[1]).resolve(), args)
 
+    def _python(self, *args: str) -> list[str]:
+        """The variant's interpreter on its tree alone (``-P``: not the working directory)."""
+        return ["env", f"PYTHONPATH={self.source}", self.python, "-P", *args]
+
     def argv(self, *serve: str) -> list[str]:
-        return ["env", f"PYTHONPATH={self.source}", self.python, "-P", "-m", "vfio_bridge", *serve]
+        return self._python("-m", "vfio_bridge", *serve)
 
     def check(self) -> None:
         """The interpreter runs and imports ``vfio_bridge`` from the variant's tree."""
-        probe = ["env", f"PYTHONPATH={self.source}", self.python, "-P", "-c"]
-        probe.append("import vfio_bridge; print(vfio_bridge.__file__)")
+        probe = self._python("-c", "import vfio_bridge; print(vfio_bridge.__file__)")
         try:
             found = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=True)
         except (OSError, subprocess.SubprocessError) as exc:
@@ -126,18 +129,17 @@ class Bench:
                 variant = next((v for v in variants if v.name == name), None)
                 for posted in (True, False):
                     sock = work / f"{name}-{'p' if posted else 'np'}.sock"
+                    server: ManagedProcess | libvfio_user.EduServer
                     if variant is None:
                         server = libvfio_user.EduServer(built, sock)
-                        pid = server.pid
                     else:
                         serve = ["serve", "--model", "edu", "--socket", str(sock)]
                         argv = variant.argv(*serve, "--poll-us", "0", *variant.args)
                         server = start_ready(argv, name, sock.stem, sock.with_suffix(".err"), 30)
-                        pid = server.pid
                     self.processes.append(server)
                     slot = FIRST_SLOT + len(specs)
                     self.devices[name, posted] = Device(
-                        slot, BAR_BASE + BAR_STRIDE * len(specs), pid
+                        slot, BAR_BASE + BAR_STRIDE * len(specs), server.pid
                     )
                     props = {} if posted else {"x-no-posted-writes": True}
                     specs.append(vfio_user_device(sock, addr=pci_address(slot), **props))

@@ -68,6 +68,16 @@ def reply_header(reply: bytes) -> tuple[int, int, int, int, int]:
     return struct.unpack_from("<HHIII", reply)
 
 
+def hot_access(
+    dispatcher: Dispatcher, msg_id: int, command: int, body: bytes, flags: int = 0
+) -> bytes | None:
+    """A region access framed, parsed by access_request and answered by region_access."""
+    message = struct.pack("<HHIII", msg_id, command, 16 + len(body), flags, 0) + body
+    parsed = access_request(message, len(message))
+    assert parsed is not None
+    return dispatcher.region_access(*parsed)
+
+
 @pytest.fixture
 def fx() -> Fixture:
     return Fixture()
@@ -141,10 +151,7 @@ def test_the_hot_path_answers_and_records_as_the_general_path(tmp_path: Path) ->
             hot.negotiate()
         reply = general.send(step, command, body, flags)
         general_replies.append(None if reply is None else reply[0])
-        message = struct.pack("<HHIII", step, command, 16 + len(body), flags, 0) + body
-        parsed = access_request(message, len(message))
-        assert parsed is not None
-        hot_replies.append(hot.dispatcher.region_access(*parsed))
+        hot_replies.append(hot_access(hot.dispatcher, step, command, body, flags))
     assert hot_replies == general_replies
     assert any(r is not None and r[8] & ERROR for r in hot_replies)  # refusals compared too
     general.recorder.close()
@@ -168,10 +175,7 @@ def _serve_twice(log: Path) -> list[bytes | None]:
     fx.negotiate()
     replies = []
     for step, (command, body, flags) in enumerate(ACCESSES * 2):
-        message = struct.pack("<HHIII", step, command, 16 + len(body), flags, 0) + body
-        parsed = access_request(message, len(message))
-        assert parsed is not None
-        replies.append(fx.dispatcher.region_access(*parsed))
+        replies.append(hot_access(fx.dispatcher, step, command, body, flags))
     fx.recorder.close()
     return replies
 
@@ -208,10 +212,7 @@ def test_accesses_are_recorded_with_their_kind_and_pieces(tmp_path: Path) -> Non
         (4, REGION_READ, access(0x82, BAR0, 4)),
         (5, REGION_WRITE, access(0x86, BAR0, 4, b"\xaa\xbb\xcc\xdd")),
     ):
-        message = struct.pack("<HHIII", msg_id, command, 16 + len(body), 0, 0) + body
-        parsed = access_request(message, len(message))
-        assert parsed is not None
-        reply = fx.dispatcher.region_access(*parsed)
+        reply = hot_access(fx.dispatcher, msg_id, command, body)
         assert reply is not None and not reply[8] & ERROR
         if msg_id == 4:  # bytes 2-5 of dma_src
             assert reply[32:] == dma_src[2:6]

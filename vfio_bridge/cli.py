@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .dispatch import MAX_DATA_XFER
+from .dispatch import MAX_DATA_XFER, checked_max_data_xfer
 from .models import MODELS, create_model
 from .polling import (
     DEFAULT_POLL_MAX_US,
@@ -99,9 +99,10 @@ def _transfer_size(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes") from None
-    if not 0 < value <= MAX_DATA_XFER:
-        raise argparse.ArgumentTypeError(f"{value} is not in 1..{MAX_DATA_XFER}")
-    return value
+    try:
+        return checked_max_data_xfer(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value} is not in 1..{MAX_DATA_XFER}") from None
 
 
 def run_serve(args: argparse.Namespace) -> int:

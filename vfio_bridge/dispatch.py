@@ -86,6 +86,14 @@ _REGION_READ = int(VfioCommand.REGION_READ)
 _access_fields = RegionAccess.fields
 
 
+def checked_max_data_xfer(value: int) -> int:
+    """``value`` as a transfer limit we may advertise; ValueError unless it is in
+    1..:data:`MAX_DATA_XFER`."""
+    if not 0 < value <= MAX_DATA_XFER:
+        raise ValueError(f"max_data_xfer {value} is not in 1..{MAX_DATA_XFER}")
+    return value
+
+
 class Dispatcher:
     """Answers the requests of one client for ``model``.
 
@@ -102,9 +110,7 @@ class Dispatcher:
         interrupts: Interrupts,
         max_data_xfer: int = MAX_DATA_XFER,
     ) -> None:
-        if not 0 < max_data_xfer <= MAX_DATA_XFER:
-            raise ValueError(f"max_data_xfer {max_data_xfer} is not in 1..{MAX_DATA_XFER}")
-        self.max_data_xfer = max_data_xfer
+        self.max_data_xfer = checked_max_data_xfer(max_data_xfer)
         self.model = model
         self.recorder = recorder
         self.bus = bus

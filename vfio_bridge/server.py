@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from .device import DeviceModel
-from .dispatch import MAX_DATA_XFER
+from .dispatch import MAX_DATA_XFER, checked_max_data_xfer
 from .fdutil import close_quietly
 from .polling import DEFAULT_POLL_MAX_US
 from .protocol import HEADER_SIZE, Header, MsgFlags, ProtocolError, frame
@@ -57,13 +57,11 @@ class VfioUserServer:
         poll_max_us: float = DEFAULT_POLL_MAX_US,
         max_data_xfer: int = MAX_DATA_XFER,
     ) -> None:
-        if not 0 < max_data_xfer <= MAX_DATA_XFER:
-            raise ValueError(f"max_data_xfer {max_data_xfer} is not in 1..{MAX_DATA_XFER}")
+        self.max_data_xfer = checked_max_data_xfer(max_data_xfer)  # before a client comes
         self.model = model
         self.socket_path = Path(socket_path)
         self.recorder = recorder
         self.poll_max_us = poll_max_us
-        self.max_data_xfer = max_data_xfer
         self._listener: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)

@@ -170,15 +170,20 @@ class RegisterFile:
     ) -> tuple[Callable[[], int], Callable[[int], None]] | None:
         """How to read and write the register that is exactly ``size`` bytes at
         ``offset``, as :meth:`read` and :meth:`write` would; None if there is none."""
+        reg = self._exactly_at(offset, size)
+        return None if reg is None else (reg.guest_read, reg.guest_write)
+
+    def _exactly_at(self, offset: int, size: int) -> _Compiled | None:
+        """The register that is exactly ``size`` bytes at ``offset``, if there is one."""
         reg = self._by_byte.get(offset)
         if reg is not None and reg.reg.offset == offset and reg.reg.size == size:
-            return reg.guest_read, reg.guest_write
+            return reg
         return None
 
     def read(self, offset: int, size: int) -> int:
         """Read ``size`` bytes at ``offset``; bytes no register covers read as zero."""
-        reg = self._by_byte.get(offset)
-        if reg is not None and reg.reg.offset == offset and reg.reg.size == size:
+        reg = self._exactly_at(offset, size)
+        if reg is not None:
             return reg.guest_read()
         return self._read_bytes(offset, size)
 
@@ -200,8 +205,8 @@ class RegisterFile:
 
     def write(self, offset: int, size: int, value: int) -> bool:
         """Apply a guest write; returns False when no register is at ``offset``."""
-        reg = self._by_byte.get(offset)
-        if reg is not None and reg.reg.offset == offset and reg.reg.size == size:
+        reg = self._exactly_at(offset, size)
+        if reg is not None:
             reg.guest_write(value)
             return True
         return self._write_bytes(offset, size, value)
