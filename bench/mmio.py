@@ -11,7 +11,10 @@ from each server, side by side:
 - our edu model, with the server's adaptive polling on (``--poll-us 200
   --sched normal``, the default with two CPUs or more) and off (``--poll-us 0
   --sched batch``, the default on one CPU);
-- QEMU's built-in ``-device edu``.
+- QEMU's built-in ``-device edu``;
+- the floor of any Python server (:mod:`bench.floor_server`): the same two
+  system calls per access as ours, a canned reply and nothing else, under
+  ``SCHED_BATCH`` without polling. What a server in CPython cannot go below.
 
 Each vfio-user server serves two devices, one with QEMU's posted region
 writes (its default) and one with ``x-no-posted-writes=on``. Three kinds of
@@ -41,7 +44,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from harness.errors import HarnessError
 from harness.qemu_install import find_qemu
@@ -51,6 +54,7 @@ from vfio_bridge.polling import DEFAULT_POLL_MAX_US
 
 from . import libvfio_user
 from .common import print_table, save
+from .floor_server import FloorServer
 
 EDU_ID = 0x010000ED
 EDU_LIVENESS = 0x04
@@ -62,10 +66,13 @@ LIBVFIO_USER = "libvfio-user"
 LIBVFIO_USER_BATCH = "libvfio-user, batch"
 POLLING = "ours, polling"
 NO_POLLING = "ours, no polling"
+FLOOR = "Python floor"
 BUILTIN = "built-in edu"
-PATHS = (LIBVFIO_USER, LIBVFIO_USER_BATCH, POLLING, NO_POLLING, BUILTIN)
+PATHS = (LIBVFIO_USER, LIBVFIO_USER_BATCH, POLLING, NO_POLLING, FLOOR, BUILTIN)
 LIBVFIO_USER_PATHS = (LIBVFIO_USER, LIBVFIO_USER_BATCH)
 OURS = (POLLING, NO_POLLING)
+#: Compared with libvfio-user under SCHED_BATCH as well: all run under it or may.
+BATCH_COMPARED = (*OURS, FLOOR)
 READ, WRITE, POSTED = "read", "write (non-posted)", "write (posted)"
 OPS = (READ, WRITE, POSTED)
 T = TypeVar("T")
@@ -126,17 +133,38 @@ def pci_address(slot: int) -> str:
 
 
 def cpu_ns(pid: int) -> int:
-    """Nanoseconds ``pid``'s main thread has run (the servers are single-threaded)."""
+    """Nanoseconds ``pid``'s main thread has run (the servers serve on it)."""
     with open(f"/proc/{pid}/schedstat") as stat:
         return int(stat.read().split()[0])
 
 
+def switches(pid: int) -> tuple[int, int]:
+    """How often ``pid``'s main thread has left its CPU: (blocking, preempted)."""
+    counts = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name.endswith("ctxt_switches"):
+                counts[name] = int(value)
+    return counts["voluntary_ctxt_switches"], counts["nonvoluntary_ctxt_switches"]
+
+
+class Measured(NamedTuple):
+    """One measurement: accesses per second; per access, the server's CPU
+    microseconds and how often it left the CPU blocking and preempted (None
+    without a server)."""
+
+    rate: float
+    cpu_us: float | None = None
+    blocked: float | None = None
+    preempted: float | None = None
+
+
 def measure_edu(
     machine: QtestMachine, op: str, bar: int, count: int, server_pid: int | None
-) -> tuple[float, float | None]:
-    """``count`` accesses of kind ``op`` to the edu at ``bar`` after a short warm-up:
-    accesses per second, and the microseconds of CPU ``server_pid`` ran per access
-    (None without a server)."""
+) -> Measured:
+    """``count`` accesses of kind ``op`` to the edu at ``bar`` after a short warm-up,
+    and what they cost ``server_pid`` (see :class:`Measured`)."""
     ident = bar
     liveness = bar + EDU_LIVENESS
     if op == READ:
@@ -148,10 +176,16 @@ def measure_edu(
         finish = (lambda: machine.readl(ident)) if op == POSTED else _nothing
     _timed(access, max(50, count // 10), finish)
     if server_pid is None:
-        return _timed(access, count, finish), None
-    ran = cpu_ns(server_pid)
+        return Measured(_timed(access, count, finish))
+    ran, (blocked, preempted) = cpu_ns(server_pid), switches(server_pid)
     rate = _timed(access, count, finish)
-    return rate, (cpu_ns(server_pid) - ran) / count / 1000
+    now_blocked, now_preempted = switches(server_pid)
+    return Measured(
+        rate,
+        (cpu_ns(server_pid) - ran) / count / 1000,
+        (now_blocked - blocked) / count,
+        (now_preempted - preempted) / count,
+    )
 
 
 def add_libvfio_user_argument(parser: argparse.ArgumentParser) -> None:
@@ -178,7 +212,7 @@ class Bench:
     """The machine, its devices and their servers; every process ended by its pid on close."""
 
     def __init__(self, work: Path, libvfio_build: libvfio_user.Build | None) -> None:
-        self.servers: list[ServedModel | libvfio_user.EduServer] = []
+        self.servers: list[ServedModel | libvfio_user.EduServer | FloorServer] = []
         self.devices: list[Device] = []
         self.machine: QtestMachine | None = None
         specs: list[str] = []
@@ -194,6 +228,10 @@ class Bench:
                         if path == LIBVFIO_USER_BATCH:
                             batch(server.pid)
                         specs.append(self._add(path, posted, socket_path, server.pid))
+            for posted in (True, False):
+                floor = FloorServer(work / f"floor-{'p' if posted else 'np'}.sock")
+                self.servers.append(floor)
+                specs.append(self._add(FLOOR, posted, floor.socket_path, floor.pid))
             # Both explicit: the servers start unpinned, with the defaults of two CPUs.
             polling = ["--poll-us", str(DEFAULT_POLL_MAX_US), "--sched", "normal"]
             quiet = ["--poll-us", "0", "--sched", "batch"]
@@ -242,9 +280,8 @@ class Bench:
         for server in self.servers:
             pin(server.pid, layout.servers)
 
-    def measure(self, path: str, op: str, count: int) -> tuple[float, float | None]:
-        """Accesses per second of ``op`` on ``path``'s edu (after a short warm-up), and
-        the microseconds of CPU its server ran per access (None for QEMU's own edu)."""
+    def measure(self, path: str, op: str, count: int) -> Measured:
+        """``op`` on ``path``'s edu (after a short warm-up): see :class:`Measured`."""
         assert self.machine is not None
         # Reads and posted writes go to the device whose writes QEMU posts; the
         # built-in edu has only one kind of write.
@@ -296,6 +333,9 @@ def main() -> None:
     servers = [p for p in paths if p != BUILTIN]
     # cpu_us[layout][op][path]: the server's CPU microseconds per access, one per round
     cpu_us = {lay.name: {op: {p: [] for p in servers} for op in OPS} for lay in chosen}
+    # left[layout][op][path]: how often the server left the CPU per access, one
+    # (blocking, preempted) pair per round
+    left = {lay.name: {op: {p: [] for p in servers} for op in OPS} for lay in chosen}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="xvpci-mmio-") as tmp:
         try:
@@ -309,10 +349,13 @@ def main() -> None:
                     order = paths if round_no % 2 == 0 else paths[::-1]
                     for path in rotate(list(order), round_no // 2):
                         for op in OPS:
-                            rate, cpu = bench.measure(path, op, args.accesses)
-                            rates[layout.name][op][path].append(rate)
-                            if cpu is not None:
-                                cpu_us[layout.name][op][path].append(cpu)
+                            measured = bench.measure(path, op, args.accesses)
+                            rates[layout.name][op][path].append(measured.rate)
+                            if measured.cpu_us is not None:
+                                cpu_us[layout.name][op][path].append(measured.cpu_us)
+                                left[layout.name][op][path].append(
+                                    (measured.blocked, measured.preempted)
+                                )
                 print(f"round {round_no + 1}/{args.rounds} done", flush=True)
         except HarnessError as exc:
             raise SystemExit(f"error: {exc}") from None
@@ -330,6 +373,19 @@ def main() -> None:
         lay: {op: {p: statistics.median(v) for p, v in by_p.items()} for op, by_p in by_op.items()}
         for lay, by_op in cpu_us.items()
     }
+    median_left = {
+        lay: {
+            op: {
+                p: {
+                    "blocking": statistics.median(b for b, _ in pairs),
+                    "preempted": statistics.median(q for _, q in pairs),
+                }
+                for p, pairs in by_p.items()
+            }
+            for op, by_p in by_op.items()
+        }
+        for lay, by_op in left.items()
+    }
     versus: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for reference in (LIBVFIO_USER, LIBVFIO_USER_BATCH, BUILTIN):
         if reference not in paths:
@@ -339,7 +395,7 @@ def main() -> None:
                 op: {
                     p: _median_ratio(rates[lay][op][p], rates[lay][op][reference])
                     for p in paths
-                    if p != reference and (reference == LIBVFIO_USER or p in OURS)
+                    if p != reference and (reference == LIBVFIO_USER or p in BATCH_COMPARED)
                 }
                 for op in OPS
             }
@@ -359,6 +415,16 @@ def main() -> None:
     ]
     print_table(
         "server CPU microseconds per access (median; polling spends CPU by design)",
+        ["access, server", *names],
+        rows,
+    )
+    rows = [
+        [f"{op}, {p}", *(_left_text(median_left[lay][op][p]) for lay in names)]
+        for op in OPS
+        for p in servers
+    ]
+    print_table(
+        "times the server left the CPU per access, blocking / preempted (median)",
         ["access, server", *names],
         rows,
     )
@@ -401,6 +467,7 @@ def main() -> None:
         "libvfio_user": libvfio_status,
         "median_per_s": median,
         "server_cpu_us_per_access": median_cpu,
+        "server_switches_per_access": median_left,
         "ratio_to_libvfio_user": versus.get(LIBVFIO_USER),
         "ratio_to_libvfio_user_batch": versus.get(LIBVFIO_USER_BATCH),
         "ratio_to_builtin": versus.get(BUILTIN),
@@ -409,6 +476,10 @@ def main() -> None:
         "note": note,
     }
     print(f"\nresult: {save('mmio', data)}")
+
+
+def _left_text(left: dict[str, float]) -> str:
+    return f"{left['blocking']:.2f} / {left['preempted']:.2f}"
 
 
 def _reached(

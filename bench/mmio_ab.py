@@ -165,7 +165,8 @@ class Bench:
         """Accesses per second and the server's CPU microseconds per access."""
         assert self.machine is not None
         device = self.devices[name, op != WRITE]
-        rate, used = measure_edu(self.machine, op, device.bar, count, device.server_pid)
+        measured = measure_edu(self.machine, op, device.bar, count, device.server_pid)
+        rate, used = measured.rate, measured.cpu_us
         assert used is not None
         return rate, used
 

@@ -1,16 +1,27 @@
 """bench.mmio's set-up rules: where libvfio-user comes from, which CPU layouts run,
-what its note says, how slots are named to QEMU; bench.mmio_ab's variants."""
+what its note says, how slots are named to QEMU; bench.mmio_ab's variants; what
+bench.floor_server answers without its model."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench import libvfio_user
+from bench.floor_server import IDENT, LIVENESS, LIVENESS_VALUE, FloorSession
 from bench.mmio import ONE_CPU, OWN_CPU, _note, layouts, pci_address
 from bench.mmio_ab import Variant
 from harness.errors import HarnessError
+from vfio_bridge.client import VfioUserClient
+from vfio_bridge.models.edu import Edu
+from vfio_bridge.recorder import Recorder
+from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS
+from vfio_bridge.transport import PeerClosed, SocketChannel
 
 
 def test_no_source_named_says_how_to_name_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,3 +113,54 @@ def test_a_variant_must_import_vfio_bridge_from_its_own_tree(tmp_path: Path) -> 
     # A tree without the package: the installed copy would be imported instead.
     with pytest.raises(HarnessError, match="not from"):
         Variant("elsewhere", sys.executable, tmp_path).check()
+
+
+@contextlib.contextmanager
+def floor_client() -> Iterator[tuple[VfioUserClient, Recorder]]:
+    """A client of bench.floor_server's session on a socketpair, served on a thread;
+    the recorder counts what reached the model."""
+    server_end, client_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    recorder = Recorder(None)
+    channel = SocketChannel(server_end, MAX_MESSAGE_SIZE, MAX_MSG_FDS)
+    session = FloorSession(Edu(), channel, recorder, poll_max_us=0)
+
+    def serve() -> None:
+        with contextlib.suppress(PeerClosed):
+            session.run()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    client = VfioUserClient.over(client_end)
+    try:
+        client.negotiate()
+        yield client, recorder
+    finally:
+        client.close()
+        thread.join(timeout=10)
+        session.close()
+        channel.close()
+    assert not thread.is_alive()
+
+
+def test_the_floor_answers_the_benchmarks_reads_without_the_model() -> None:
+    with floor_client() as (client, recorder):
+        before = recorder.seq
+        assert [client.read32(0, IDENT) for _ in range(3)] == [0x010000ED] * 3
+        assert recorder.seq == before  # canned: nothing reached the model
+        client.read32(0, LIVENESS)  # any other access is the model's
+        assert recorder.seq == before + 1
+
+
+def test_the_floor_cans_a_write_only_once_the_model_holds_its_value() -> None:
+    inverted = ~LIVENESS_VALUE & 0xFFFFFFFF
+    with floor_client() as (client, recorder):
+        assert client.read32(0, LIVENESS) == 0  # the reset value
+        before = recorder.seq
+        client.write32(0, LIVENESS, LIVENESS_VALUE)  # the first reaches the model
+        assert recorder.seq == before + 1
+        client.write32(0, LIVENESS, LIVENESS_VALUE)
+        client.region_write(0, LIVENESS, LIVENESS_VALUE.to_bytes(4, "little"), posted=True)
+        assert recorder.seq == before + 1  # canned, posted or not
+        assert client.read32(0, LIVENESS) == inverted
+        client.write32(0, LIVENESS, 0x11)  # another value is the model's again
+        assert client.read32(0, LIVENESS) == ~0x11 & 0xFFFFFFFF

@@ -156,7 +156,7 @@ class SocketChannel:
         self, size: int, ancdata: list[tuple[int, int, bytes]], msg_flags: int
     ) -> list[Message]:
         """The messages a receive of ``size`` bytes into the chunk completed."""
-        fds = _collect_fds(ancdata) if ancdata else []
+        fds = collect_fds(ancdata) if ancdata else []
         if msg_flags & _MSG_CTRUNC:
             close_quietly(fds)
             raise ProtocolError("too many file descriptors in one message")
@@ -183,7 +183,8 @@ class SocketChannel:
             self.sock.close()
 
 
-def _collect_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+def collect_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors SCM_RIGHTS brought in a receive's ancillary data."""
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

@@ -1,0 +1,150 @@
+"""The floor of a pure-Python vfio-user server: an MMIO access answered with no work.
+
+``bench.mmio`` runs this beside our server and libvfio-user to show what an
+access costs a CPython process that only receives it and sends a reply made in
+advance, with the same two system calls as the server's hot path:
+``recvmsg_into`` (a vfio-user server must take descriptors with any message)
+and ``send``, under ``SCHED_BATCH`` and without polling, as our server on one
+CPU. No server written in Python spends less of its own CPU per access.
+
+Only the benchmark's own accesses are canned: reads of the edu's identification
+register (a constant) and writes of the value the benchmark always writes to
+its liveness register, once a first such write has reached the model (so the
+device's state is what it would be). Everything else, the client's set-up and
+the benchmark's checks included, is served by a real
+:class:`~vfio_bridge.session.Session` of the edu model, so QEMU sees a correct
+device throughout.
+
+Usage: python -m bench.floor_server SOCKET
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import socket
+import sys
+from pathlib import Path
+
+from harness.process import ManagedProcess
+from harness.served import start_ready, stop_ready
+from vfio_bridge.models.edu import Edu
+from vfio_bridge.polling import use_scheduling
+from vfio_bridge.protocol import MsgFlags, RegionAccess, VfioCommand, access_reply, frame
+from vfio_bridge.recorder import Recorder
+from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Session
+from vfio_bridge.transport import RECEIVE_CHUNK, PeerClosed, SocketChannel, collect_fds
+
+#: The accesses bench.mmio makes (see measure_edu there).
+IDENT, LIVENESS, LIVENESS_VALUE = 0x00, 0x04, 0x5A
+_FD_SIZE = array.array("i").itemsize
+
+
+def _request_tail(command: VfioCommand, offset: int, data: bytes, flags: int) -> bytes:
+    """A region access request as QEMU frames it, without its first two bytes (the id)."""
+    body = RegionAccess(offset, 0, len(data) or 4, data).pack()
+    return frame(0, command, body, flags)[2:]
+
+
+class FloorSession(Session):
+    """A :class:`Session` that answers the benchmark's own accesses from canned replies."""
+
+    def run(self) -> None:
+        channel = self.channel
+        assert isinstance(channel, SocketChannel)
+        sock = channel.sock
+        reader = channel.reader
+        buffer = bytearray(RECEIVE_CHUNK)
+        view = memoryview(buffer)
+        buffers = [buffer]
+        ancillary = socket.CMSG_SPACE(MAX_MSG_FDS * _FD_SIZE)
+        recvmsg_into, send = sock.recvmsg_into, sock.send
+
+        ident = self.model.bar_handlers[0].read(IDENT, 4).to_bytes(4, "little")
+        read = _request_tail(VfioCommand.REGION_READ, IDENT, b"", 0)
+        read_reply = bytearray(access_reply(0, VfioCommand.REGION_READ, IDENT, 0, 4, ident))
+        value = LIVENESS_VALUE.to_bytes(4, "little")
+        write = _request_tail(VfioCommand.REGION_WRITE, LIVENESS, value, 0)
+        posted = _request_tail(VfioCommand.REGION_WRITE, LIVENESS, value, MsgFlags.NO_REPLY)
+        write_reply = bytearray(access_reply(0, VfioCommand.REGION_WRITE, LIVENESS, 0, 4))
+        read_end, write_end = len(read) + 2, len(write) + 2
+        writes_canned = False  # until one such write has reached the model
+        while True:
+            size, ancdata, msg_flags, _ = recvmsg_into(buffers, ancillary)
+            if not ancdata and not msg_flags and reader.at_boundary:
+                if size == read_end and view[2:size] == read:
+                    read_reply[0:2] = view[0:2]
+                    send(read_reply)
+                    continue
+                if writes_canned and size == write_end:
+                    if view[2:size] == write:
+                        write_reply[0:2] = view[0:2]
+                        send(write_reply)
+                        continue
+                    if view[2:size] == posted:
+                        continue
+            if not size:
+                raise PeerClosed()
+            fds = collect_fds(ancdata) if ancdata else []
+            channel.backlog.extend(reader.feed(view[:size], fds))
+            while (message := channel.next_message()) is not None:
+                tail = bytes(view[2:write_end]) if size == write_end else b""
+                self.dispatch(message)
+                self.run_deferred()
+                writes_canned = writes_canned or tail in (write, posted)
+
+
+class FloorServer:
+    """This module's server on ``socket_path``, in its own process; ``stop()`` ends it
+    by its pid."""
+
+    def __init__(self, socket_path: Path, timeout: float = 15.0) -> None:
+        self.socket_path = socket_path
+        self.process: ManagedProcess = start_ready(
+            [sys.executable, str(Path(__file__).resolve()), str(socket_path)],
+            f"floor server {socket_path.stem}",
+            socket_path.stem,
+            socket_path.with_suffix(".stderr"),
+            timeout,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> int:
+        return stop_ready(self.process)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("socket", type=Path)
+    args = parser.parse_args()
+    use_scheduling("batch")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(args.socket))
+    except OSError as exc:
+        print(f"error: cannot listen on {args.socket}: {exc.strerror}", file=sys.stderr)
+        return 2
+    listener.listen(1)
+    print(f"ready: edu floor on {args.socket}, no polling, batch scheduling", flush=True)
+    model = Edu()
+    while True:  # one client at a time, until the benchmark ends this process by its pid
+        conn, _ = listener.accept()
+        channel = SocketChannel(conn, MAX_MESSAGE_SIZE, MAX_MSG_FDS)
+        session = FloorSession(model, channel, Recorder(None), poll_max_us=0)
+        try:
+            session.run()
+        except PeerClosed:
+            pass
+        finally:
+            session.close()
+            channel.close()
+            model.reset()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
