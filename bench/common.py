@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: machine description, tables, JSON results."""
+"""Helpers shared by the benchmarks: machine description, tables, JSON results, the
+server processes they measure."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import json
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+from harness.served import start_ready, stop_ready
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,3 +54,26 @@ def save(name: str, data: dict[str, object]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine_description(), **data}, indent=2) + "\n")
     return path
+
+
+class SocketServer:
+    """A server process on ``socket_path`` that prints "ready: ..." once it listens
+    (started by ``argv``, its stderr beside the socket); ``stop()`` ends it by its pid."""
+
+    def __init__(self, argv: Sequence[str], label: str, socket_path: Path, timeout: float) -> None:
+        self.socket_path = socket_path
+        self.name = socket_path.stem
+        self.process = start_ready(
+            list(argv),
+            f"{label} {self.name}",
+            self.name,
+            socket_path.with_suffix(".stderr"),
+            timeout,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> int:
+        return stop_ready(self.process)

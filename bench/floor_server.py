@@ -29,8 +29,6 @@ import socket
 import sys
 from pathlib import Path
 
-from harness.process import ManagedProcess
-from harness.served import start_ready, stop_ready
 from vfio_bridge.models.edu import Edu
 from vfio_bridge.polling import use_scheduling
 from vfio_bridge.protocol import MsgFlags, RegionAccess, VfioCommand, access_reply, frame
@@ -95,28 +93,6 @@ class FloorSession(Session):
                 self.dispatch(message)
                 self.run_deferred()
                 writes_canned = writes_canned or tail in (write, posted)
-
-
-class FloorServer:
-    """This module's server on ``socket_path``, in its own process; ``stop()`` ends it
-    by its pid."""
-
-    def __init__(self, socket_path: Path, timeout: float = 15.0) -> None:
-        self.socket_path = socket_path
-        self.process: ManagedProcess = start_ready(
-            [sys.executable, str(Path(__file__).resolve()), str(socket_path)],
-            f"floor server {socket_path.stem}",
-            socket_path.stem,
-            socket_path.with_suffix(".stderr"),
-            timeout,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> int:
-        return stop_ready(self.process)
 
 
 def main() -> int:

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.cache import cache_dir, locked
-from harness.served import start_ready, stop_ready
+
+from .common import SocketServer
 
 #: Environment variable naming a clone of nutanix/libvfio-user.
 SOURCE_ENV = "XVPCI_LIBVFIO_USER_SRC"
@@ -166,23 +167,9 @@ def _run(argv: Sequence[str], log_path: Path, env: dict[str, str]) -> None:
         raise Unavailable(f"{Path(argv[0]).name} failed with status {status}; see {log_path}")
 
 
-class EduServer:
+class EduServer(SocketServer):
     """The edu server on ``socket_path``; ``stop()`` ends it by its pid."""
 
     def __init__(self, built: Build, socket_path: Path, timeout: float = 15.0) -> None:
-        self.socket_path = socket_path
-        self.name = socket_path.stem
-        self.process = start_ready(
-            [str(built.server), str(socket_path)],
-            f"libvfio-user {self.name}",
-            self.name,
-            socket_path.with_suffix(".stderr"),
-            timeout,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> int:
-        return stop_ready(self.process)
+        argv = [str(built.server), str(socket_path)]
+        super().__init__(argv, "libvfio-user", socket_path, timeout)

@@ -39,12 +39,13 @@ import argparse
 import contextlib
 import os
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from harness.errors import HarnessError
 from harness.qemu_install import find_qemu
@@ -52,9 +53,8 @@ from harness.qtest import QtestMachine, vfio_user_device
 from harness.served import ServedModel
 from vfio_bridge.polling import DEFAULT_POLL_MAX_US
 
-from . import libvfio_user
-from .common import print_table, save
-from .floor_server import FloorServer
+from . import floor_server, libvfio_user
+from .common import SocketServer, print_table, save
 
 EDU_ID = 0x010000ED
 EDU_LIVENESS = 0x04
@@ -208,6 +208,14 @@ def _nothing() -> None:
     return None
 
 
+class FloorServer(SocketServer):
+    """:mod:`bench.floor_server` on ``socket_path``; ``stop()`` ends it by its pid."""
+
+    def __init__(self, socket_path: Path, timeout: float = 15.0) -> None:
+        argv = [sys.executable, str(Path(floor_server.__file__).resolve()), str(socket_path)]
+        super().__init__(argv, "floor server", socket_path, timeout)
+
+
 class Bench:
     """The machine, its devices and their servers; every process ended by its pid on close."""
 
@@ -298,6 +306,24 @@ class Bench:
         self.servers.clear()
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def measuring(bench: _Closable, own_cpus: set[int]) -> Iterator[None]:
+    """The rounds of a benchmark: a harness error ends it with its message, and either
+    way ``bench`` is closed (every process ended by its pid) and this process gets its
+    CPUs (``own_cpus``) back."""
+    try:
+        yield
+    except HarnessError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    finally:
+        bench.close()
+        os.sched_setaffinity(0, own_cpus)
+
+
 def rotate(items: list[T], by: int) -> list[T]:
     by %= len(items)
     return items[by:] + items[:by]
@@ -342,7 +368,7 @@ def main() -> None:
             bench = Bench(Path(tmp), built)
         except HarnessError as exc:
             raise SystemExit(f"error: {exc}") from None
-        try:
+        with measuring(bench, own_cpus):
             for round_no in range(args.rounds):
                 for layout in rotate(chosen, round_no):
                     bench.place(layout)
@@ -357,11 +383,6 @@ def main() -> None:
                                     (measured.blocked, measured.preempted)
                                 )
                 print(f"round {round_no + 1}/{args.rounds} done", flush=True)
-        except HarnessError as exc:
-            raise SystemExit(f"error: {exc}") from None
-        finally:
-            bench.close()
-            os.sched_setaffinity(0, own_cpus)
     seconds = time.monotonic() - started
     load_end = os.getloadavg()
 

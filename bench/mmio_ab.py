@@ -36,13 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.process import ManagedProcess
 from harness.qemu_install import find_qemu
 from harness.qtest import QtestMachine, vfio_user_device
-from harness.served import start_ready, stop_ready
 
 from . import libvfio_user
-from .common import print_table, save
+from .common import SocketServer, print_table, save
 from .mmio import (
     BAR_BASE,
     BAR_STRIDE,
@@ -52,6 +50,7 @@ from .mmio import (
     WRITE,
     add_libvfio_user_argument,
     measure_edu,
+    measuring,
     pci_address,
     pin,
     rotate,
@@ -120,7 +119,7 @@ class Bench:
     in one QEMU; every process ended by its pid on close."""
 
     def __init__(self, work: Path, built: libvfio_user.Build, variants: list[Variant]) -> None:
-        self.processes: list[ManagedProcess | libvfio_user.EduServer] = []
+        self.processes: list[SocketServer] = []
         self.devices: dict[tuple[str, bool], Device] = {}
         self.machine: QtestMachine | None = None
         specs = []
@@ -129,13 +128,13 @@ class Bench:
                 variant = next((v for v in variants if v.name == name), None)
                 for posted in (True, False):
                     sock = work / f"{name}-{'p' if posted else 'np'}.sock"
-                    server: ManagedProcess | libvfio_user.EduServer
+                    server: SocketServer
                     if variant is None:
                         server = libvfio_user.EduServer(built, sock)
                     else:
                         serve = ["serve", "--model", "edu", "--socket", str(sock)]
                         argv = variant.argv(*serve, "--poll-us", "0", *variant.args)
-                        server = start_ready(argv, name, sock.stem, sock.with_suffix(".err"), 30)
+                        server = SocketServer(argv, name, sock, 30)
                     self.processes.append(server)
                     slot = FIRST_SLOT + len(specs)
                     self.devices[name, posted] = Device(
@@ -175,10 +174,7 @@ class Bench:
             self.machine.close()
             self.machine = None
         for process in self.processes:
-            if isinstance(process, libvfio_user.EduServer):
-                process.stop()
-            else:
-                stop_ready(process)
+            process.stop()
         self.processes.clear()
 
 
@@ -217,7 +213,7 @@ def main() -> None:
             bench = Bench(work, built, variants)
         except HarnessError as exc:
             raise SystemExit(f"error: {exc}") from None
-        try:
+        with measuring(bench, own_cpus):
             for round_no in range(args.rounds):
                 order = names if round_no % 2 == 0 else names[::-1]
                 for name in rotate(order, round_no // 2):
@@ -226,11 +222,6 @@ def main() -> None:
                         rates[op][name].append(rate)
                         cpu[op][name].append(used)
                 print(f"round {round_no + 1}/{args.rounds} done", flush=True)
-        except HarnessError as exc:
-            raise SystemExit(f"error: {exc}") from None
-        finally:
-            bench.close()
-            os.sched_setaffinity(0, own_cpus)
     load_end = os.getloadavg()[0]
 
     table: dict[str, dict[str, dict[str, float]]] = {}
