@@ -5,8 +5,10 @@ bench.floor_server answers without its model."""
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 from bench import libvfio_user
 from bench.floor_server import IDENT, LIVENESS, LIVENESS_VALUE, FloorSession
-from bench.mmio import ONE_CPU, OWN_CPU, _note, layouts, pci_address
+from bench.mmio import ONE_CPU, OWN_CPU, FloorServer, _note, layouts, pci_address, switches
 from bench.mmio_ab import Variant
 from harness.errors import HarnessError
 from vfio_bridge.client import VfioUserClient
@@ -164,3 +166,24 @@ def test_the_floor_cans_a_write_only_once_the_model_holds_its_value() -> None:
         assert client.read32(0, LIVENESS) == inverted
         client.write32(0, LIVENESS, 0x11)  # another value is the model's again
         assert client.read32(0, LIVENESS) == ~0x11 & 0xFFFFFFFF
+
+
+def test_the_floor_server_serves_from_its_own_process_until_stopped(tmp_path: Path) -> None:
+    server = FloorServer(tmp_path / "floor.sock")
+    try:
+        client = VfioUserClient(server.socket_path)
+        client.negotiate()
+        assert client.read32(0, IDENT) == 0x010000ED
+        client.close()
+    finally:
+        server.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(server.pid, 0)
+
+
+def test_switches_count_a_blocking_wait_as_blocking() -> None:
+    thread = threading.get_native_id()  # /proc/<tid> is this thread, whichever runs the test
+    blocked, preempted = switches(thread)
+    time.sleep(0.01)
+    now_blocked, now_preempted = switches(thread)
+    assert now_blocked > blocked and now_preempted >= preempted
