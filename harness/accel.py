@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .cache import cache_dir
 from .errors import HarnessError
+from .guest import KERNEL_ARGS
 from .linux_image import LinuxImage
 from .machine import GuestBootError, Machine, MachineSpec
 from .qemu_install import QemuInstall
@@ -42,7 +43,7 @@ def probe_kvm(
     except (OSError, ValueError, KeyError):
         pass
     spec = MachineSpec(
-        guest_args=image.boot_args(),
+        guest_args=image.boot_args(KERNEL_ARGS),
         accel="kvm",
         cpu="host",
         memory_mib=512,

@@ -32,7 +32,7 @@ from . import assets
 from .accel import choose_accel
 from .difflog import LogError, Rules, diff_logs, reports
 from .errors import HarnessError
-from .guest import LinuxGuest, ModelAttachment
+from .guest import KERNEL_ARGS, LinuxGuest, ModelAttachment
 from .kext import KMOD_INFO_TEMPLATE, BundleInfo
 from .linux_image import build
 from .progress import Progress
@@ -214,7 +214,7 @@ def run_testbed(
     image = build(progress=progress)
     accel = choose_accel(accel, qemu, image)
     workdir = out / "guest"
-    kernel_args = f"{image.kernel_args} {KERNEL_ARGS_EXTRA}"
+    kernel_args = f"{KERNEL_ARGS} {KERNEL_ARGS_EXTRA}"
     with LinuxGuest(
         qemu, image, workdir, attachments(), accel=accel, kernel_args=kernel_args,
         progress=progress,

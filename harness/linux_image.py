@@ -66,7 +66,6 @@ LIB_DIRS = (
     "usr/lib",
 )
 LOADER = "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
-KERNEL_ARGS = "console=ttyS0 panic=-1 rdinit=/init"
 BUILDER_VERSION = 1
 
 
@@ -93,16 +92,13 @@ class LinuxImage:
         """The guest sshd's public key line (``type base64``), pinned by the SSH client."""
         return (self.directory / "host_key.pub").read_text().strip()
 
-    @property
-    def kernel_args(self) -> str:
-        return KERNEL_ARGS
-
-    def boot_args(self, kernel_args: str | None = None) -> list[str]:
-        """QEMU arguments booting this kernel and initramfs directly."""
+    def boot_args(self, kernel_args: str) -> list[str]:
+        """QEMU arguments booting this kernel and initramfs directly with the command
+        line ``kernel_args`` (not part of the image: see ``harness.guest.KERNEL_ARGS``)."""
         return [
             "-kernel", str(self.kernel),
             "-initrd", str(self.initramfs),
-            "-append", KERNEL_ARGS if kernel_args is None else kernel_args,
+            "-append", kernel_args,
         ]  # fmt: skip
 
     @property
@@ -113,9 +109,7 @@ class LinuxImage:
 def input_hash() -> str:
     """Hash of everything in this package the image is made from."""
     digest = hashlib.sha256()
-    digest.update(
-        json.dumps([BUILDER_VERSION, SUITE, PACKAGES, PROGRAMS, MODULES, KERNEL_ARGS]).encode()
-    )
+    digest.update(json.dumps([BUILDER_VERSION, SUITE, PACKAGES, PROGRAMS, MODULES]).encode())
     for source in (GUEST_INIT, Path(__file__), Path(__file__).with_name("cpio.py")):
         digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
@@ -258,7 +252,6 @@ def _assemble(root: Path, out: Path, progress: Progress) -> None:
     cpio.write_gzip(out / "initramfs.cpio.gz")
     manifest = {
         "kernel_release": release,
-        "kernel_args": KERNEL_ARGS,
         "modules": [name for name, _ in modules],
         "packages": list(PACKAGES),
         "input_hash": input_hash(),
