@@ -272,6 +272,11 @@ def test_reports_json_junit_trace_and_cli_exit_codes(tmp_path: Path) -> None:
     assert same.returncode == 0 and "EQUIVALENT" in same.stdout
     bad = subprocess.run([*cli[:-1], str(tmp_path / "nope.jsonl")], capture_output=True, text=True)
     assert bad.returncode == 2 and "cannot read" in bad.stderr and "Traceback" not in bad.stderr
+    # A value beyond 64 bits once reached the report as a float and ended in a traceback.
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text(log_b.read_text().replace('"value":7', '"value":18446744073709551616', 1))
+    bad = subprocess.run([*cli[:-1], str(huge)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "beyond 64 bits" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_a_stream_missing_on_one_side_is_reported_item_by_item(tmp_path: Path) -> None:

@@ -132,6 +132,46 @@ def test_a_bad_event_is_named_with_its_line(tmp_path: Path, line: str, message: 
     assert _error(path, allow_truncated=True) == f"{path}:4: {message}"
 
 
+MMIO_LINE = '{"seq": 1, "t_ns": 0, "kind": "mmio_read", "bar": 0, "offset": 0, "size": 4, '
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        # orjson reads integers beyond 64 bits as floats; they must not pass for numbers.
+        (MMIO_LINE + '"value": 18446744073709551616}', '"value" is 1.84467e+19, beyond 64 bits'),
+        (MMIO_LINE + '"value": 1e300}', '"value" is 1e+300, beyond 64 bits'),
+        (MMIO_LINE + '"value": 4.5}', '"value" is 4.5, not an unsigned integer'),
+        (MMIO_LINE + '"value": "0x10"}', "\"value\" is '0x10', not an unsigned integer"),
+        (MMIO_LINE + '"value": true}', '"value" is True, not an unsigned integer'),
+        (MMIO_LINE + '"value": -1}', '"value" is -1, below zero'),
+        (MMIO_LINE + '"value": 1, "stream": 7}', '"stream" is 7, not a string'),
+        (
+            '{"seq": "1", "t_ns": 0, "kind": "irq", "irq_type": "msix", "vector": 1}',
+            "\"seq\" is '1', not an unsigned integer",
+        ),
+        (
+            '{"seq": 1, "t_ns": 0, "kind": "dma_read", "addr": 4096.0, "len": 4, "digest": "00"}',
+            '"addr" is 4096.0, not an unsigned integer',
+        ),
+        (
+            '{"seq": 1, "t_ns": 0, "kind": "dma_read", "addr": 0, "len": 4, "digest": null}',
+            '"digest" is None, not a string',
+        ),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_named(tmp_path: Path, line: str, message: str) -> None:
+    good = write_log(tmp_path / "good.jsonl", EVENTS[:2]).read_text().splitlines()
+    path = _text(tmp_path / "bad.jsonl", *good[:3], line, good[3])
+    kind = json.loads(line)["kind"]
+    assert _error(path) == f"{path}:4: {kind} event: {message}"
+
+
+def test_the_largest_64_bit_value_is_read_exactly(tmp_path: Path) -> None:
+    path = write_log(tmp_path / "a.jsonl", [mmio("mmio_read", 0, 0, 2**64 - 1, size=8)])
+    assert [event["value"] for event in LogReader(path)] == [2**64 - 1]
+
+
 def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "missing.jsonl"
     with pytest.raises(LogError) as caught:

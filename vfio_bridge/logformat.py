@@ -253,20 +253,82 @@ def event_line(seq: int, t_ns: int, kind: str, fields: dict[str, Any]) -> str:
     return dumps({"seq": seq, "t_ns": t_ns, "kind": kind, **fields})
 
 
+#: What each field of an event holds wherever it appears (unsigned integers or text);
+#: fields not named here are not checked.
+FIELD_TYPES: dict[str, type] = {
+    **dict.fromkeys(
+        ("seq", "t_ns", "bar", "offset", "size", "value", "addr", "len", "vector", "flags"),
+        int,
+    ),
+    "block": int,
+    **dict.fromkeys(
+        ("digest", "data", "tag", "blocks", "stream", "irq_type", "reason", "error", "detail"),
+        str,
+    ),
+}
+_ABSENT = object()
+
+
+def _required(kind: str) -> tuple[tuple[str, ...], tuple[str, ...], int]:
+    """A kind's required fields that hold integers, those that hold text, and how many
+    keys an event of the kind has with nothing else (``kind`` included)."""
+    names = ("seq", "t_ns", *EVENT_FIELDS[kind])
+    ints = tuple(n for n in names if FIELD_TYPES.get(n) is int)
+    return ints, tuple(n for n in names if FIELD_TYPES.get(n) is str), len(names) + 1
+
+
+_REQUIRED = {str(kind): _required(kind) for kind in EVENT_FIELDS}
+_CONFIG_KINDS = (Kind.CFG_READ.value, Kind.CFG_WRITE.value)
+
+
 def check_event(record: dict[str, Any]) -> str | None:
-    """Why ``record`` is not a well-formed event of a known kind, or None if it is."""
+    """Why ``record`` is not a well-formed event of a known kind, or None if it is:
+    an unknown kind, a field Rule 3 requires missing, or a field of the wrong type
+    (:data:`FIELD_TYPES`; a number where an unsigned integer belongs must be one).
+
+    Run on every event a reader parses: the kind's own fields are checked by name,
+    and only an event with more than those has all its fields looked up."""
     kind = record.get("kind")
-    fields = EVENT_FIELDS.get(kind)  # type: ignore[arg-type]
-    if fields is None:
+    required = _REQUIRED.get(kind)  # type: ignore[arg-type]
+    if required is None:
         return f"unknown event kind {kind!r}"
-    for name in fields:
-        if name not in record:
-            return f'{kind} event without "{name}"'
-    if "seq" not in record:
-        return 'event without "seq"'
-    if kind in (Kind.CFG_READ, Kind.CFG_WRITE) and "value" not in record and "digest" not in record:
+    ints, texts, plain = required
+    for name in ints:
+        value = record.get(name, _ABSENT)
+        if type(value) is not int or value < 0:
+            return _problem(kind, name, value, int)  # type: ignore[arg-type]
+    for name in texts:
+        value = record.get(name, _ABSENT)
+        if type(value) is not str:
+            return _problem(kind, name, value, str)  # type: ignore[arg-type]
+    if kind in _CONFIG_KINDS and "value" not in record and "digest" not in record:
         return f'{kind} event without "value" or "digest"'
+    if len(record) > plain:
+        for name, value in record.items():
+            expected = FIELD_TYPES.get(name)
+            if expected is not None and (
+                type(value) is not expected or (expected is int and value < 0)
+            ):
+                return _problem(kind, name, value, expected)  # type: ignore[arg-type]
     return None
+
+
+def _problem(kind: str, name: str, value: object, expected: type) -> str:
+    if value is _ABSENT:
+        return f'{kind} event without "{name}"'
+    return f'{kind} event: "{name}" {_wrong(value, expected)}'
+
+
+def _wrong(value: object, expected: type) -> str:
+    """What is wrong with a field's value, for a message. A JSON reader that turns
+    integers beyond 64 bits into floats (orjson does) makes one of those a float."""
+    if expected is int and isinstance(value, float) and value.is_integer() and value >= 2**63:
+        return f"is {value:.6g}, beyond 64 bits"
+    if expected is int and type(value) is int:
+        return f"is {value}, below zero"
+    text = repr(value)
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    return f"is {shown}, not {'an unsigned integer' if expected is int else 'a string'}"
 
 
 __all__ = [
@@ -275,6 +337,7 @@ __all__ = [
     "DIGEST_ALGORITHM",
     "END_KEY",
     "EVENT_FIELDS",
+    "FIELD_TYPES",
     "FORMAT_VERSION",
     "IDENTITY_KEYS",
     "INLINE_DATA_LIMIT",
