@@ -123,6 +123,7 @@ def test_a_bad_header_is_named(tmp_path: Path, lines: tuple[str, ...], message: 
         ('{"seq": 1, "t_ns": 0}', 'event without a "kind"'),
         ('{"xvpci_end": false, "events": 1}', 'event without a "kind"'),
         ('{"seq": 1, "t_ns": 0, "kind": "irq", "irq_type": "msix"}', 'irq event without "vector"'),
+        ('{"seq": 1, "kind": "irq", "irq_type": "msix", "vector": 1}', 'irq event without "t_ns"'),
     ],
 )
 def test_a_bad_event_is_named_with_its_line(tmp_path: Path, line: str, message: str) -> None:
