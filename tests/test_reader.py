@@ -13,6 +13,7 @@ from harness.difflog import reader as reader_module
 from harness.difflog.reader import ADDRESS_FIELD, EVENT_LINE, LogError, LogReader
 from tests.loggen import HEADER, dma, irq, mmio, write_log
 from vfio_bridge import logformat
+from vfio_bridge.models import create_model
 
 EVENTS = [mmio("mmio_write", 0, 0x14, 1), irq(2), dma("dma_read", 0x1000, b"x" * 8)]
 
@@ -171,6 +172,59 @@ def test_a_field_of_the_wrong_type_is_named(tmp_path: Path, line: str, message: 
 def test_the_largest_64_bit_value_is_read_exactly(tmp_path: Path) -> None:
     path = write_log(tmp_path / "a.jsonl", [mmio("mmio_read", 0, 0, 2**64 - 1, size=8)])
     assert [event["value"] for event in LogReader(path)] == [2**64 - 1]
+
+
+BAR = {"index": 0, "registers": [{"name": "cc", "offset": 20}]}
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ([1, 2], "header.device is [1, 2], not an object"),
+        ({"bars": "x"}, "header.device.bars is 'x', not a list of items"),
+        ({"bars": [{"registers": []}]}, 'header.device.bars[0] has no "index"'),
+        (
+            {"bars": [{**BAR, "registers": [{"name": "cc", "offset": "0x14"}]}]},
+            "header.device.bars[0].registers[0].offset is '0x14', not an unsigned integer",
+        ),
+        (
+            {"bars": [{**BAR, "registers": [{"name": "cc", "offset": 20, "state": 1}]}]},
+            "header.device.bars[0].registers[0].state is 1, not true or false",
+        ),
+        (
+            {"capabilities": [{"name": "msix", "offset": 64, "length": 12, "table": [0, 8192]}]},
+            "header.device.capabilities[0].table is [0, 8192], not a list of 3 items",
+        ),
+        (
+            {"descriptors": [{"tag": "sqe", "ignore": [[2, -4]]}]},
+            "header.device.descriptors[0].ignore[0][1] is -4, not an unsigned integer",
+        ),
+        (
+            {"takeover": {"bar": 0, "offset": 20, "mask": 1}},
+            'header.device.takeover has no "value"',
+        ),
+        (
+            {"bars": [{**BAR, "ranges": [{"offset": 4096, "size": 64, "stride": 0}]}]},
+            "header: a range of BAR 0 has a stride of 0",
+        ),
+        (
+            {"bars": [{**BAR, "ranges": [{"offset": 4096, "size": 64, "names": ["DB{m}"]}]}]},
+            "header: register name pattern 'DB{m}' is not 'NAME{n}'-like",
+        ),
+    ],
+)
+def test_a_device_description_readers_cannot_use_is_named(
+    tmp_path: Path, device: object, message: str
+) -> None:
+    events = write_log(tmp_path / "good.jsonl", EVENTS).read_text().splitlines()[1:]
+    path = _text(tmp_path / "bad.jsonl", json.dumps({**HEADER, "device": device}), *events)
+    assert _error(path) == f"{path}:1: {message}"
+
+
+@pytest.mark.parametrize("name", ["edu", "nvme", "window"])
+def test_every_models_declaration_is_a_header_readers_can_use(name: str) -> None:
+    header = logformat.header("direct", device=create_model(name).declaration())
+    assert logformat.check_header(header) is None
 
 
 def test_an_unreadable_file_is_named(tmp_path: Path) -> None:

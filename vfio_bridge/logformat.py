@@ -42,6 +42,7 @@ import enum
 import json
 import struct
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import xxhash
@@ -129,6 +130,105 @@ def header(
         head["device"] = device
     head.update(fields)
     return head
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """A JSON object's fields: those it must have and those it may, with their shapes.
+    A shape is a type (``int``: an unsigned integer), ``[shape]`` (a list of them),
+    a tuple of shapes (a list of exactly those) or another :class:`_Fields`."""
+
+    required: dict[str, Any]
+    optional: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTER = _Fields({"name": str, "offset": int}, {"size": int, "address": bool, "state": bool})
+_RANGE = _Fields({"offset": int, "size": int}, {"name": str, "names": [str], "stride": int})
+_BAR = _Fields({"index": int}, {"size": int, "registers": [_REGISTER], "ranges": [_RANGE]})
+_CAPABILITY = _Fields(
+    {"name": str, "offset": int, "length": int},
+    {"id": int, "table": (int, int, int), "pba": (int, int, int)},
+)
+_DESCRIPTOR = _Fields(
+    {"tag": str}, {"addresses": [int], "ignore": [(int, int)], "address_list": bool}
+)
+_TAKEOVER = _Fields({"bar": int, "offset": int, "mask": int, "value": int}, {"register": str})
+_IDENTITY = {"model": str, "vendor_id": int, "device_id": int, "class_code": int}
+#: What Rule 2's header holds that readers use, and the shapes of the device's
+#: description (``DeviceModel.declaration()``): the fields readers look up are
+#: required, the others checked when present; fields not named are not checked.
+HEADER_FIELDS = _Fields(
+    {},
+    {
+        **_IDENTITY,
+        "start_t_ns": int,
+        "path": str,
+        "digest_algorithm": str,
+        "device": _Fields(
+            {},
+            {
+                **_IDENTITY,
+                "bars": [_BAR],
+                "capabilities": [_CAPABILITY],
+                "descriptors": [_DESCRIPTOR],
+                "takeover": _TAKEOVER,
+            },
+        ),
+    },
+)
+
+
+def check_header(head: dict[str, Any]) -> str | None:
+    """Why ``head`` is not a header readers can use (:data:`HEADER_FIELDS`), or None."""
+    problem = _shape_problem(head, HEADER_FIELDS, "header")
+    if problem is not None:
+        return problem
+    device = head.get("device") or {}
+    for bar in device.get("bars", ()):
+        for window in bar.get("ranges", ()):
+            if window.get("stride", 4) == 0:
+                return f"header: a range of BAR {bar['index']} has a stride of 0"
+            for pattern in window.get("names", ()):
+                try:
+                    pattern.format(n=0)
+                except (KeyError, IndexError, ValueError):
+                    return f"header: register name pattern {pattern!r} is not 'NAME{{n}}'-like"
+    return None
+
+
+def _shape_problem(value: Any, shape: Any, where: str) -> str | None:
+    if isinstance(shape, _Fields):
+        if not isinstance(value, dict):
+            return f"{where} is {_short(value)}, not an object"
+        for name in shape.required:
+            if name not in value:
+                return f'{where} has no "{name}"'
+        for fields in (shape.required, shape.optional):
+            for name, inner in fields.items():
+                if name in value:
+                    problem = _shape_problem(value[name], inner, f"{where}.{name}")
+                    if problem is not None:
+                        return problem
+        return None
+    if isinstance(shape, list | tuple):
+        if not isinstance(value, list) or (isinstance(shape, tuple) and len(value) != len(shape)):
+            count = f"{len(shape)} " if isinstance(shape, tuple) else ""
+            return f"{where} is {_short(value)}, not a list of {count}items"
+        for index, item in enumerate(value):
+            inner = shape[index] if isinstance(shape, tuple) else shape[0]
+            problem = _shape_problem(item, inner, f"{where}[{index}]")
+            if problem is not None:
+                return problem
+        return None
+    if type(value) is not shape or (shape is int and value < 0):
+        wanted = {int: "an unsigned integer", str: "a string", bool: "true or false"}[shape]
+        return f"{where} is {_short(value)}, not {wanted}"
+    return None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def digest_algorithm(head: dict[str, Any]) -> str:
@@ -326,9 +426,7 @@ def _wrong(value: object, expected: type) -> str:
         return f"is {value:.6g}, beyond 64 bits"
     if expected is int and type(value) is int:
         return f"is {value}, below zero"
-    text = repr(value)
-    shown = text if len(text) <= 40 else text[:37] + "..."
-    return f"is {shown}, not {'an unsigned integer' if expected is int else 'a string'}"
+    return f"is {_short(value)}, not {'an unsigned integer' if expected is int else 'a string'}"
 
 
 __all__ = [
@@ -339,6 +437,7 @@ __all__ = [
     "EVENT_FIELDS",
     "FIELD_TYPES",
     "FORMAT_VERSION",
+    "HEADER_FIELDS",
     "IDENTITY_KEYS",
     "INLINE_DATA_LIMIT",
     "KINDS",
@@ -349,6 +448,7 @@ __all__ = [
     "Kind",
     "block_digests",
     "check_event",
+    "check_header",
     "config_line",
     "digest_algorithm",
     "dma_line",

@@ -34,6 +34,7 @@ from vfio_bridge.logformat import (
     READABLE_VERSIONS,
     VERSION_KEY,
     check_event,
+    check_header,
 )
 
 from ..errors import HarnessError
@@ -98,6 +99,9 @@ class LogReader:
                 f"{self.path}:1: unknown log format version {header[VERSION_KEY]!r} "
                 f"(this xvpci reads {', '.join(map(str, READABLE_VERSIONS))})"
             )
+        problem = check_header(header)
+        if problem is not None:
+            raise LogError(f"{self.path}:1: {problem}")
         self.info = LogInfo(self.path, header)
         self._legacy = header[VERSION_KEY] == 1
         self._lines_read = 1  # lines taken from the file, header included
