@@ -135,6 +135,7 @@ def test_a_bad_event_is_named_with_its_line(tmp_path: Path, line: str, message: 
 
 
 MMIO_LINE = '{"seq": 1, "t_ns": 0, "kind": "mmio_read", "bar": 0, "offset": 0, "size": 4, '
+DMA_LINE = '{"seq": 1, "t_ns": 0, "kind": "dma_write", "addr": 0, "len": 4, "digest": "00", '
 
 
 @pytest.mark.parametrize(
@@ -160,9 +161,30 @@ MMIO_LINE = '{"seq": 1, "t_ns": 0, "kind": "mmio_read", "bar": 0, "offset": 0, "
             '{"seq": 1, "t_ns": 0, "kind": "dma_read", "addr": 0, "len": 4, "digest": null}',
             '"digest" is None, not a string',
         ),
+        # Rules 4 and 5: the payload's bytes in hex, one digest per logical block.
+        (DMA_LINE + '"data": "zz00aa11"}', '"data" is not hex digits in pairs'),
+        (DMA_LINE + '"data": "00aa1"}', '"data" is not hex digits in pairs'),
+        (DMA_LINE + '"data": "00 aa 11"}', '"data" is not hex digits in pairs'),
+        (DMA_LINE + '"data": "00aa"}', '"data" holds 2 bytes, "len" says 4'),
+        (
+            DMA_LINE + '"blocks": "' + "0" * 16 + '"}',
+            '"blocks" without a "block" size above 0 and a "len"',
+        ),
+        (
+            DMA_LINE + '"block": 0, "blocks": ""}',
+            '"blocks" without a "block" size above 0 and a "len"',
+        ),
+        (
+            DMA_LINE + '"block": 2, "blocks": "' + "0" * 16 + '"}',
+            '"blocks" is not 32 hex digits (one digest per block)',
+        ),
+        (
+            DMA_LINE + '"block": 3, "blocks": "' + "x" * 32 + '"}',
+            '"blocks" is not 32 hex digits (one digest per block)',
+        ),
     ],
 )
-def test_a_field_of_the_wrong_type_is_named(tmp_path: Path, line: str, message: str) -> None:
+def test_a_malformed_field_is_named(tmp_path: Path, line: str, message: str) -> None:
     good = write_log(tmp_path / "good.jsonl", EVENTS[:2]).read_text().splitlines()
     path = _text(tmp_path / "bad.jsonl", *good[:3], line, good[3])
     kind = json.loads(line)["kind"]

@@ -410,7 +410,36 @@ def check_event(record: dict[str, Any]) -> str | None:
                 type(value) is not expected or (expected is int and value < 0)
             ):
                 return _problem(kind, name, value, expected)  # type: ignore[arg-type]
+        if "data" in record or "blocks" in record:
+            return _payload_problem(kind, record)  # type: ignore[arg-type]
     return None
+
+
+def _payload_problem(kind: str, record: dict[str, Any]) -> str | None:
+    """Rules 4 and 5 for the fields that carry a payload's bytes or block digests:
+    ``data`` is the whole payload in hex, ``blocks`` one digest per logical block."""
+    length = record.get("len")
+    data = record.get("data")
+    if data is not None:
+        if not _is_hex(data):
+            return f'{kind} event: "data" is not hex digits in pairs'
+        if length is not None and len(data) != 2 * length:
+            return f'{kind} event: "data" holds {len(data) // 2} bytes, "len" says {length}'
+    if "blocks" in record:
+        block = record.get("block")
+        if not block or length is None:
+            return f'{kind} event: "blocks" without a "block" size above 0 and a "len"'
+        digits = BLOCK_DIGEST_WIDTH * -(-length // block)
+        if len(record["blocks"]) != digits or not _is_hex(record["blocks"]):
+            return f'{kind} event: "blocks" is not {digits} hex digits (one digest per block)'
+    return None
+
+
+def _is_hex(text: str) -> bool:
+    try:  # (fromhex skips whitespace: a string with some decodes to fewer bytes)
+        return 2 * len(bytes.fromhex(text)) == len(text)
+    except ValueError:
+        return False
 
 
 def _problem(kind: str, name: str, value: object, expected: type) -> str:
