@@ -34,7 +34,7 @@ from .difflog.reports import (
     write_reference_html,
     write_reference_junit,
 )
-from .difflog.transactions import TransactionResult, decoder_for, diff_transactions
+from .difflog.transactions import TransactionResult, decoded, decoder_for, diff_transactions
 from .errors import HarnessError
 from .guest import LinuxGuest, run_workload
 from .linux_image import LinuxImage
@@ -166,7 +166,7 @@ def diff_reference(log: Path, trace: Path, rules: Rules | None = None) -> Transa
     if decode is None or model not in REFERENCE_DEVICES:
         raise LogError(f"{log}: model {model!r} has no reference device to compare with")
     info_b = _trace_info(trace, model)
-    projected = (qtrace.project(txn) for txn in decode(header, reader))
+    projected = (qtrace.project(txn) for txn in decoded(decode, reader, reader))
     return diff_transactions(projected, trace_transactions(trace), reader.info, info_b, rules)
 
 

@@ -166,6 +166,7 @@ DMA_LINE = '{"seq": 1, "t_ns": 0, "kind": "dma_write", "addr": 0, "len": 4, "dig
         (DMA_LINE + '"data": "00aa1"}', '"data" is not hex digits in pairs'),
         (DMA_LINE + '"data": "00 aa 11"}', '"data" is not hex digits in pairs'),
         (DMA_LINE + '"data": "00aa"}', '"data" holds 2 bytes, "len" says 4'),
+        (DMA_LINE + '"tag": "sqe"}', 'tagged "sqe" without its "data"'),
         (
             DMA_LINE + '"blocks": "' + "0" * 16 + '"}',
             '"blocks" without a "block" size above 0 and a "len"',

@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -697,6 +699,23 @@ def test_a_truncated_log_is_an_error_unless_allowed(tmp_path: Path) -> None:
     with pytest.raises(LogError, match=r"b\.jsonl:201: log is truncated after 200 events"):
         diff_transaction_logs(log_a, log_b)
     assert diff_transaction_logs(log_a, log_b, allow_truncated=True).equivalent
+
+
+@pytest.mark.parametrize(("tag", "what"), [("sqe", "submission"), ("cqe", "completion")])
+def test_a_queue_entry_too_short_for_its_structure_is_named_with_its_log(
+    tmp_path: Path, tag: str, what: str
+) -> None:
+    log_a, log_b = _nvme_logs(tmp_path)
+    lines = log_b.read_text().splitlines(keepends=True)
+    index = [n for n, line in enumerate(lines) if f'"tag":"{tag}"' in line][-1]
+    seq = json.loads(lines[index])["seq"]
+    short = re.sub(r'"len":\d+', '"len":3', lines[index])
+    lines[index] = re.sub(r'"data":"[0-9a-f]*"', '"data":"aabbcc"', short)
+    log_b.write_text("".join(lines))
+    with pytest.raises(LogError) as error:
+        diff_transaction_logs(log_a, log_b)
+    size = 64 if tag == "sqe" else 16
+    assert str(error.value) == f"{log_b}: #{seq}: a {what} queue entry of 3 bytes, not {size}"
 
 
 def test_has_decoder_reads_the_model_from_a_logs_header(tmp_path: Path) -> None:

@@ -353,6 +353,12 @@ def event_line(seq: int, t_ns: int, kind: str, fields: dict[str, Any]) -> str:
     return dumps({"seq": seq, "t_ns": t_ns, "kind": kind, **fields})
 
 
+class MalformedEvent(ValueError):
+    """An event that passes :func:`check_event` but whose content its model's reader
+    cannot take (a queue entry shorter than the structure it holds): raised by the
+    models' transaction decoders with the event's seq, named with its log by the diff."""
+
+
 #: What each field of an event holds wherever it appears (unsigned integers or text);
 #: fields not named here are not checked.
 FIELD_TYPES: dict[str, type] = {
@@ -410,7 +416,7 @@ def check_event(record: dict[str, Any]) -> str | None:
                 type(value) is not expected or (expected is int and value < 0)
             ):
                 return _problem(kind, name, value, expected)  # type: ignore[arg-type]
-        if "data" in record or "blocks" in record:
+        if "data" in record or "blocks" in record or "tag" in record:
             return _payload_problem(kind, record)  # type: ignore[arg-type]
     return None
 
@@ -420,6 +426,8 @@ def _payload_problem(kind: str, record: dict[str, Any]) -> str | None:
     ``data`` is the whole payload in hex, ``blocks`` one digest per logical block."""
     length = record.get("len")
     data = record.get("data")
+    if data is None and "tag" in record:
+        return f'{kind} event: tagged "{record["tag"]}" without its "data"'
     if data is not None:
         if not _is_hex(data):
             return f'{kind} event: "data" is not hex digits in pairs'
@@ -475,6 +483,7 @@ __all__ = [
     "VERSION_KEY",
     "WINDOW_STREAM",
     "Kind",
+    "MalformedEvent",
     "block_digests",
     "check_event",
     "check_header",

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vfio_bridge.logformat import WINDOW_STREAM, Kind
+from vfio_bridge.logformat import WINDOW_STREAM, Kind, MalformedEvent
 from vfio_bridge.transaction import Transaction
 
 from .phases import PreOs, os_phase, split_phases
@@ -719,8 +719,8 @@ def diff_transaction_logs(
     gc.set_threshold(100_000, 50, 100)
     try:
         result = diff_transactions(
-            os_phase(decode_a(reader_a.info.header, regs_a.watch(reader_a)), pre_a),
-            os_phase(decode_b(reader_b.info.header, regs_b.watch(reader_b)), pre_b),
+            os_phase(decoded(decode_a, reader_a, regs_a.watch(reader_a)), pre_a),
+            os_phase(decoded(decode_b, reader_b, regs_b.watch(reader_b)), pre_b),
             reader_a.info,
             reader_b.info,
             rules,
@@ -734,11 +734,22 @@ def diff_transaction_logs(
         again_b = LogReader(path_b, allow_truncated)
         explain_histories(
             result,
-            os_phase(decode_a(again_a.info.header, again_a), pre_a),
-            os_phase(decode_b(again_b.info.header, again_b), pre_b),
+            os_phase(decoded(decode_a, again_a, again_a), pre_a),
+            os_phase(decoded(decode_b, again_b, again_b), pre_b),
             rules or Rules(),
         )
     return result
+
+
+def decoded(
+    decode: Decoder, reader: LogReader, events: Iterable[Mapping[str, Any]]
+) -> Iterator[Transaction]:
+    """``decode`` of a log's ``events``; an event its decoder cannot read is named with
+    the log (:class:`LogError`)."""
+    try:
+        yield from decode(reader.info.header, events)
+    except MalformedEvent as exc:
+        raise LogError(f"{reader.path}: {exc}") from None
 
 
 EXPLAINED = 200  # block history divergences traced back to the write that differs
@@ -802,6 +813,7 @@ def has_decoder(path: Path) -> bool:
 __all__ = [
     "TransactionResult",
     "TxnDivergence",
+    "decoded",
     "decoder_for",
     "diff_transaction_logs",
     "diff_transactions",

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..logformat import BLOCK_DIGEST_WIDTH, WINDOW_STREAM, Kind, block_digests
+from ..logformat import BLOCK_DIGEST_WIDTH, WINDOW_STREAM, Kind, MalformedEvent, block_digests
 from ..transaction import ZERO_BLOCK, Extent, Transaction
 from .nvme import (
     ABORT,
@@ -53,7 +53,7 @@ from .nvme import (
     WRITE,
     WRITE_ZEROES,
 )
-from .nvme_spec import SQE_SIZE, CompletionEntry, NvmeCommand
+from .nvme_spec import CQE_SIZE, SQE_SIZE, CompletionEntry, NvmeCommand
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,17 @@ def command_fields(
     elif opcode != FLUSH:
         params += [(f"cdw{n}", getattr(cmd, f"cdw{n}")) for n in range(10, 16)]
     return op, (params[0], *sorted(params[1:])), written, read
+
+
+def _entry(event: Mapping[str, Any], size: int, queue: str) -> bytes:
+    """A queue entry's bytes from its DMA event; :class:`MalformedEvent` if they are
+    fewer than the entry's ``size``."""
+    raw = bytes.fromhex(event["data"])
+    if len(raw) < size:
+        raise MalformedEvent(
+            f"#{event['seq']}: a {queue} queue entry of {len(raw)} bytes, not {size}"
+        )
+    return raw
 
 
 def dsm_extents(cmd: NvmeCommand, ranges: bytes) -> tuple[Extent, ...]:
@@ -327,7 +338,7 @@ class NvmeDecoder:
                 None,
             )
             self._last_sq = queue
-        cmd = NvmeCommand.parse(bytes.fromhex(event["data"]))
+        cmd = NvmeCommand.parse(_entry(event, SQE_SIZE, "submission"))
         seq = event["seq"]
         if queue is None:
             self.current = _Pending(cmd, None, [seq], event["t_ns"])
@@ -361,7 +372,7 @@ class NvmeDecoder:
         return []
 
     def _complete(self, event: Mapping[str, Any]) -> Sequence[Transaction]:
-        cqe = CompletionEntry.parse(bytes.fromhex(event["data"]))
+        cqe = CompletionEntry.parse(_entry(event, CQE_SIZE, "completion"))
         pending = self.current
         if pending is None or pending.cmd.cid != cqe.cid or pending.sqid not in (None, cqe.sq_id):
             self._close_current()
