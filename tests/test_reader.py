@@ -122,6 +122,7 @@ def test_a_bad_header_is_named(tmp_path: Path, lines: tuple[str, ...], message: 
         ("{not json}", "not a JSON object"),
         ("[1, 2]", "not a JSON object"),
         ('{"seq": 1, "t_ns": 0}', 'event without a "kind"'),
+        ('{"seq": 1, "t_ns": 0, "kind": ["irq"]}', "unknown event kind ['irq']"),
         ('{"xvpci_end": false, "events": 1}', 'event without a "kind"'),
         ('{"seq": 1, "t_ns": 0, "kind": "irq", "irq_type": "msix"}', 'irq event without "vector"'),
         ('{"seq": 1, "kind": "irq", "irq_type": "msix", "vector": 1}', 'irq event without "t_ns"'),

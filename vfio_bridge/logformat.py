@@ -395,7 +395,7 @@ def check_event(record: dict[str, Any]) -> str | None:
     Run on every event a reader parses: the kind's own fields are checked by name,
     and only an event with more than those has all its fields looked up."""
     kind = record.get("kind")
-    required = _REQUIRED.get(kind)  # type: ignore[arg-type]
+    required = _REQUIRED.get(kind) if type(kind) is str else None
     if required is None:
         return f"unknown event kind {kind!r}"
     ints, texts, plain = required
