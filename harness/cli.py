@@ -141,6 +141,9 @@ def _diff(args: argparse.Namespace) -> int:
     except LogError as exc:
         print(f"xvpci diff: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a report that cannot be written where it was asked for
+        print(f"xvpci diff: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     print(text)
     return 0 if equivalent else 1
 
@@ -157,6 +160,9 @@ def _report(args: argparse.Namespace) -> int:
         )
     except LogError as exc:
         print(f"xvpci report: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the reports go beside the logs, in the run's directory
+        print(f"xvpci report: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     print(verdict.text)
     return 0 if verdict.equivalent else 1
@@ -485,6 +491,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except HarnessError as exc:
         print(f"xvpci: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A file the command reads or writes that the commands do not name themselves:
+        # still the user's to fix, so a line rather than a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"xvpci: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xvpci: interrupted", file=sys.stderr)

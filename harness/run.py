@@ -236,6 +236,7 @@ def run(
     progress = progress or Progress("run")
     _check_paths(paths)
     workloads.script(workload)  # fail early on a bad name
+    out = output_directory(out)  # and on an output directory that cannot be made
     qemu = find_qemu()
     started = time.monotonic()
     image = build(progress=progress)
@@ -244,6 +245,17 @@ def run(
     result = run_paths(kind, model, paths, out, options, progress, level, path_options)
     result.timings["provisioning"] = provisioning
     return result
+
+
+def output_directory(out: Path) -> Path:
+    """``out``, absolute (the summary names logs that `xvpci report` reads from
+    anywhere) and made if need be; :class:`HarnessError` if it cannot be."""
+    out = out.resolve()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessError(f"cannot create the output directory {out}: {exc.strerror}") from None
+    return out
 
 
 def run_paths(
@@ -267,8 +279,7 @@ def run_paths(
             f"options given for paths not run: {', '.join(sorted(unknown))} "
             f"(the run has {', '.join(paths)})"
         )
-    out = out.resolve()  # the summary names logs that `xvpci report` reads from anywhere
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_directory(out)
     result = RunResult(out)
     for path in paths:
         workdir = out / path

@@ -15,6 +15,7 @@ import pytest
 from harness.qemu_install import QemuInstall
 from harness.served import ServedModel
 from tests.conftest import read_log
+from tests.loggen import mmio, write_log
 from vfio_bridge.client import ClientError, VfioUserClient
 
 
@@ -22,6 +23,18 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, timeout=120, env=env
     )
+
+
+def test_run_and_diff_name_a_path_they_cannot_write(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    done = run("-m", "harness.cli", "run", "--out", str(not_a_dir / "out"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"cannot create the output directory {not_a_dir / 'out'}: Not a directory" in done.stderr
+    log = write_log(tmp_path / "a.jsonl", [mmio("mmio_read", 0, 0, 1)])
+    done = run("-m", "harness.cli", "diff", "--html", str(not_a_dir / "r.html"), str(log), str(log))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"xvpci diff: cannot write {not_a_dir / 'r.html'}: Not a directory" in done.stderr
 
 
 def test_serve_prints_one_ready_line_and_stops_cleanly(sockdir: Path, tmp_path: Path) -> None:
