@@ -8,6 +8,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import HarnessError
+
 
 def cache_dir() -> Path:
     """``$XVPCI_CACHE``, else ``$XDG_CACHE_HOME/xvpci``, else ``~/.cache/xvpci``."""
@@ -17,7 +19,13 @@ def cache_dir() -> Path:
     else:
         base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         path = Path(base) / "xvpci"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessError(
+            f"cannot create the cache directory {path}: {exc.strerror} "
+            "(XVPCI_CACHE names another)"
+        ) from None
     return path
 
 

@@ -37,6 +37,15 @@ def test_run_and_diff_name_a_path_they_cannot_write(tmp_path: Path) -> None:
     assert f"xvpci diff: cannot write {not_a_dir / 'r.html'}: Not a directory" in done.stderr
 
 
+def test_a_cache_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    env = {**os.environ, "XVPCI_CACHE": str(not_a_dir / "cache")}
+    done = run("-m", "harness.cli", "guest", "build", "linux", env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"cannot create the cache directory {not_a_dir / 'cache'}: Not a directory" in done.stderr
+
+
 def test_serve_prints_one_ready_line_and_stops_cleanly(sockdir: Path, tmp_path: Path) -> None:
     served = ServedModel("edu", sockdir, tmp_path / "edu.jsonl")
     with VfioUserClient(served.socket_path) as client:
