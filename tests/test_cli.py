@@ -43,7 +43,8 @@ def test_a_cache_directory_that_cannot_be_made_is_named(tmp_path: Path) -> None:
     env = {**os.environ, "XVPCI_CACHE": str(not_a_dir / "cache")}
     done = run("-m", "harness.cli", "guest", "build", "linux", env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert f"cannot create the cache directory {not_a_dir / 'cache'}: Not a directory" in done.stderr
+    cache = not_a_dir / "cache"
+    assert f"cannot create the cache directory {cache}: Not a directory" in done.stderr
 
 
 def test_serve_prints_one_ready_line_and_stops_cleanly(sockdir: Path, tmp_path: Path) -> None:
