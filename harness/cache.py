@@ -23,8 +23,7 @@ def cache_dir() -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HarnessError(
-            f"cannot create the cache directory {path}: {exc.strerror} "
-            "(XVPCI_CACHE names another)"
+            f"cannot create the cache directory {path}: {exc.strerror} (XVPCI_CACHE names another)"
         ) from None
     return path
 
