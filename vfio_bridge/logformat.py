@@ -459,7 +459,7 @@ def _problem(kind: str, name: str, value: object, expected: type) -> str:
 def _wrong(value: object, expected: type) -> str:
     """What is wrong with a field's value, for a message. A JSON reader that turns
     integers beyond 64 bits into floats (orjson does) makes one of those a float."""
-    if expected is int and isinstance(value, float) and value.is_integer() and value >= 2**63:
+    if expected is int and isinstance(value, float) and value >= 2**64:
         return f"is {value:.6g}, beyond 64 bits"
     if expected is int and type(value) is int:
         return f"is {value}, below zero"
