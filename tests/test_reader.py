@@ -279,8 +279,21 @@ def test_iterating_after_taking_parses_what_was_given_back(tmp_path: Path) -> No
     reader = LogReader(path)
     taken = reader.take(3)
     reader.unread(taken[1:])
+    reader.info.events += 1  # a line the caller keeps is the caller's to count (the fast lane)
     assert [e["vector"] for e in reader] == [1, 2, 3, 4]
-    assert reader.info.events == 4 and reader.info.complete
+    assert reader.info.events == 5 and reader.info.complete
+
+
+def test_a_log_that_lost_or_gained_a_line_is_named(tmp_path: Path) -> None:
+    lines = write_log(tmp_path / "a.jsonl", EVENTS).read_text().splitlines(keepends=True)
+    for name, edited in (("lost", lines[:2] + lines[3:]), ("gained", [*lines[:2], *lines[1:]])):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(edited))
+        held = len(EVENTS) - 1 if name == "lost" else len(EVENTS) + 1
+        assert _error(path) == (
+            f"{path}: holds {held} events, its end marker says {len(EVENTS)} "
+            "(lines lost or added after it was written)"
+        )
 
 
 def test_the_line_patterns_split_seq_and_time_from_the_event() -> None:

@@ -24,6 +24,7 @@ from harness.difflog.transactions import (
     diff_transactions,
 )
 from tests.conftest import ThreadedServer
+from vfio_bridge import logformat
 from vfio_bridge.logformat import block_digests, payload_digest, split_block_digests
 from vfio_bridge.models import DECODERS
 from vfio_bridge.models.nvme import FLUSH, READ, WRITE
@@ -40,6 +41,7 @@ def fixture_log(name: str, tmp_path: Path, edit: Callable[[Events], object] | No
     header, events, trailer = lines[0], [json.loads(line) for line in lines[1:-1]], lines[-1]
     if edit is not None:
         edit(events)
+        trailer = json.dumps(logformat.trailer(len(events)))  # as a server would have ended it
     path = tmp_path / f"{Path(name).name}.jsonl"
     path.write_text("\n".join([header, *(json.dumps(e) for e in events), trailer]) + "\n")
     return path

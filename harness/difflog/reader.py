@@ -109,6 +109,7 @@ class LogReader:
         self.ended = False  # the end marker, a cut last line or the end of the file was met
         self._cutter: subprocess.Popen[bytes] | None = None  # reads on from here (cutter.py)
         self._cut_done = False  # the cutter reached the end of the file
+        self._declared_events: object = None  # what the end marker says the log holds
 
     # --- raw lines
 
@@ -239,6 +240,7 @@ class LogReader:
             if record.get(END_KEY):
                 self.info.complete = True
                 self.ended = True
+                self._declared_events = record.get("events")
                 return None
             raise LogError(f'{self.path}:{line_no}: event without a "kind"')
         if self._legacy and LEGACY_DIGEST_ALGORITHM in record:
@@ -273,6 +275,12 @@ class LogReader:
             raise LogError(
                 f"{self.path}:{self.line_no}: log is truncated after {self.info.events} events "
                 "(no end marker: the server was killed or the disk filled up)"
+            )
+        declared = self._declared_events
+        if self.info.complete and type(declared) is int and declared != self.info.events:
+            raise LogError(
+                f"{self.path}: holds {self.info.events} events, its end marker says {declared} "
+                "(lines lost or added after it was written)"
             )
 
 
