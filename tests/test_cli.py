@@ -115,7 +115,14 @@ def test_serve_refuses_a_socket_in_use(sockdir: Path) -> None:
     [
         (["--model", "nosuch", "--socket", "x"], "invalid choice: 'nosuch'"),
         (["--model", "edu", "--socket", "x", "--opt", "bogus=1"], "has no option 'bogus'"),
-        (["--model", "edu", "--socket", "x", "--opt", "dma_mask_bits=many"], "dma_mask_bits"),
+        (
+            ["--model", "edu", "--socket", "x", "--opt", "dma_mask_bits=many"],
+            "option dma_mask_bits: 'many' is not a whole number",
+        ),
+        (
+            ["--model", "nvme", "--socket", "x", "--opt", "size=abc"],
+            "option size: 'abc' is not a size in bytes (a number, k, m or g after it)",
+        ),
         (["--model", "edu", "--socket", "/nonexistent/dir/s"], "cannot create socket"),
         (["--model", "edu", "--socket", "x", "--max-data-xfer", "0"], "0 is not in 1..1048576"),
         (["--model", "edu", "--socket", "x", "--max-data-xfer", "2M"], "'2M' is not a number"),

@@ -185,10 +185,15 @@ def _parse_switch(text: str) -> bool:
 
 def _parse_size(text: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    text = text.strip().lower().removesuffix("ib").removesuffix("b")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
+    size = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        if size and size[-1] in units:
+            return int(float(size[:-1]) * units[size[-1]])
+        return int(size)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a size in bytes (a number, k, m or g after it)"
+        ) from None
 
 
 class Nvme(DeviceModel):
