@@ -31,10 +31,17 @@ from pathlib import Path
 
 from vfio_bridge.models.edu import Edu
 from vfio_bridge.polling import use_scheduling
-from vfio_bridge.protocol import MsgFlags, RegionAccess, VfioCommand, access_reply, frame
+from vfio_bridge.protocol import (
+    MsgFlags,
+    ProtocolError,
+    RegionAccess,
+    VfioCommand,
+    access_reply,
+    frame,
+)
 from vfio_bridge.recorder import Recorder
 from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Session
-from vfio_bridge.transport import RECEIVE_CHUNK, PeerClosed, SocketChannel, collect_fds
+from vfio_bridge.transport import RECEIVE_CHUNK, PeerClosed, SocketChannel
 
 #: The accesses bench.mmio makes (see measure_edu there).
 IDENT, LIVENESS, LIVENESS_VALUE = 0x00, 0x04, 0x5A
@@ -84,15 +91,12 @@ class FloorSession(Session):
                         continue
                     if view[2:size] == posted:
                         continue
-            if not size:
-                raise PeerClosed()
-            fds = collect_fds(ancdata) if ancdata else []
-            channel.backlog.extend(reader.feed(view[:size], fds))
+            seen = bytes(view[2:size]) if size == write_end else b""  # a write, once served
+            channel.backlog.extend(channel.messages_from(view[:size], ancdata, msg_flags))
             while (message := channel.next_message()) is not None:
-                tail = bytes(view[2:write_end]) if size == write_end else b""
                 self.dispatch(message)
                 self.run_deferred()
-                writes_canned = writes_canned or tail in (write, posted)
+            writes_canned = writes_canned or seen in (write, posted)
 
 
 def main() -> int:
@@ -117,7 +121,7 @@ def main() -> int:
         session = FloorSession(model, channel, Recorder(None), poll_max_us=0)
         try:
             session.run()
-        except PeerClosed:
+        except (PeerClosed, ProtocolError):  # as the real server: the next client may come
             pass
         finally:
             session.close()

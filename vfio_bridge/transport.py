@@ -135,7 +135,7 @@ class SocketChannel:
                 if used < size:  # later messages, framed before this one is served
                     self.backlog.extend(self.reader.feed(self._chunk_view[used:size]))
                 return access
-        self.backlog.extend(self._framed(size, ancdata, msg_flags))
+        self.backlog.extend(self.messages_from(self._chunk_view[:size], ancdata, msg_flags))
         return None
 
     def next_message(self) -> Message | None:
@@ -150,20 +150,23 @@ class SocketChannel:
 
     def _receive(self, flags: int) -> list[Message]:
         size, ancdata, msg_flags, _ = self.sock.recvmsg_into(self._chunks, self._ancillary, flags)
-        return self._framed(size, ancdata, msg_flags)
+        return self.messages_from(self._chunk_view[:size], ancdata, msg_flags)
 
-    def _framed(
-        self, size: int, ancdata: list[tuple[int, int, bytes]], msg_flags: int
+    def messages_from(
+        self, data: memoryview, ancdata: list[tuple[int, int, bytes]], msg_flags: int
     ) -> list[Message]:
-        """The messages a receive of ``size`` bytes into the chunk completed."""
-        fds = collect_fds(ancdata) if ancdata else []
+        """The messages one ``recvmsg`` of this socket completed: the bytes it brought
+        (none: the end of the stream, :class:`PeerClosed`), its ancillary data and flags
+        (descriptors cut short: :class:`ProtocolError`). For a receive made here, or by
+        someone reading the socket on their own (the MMIO bench's floor server)."""
+        fds = _collect_fds(ancdata) if ancdata else []
         if msg_flags & _MSG_CTRUNC:
             close_quietly(fds)
             raise ProtocolError("too many file descriptors in one message")
-        if not size:
+        if not len(data):
             close_quietly(fds)
             raise PeerClosed()
-        return self.reader.feed(self._chunk_view[:size], fds)
+        return self.reader.feed(data, fds)
 
     def send(self, data: bytes, fds: Sequence[int] = ()) -> None:
         if fds:
@@ -183,8 +186,7 @@ class SocketChannel:
             self.sock.close()
 
 
-def collect_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
-    """The descriptors SCM_RIGHTS brought in a receive's ancillary data."""
+def _collect_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
