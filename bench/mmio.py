@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol, TypeVar
+from typing import NamedTuple, TypeVar
 
 from harness.errors import HarnessError
 from harness.qemu_install import find_qemu
@@ -216,13 +216,29 @@ class FloorServer(SocketServer):
         super().__init__(argv, "floor server", socket_path, timeout)
 
 
-class Bench:
+class MachineWithServers:
+    """One QEMU under qtest and the server processes behind its devices; :meth:`close`
+    ends QEMU and every server by its pid."""
+
+    def __init__(self) -> None:
+        self.machine: QtestMachine | None = None
+        self.servers: list[ServedModel | SocketServer] = []
+
+    def close(self) -> None:
+        if self.machine is not None:
+            self.machine.close()
+            self.machine = None
+        for server in self.servers:
+            server.stop()
+        self.servers.clear()
+
+
+class Bench(MachineWithServers):
     """The machine, its devices and their servers; every process ended by its pid on close."""
 
     def __init__(self, work: Path, libvfio_build: libvfio_user.Build | None) -> None:
-        self.servers: list[ServedModel | libvfio_user.EduServer | FloorServer] = []
+        super().__init__()
         self.devices: list[Device] = []
-        self.machine: QtestMachine | None = None
         specs: list[str] = []
         try:
             specs.append(self._add(BUILTIN, True, "edu"))
@@ -297,21 +313,9 @@ class Bench:
         device = next(d for d in self.devices if d.path == path and d.posted == posted)
         return measure_edu(self.machine, op, device.bar, count, device.server_pid)
 
-    def close(self) -> None:
-        if self.machine is not None:
-            self.machine.close()
-            self.machine = None
-        for server in self.servers:
-            server.stop()
-        self.servers.clear()
-
-
-class _Closable(Protocol):
-    def close(self) -> None: ...
-
 
 @contextlib.contextmanager
-def measuring(bench: _Closable, own_cpus: set[int]) -> Iterator[None]:
+def measuring(bench: MachineWithServers, own_cpus: set[int]) -> Iterator[None]:
     """The rounds of a benchmark: a harness error ends it with its message, and either
     way ``bench`` is closed (every process ended by its pid) and this process gets its
     CPUs (``own_cpus``) back."""

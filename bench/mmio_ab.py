@@ -48,6 +48,7 @@ from .mmio import (
     FIRST_SLOT,
     OPS,
     WRITE,
+    MachineWithServers,
     add_libvfio_user_argument,
     measure_edu,
     measuring,
@@ -114,14 +115,13 @@ class Device:
     server_pid: int
 
 
-class Bench:
+class Bench(MachineWithServers):
     """libvfio-user and the variants, two devices each (posted and non-posted writes),
     in one QEMU; every process ended by its pid on close."""
 
     def __init__(self, work: Path, built: libvfio_user.Build, variants: list[Variant]) -> None:
-        self.processes: list[SocketServer] = []
+        super().__init__()
         self.devices: dict[tuple[str, bool], Device] = {}
-        self.machine: QtestMachine | None = None
         specs = []
         try:
             for name in (LIBVFIO_USER, *(v.name for v in variants)):
@@ -135,7 +135,7 @@ class Bench:
                         serve = ["serve", "--model", "edu", "--socket", str(sock)]
                         argv = variant.argv(*serve, "--poll-us", "0", *variant.args)
                         server = SocketServer(argv, name, sock, 30)
-                    self.processes.append(server)
+                    self.servers.append(server)
                     slot = FIRST_SLOT + len(specs)
                     self.devices[name, posted] = Device(
                         slot, BAR_BASE + BAR_STRIDE * len(specs), server.pid
@@ -168,14 +168,6 @@ class Bench:
         rate, used = measured.rate, measured.cpu_us
         assert used is not None
         return rate, used
-
-    def close(self) -> None:
-        if self.machine is not None:
-            self.machine.close()
-            self.machine = None
-        for process in self.processes:
-            process.stop()
-        self.processes.clear()
 
 
 def main() -> None:
