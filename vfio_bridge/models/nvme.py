@@ -50,6 +50,7 @@ from .nvme_spec import (
 MAX_IO_QUEUES = 16
 MAX_QUEUE_ENTRIES = 1024
 MDTS = 5  # 2**5 pages: 128 KiB per command
+ZERO_CHUNK = 1 << 20
 AERL = 3
 DOORBELLS = 0x1000
 MSIX_TABLE = 0x2000
@@ -79,6 +80,11 @@ FEATURE_DEFAULTS = {
     0x0B: 0,  # asynchronous event configuration
 }
 FEATURE_QUEUES = 0x07
+
+
+def _check_mdts(length: int) -> None:
+    if length > PAGE << MDTS:
+        raise NvmeError(NvmeStatus.INVALID_FIELD, f"transfer of {length} bytes exceeds MDTS")
 
 
 class Namespace:
@@ -121,7 +127,13 @@ class Namespace:
             os.pwrite(self._fd, data, start)
 
     def zero(self, lba: int, count: int) -> None:
-        self.write(lba, bytes(count * self.block_size))
+        # A chunk at a time: Write Zeroes takes 65,536 blocks and a deallocate range
+        # the whole namespace (mkfs discards all of it), too much to allocate at once.
+        chunk = ZERO_CHUNK // self.block_size
+        zeros = bytes(min(count, chunk) * self.block_size)
+        for start in range(lba, lba + count, chunk):
+            blocks = min(chunk, lba + count - start)
+            self.write(start, zeros[: blocks * self.block_size])
 
     def flush(self) -> None:
         if self._fd >= 0:
@@ -550,6 +562,10 @@ class Nvme(DeviceModel):
         lid = cmd.cdw10 & 0xFF
         dwords = ((cmd.cdw11 & 0xFFFF) << 16 | (cmd.cdw10 >> 16)) + 1
         offset = cmd.cdw12 | (cmd.cdw13 << 32)
+        # As QEMU's nvme_get_log (hw/nvme/ctrl.c) does, before it looks at the log: the
+        # page is padded to the length asked, so an unchecked NUMD (up to 16 GiB) would
+        # be an allocation a guest or a hostile client chooses.
+        _check_mdts(dwords * 4)
         if lid == 0x01:  # error information: no errors recorded
             page = bytes(64)
         elif lid == 0x02:
@@ -678,10 +694,7 @@ class Nvme(DeviceModel):
                 ns.zero(lba, count)
                 return NvmeStatus.SUCCESS, 0
             length = count * ns.block_size
-            if length > PAGE << MDTS:
-                raise NvmeError(
-                    NvmeStatus.INVALID_FIELD, f"transfer of {length} bytes exceeds MDTS"
-                )
+            _check_mdts(length)
             segments = prp_segments(cmd.prp1, cmd.prp2, length, self._read_prp_list)
             if cmd.opcode == READ:
                 data = ns.read(lba, count)
