@@ -13,6 +13,7 @@ from .device import (
     IrqType,
     Option,
     Takeover,
+    whole_number,
 )
 from .registers import Access, Field, Register, RegisterFile
 
@@ -36,4 +37,5 @@ __all__ = [
     "Register",
     "RegisterFile",
     "Takeover",
+    "whole_number",
 ]

@@ -137,6 +137,15 @@ class Takeover:
     value: int
 
 
+def whole_number(text: str) -> int:
+    """An :class:`Option` parser for integers, whose error a user can read (``int``'s
+    own is Python's: "invalid literal for int() with base 10")."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """A model option settable from the command line (``--opt name=value``)."""

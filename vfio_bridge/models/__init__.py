@@ -44,13 +44,10 @@ def parse_options(model_cls: type[DeviceModel], pairs: Sequence[str]) -> dict[st
         if name not in known:
             names = ", ".join(known) or "none"
             raise ValueError(f"model {model_cls.name} has no option {name!r} (options: {names})")
-        parse = known[name].parse
         try:
-            options[name] = parse(value)
+            options[name] = known[name].parse(value)
         except ValueError as exc:
-            # int's own message ("invalid literal for int() with base 10") is Python's
-            why = f"{value!r} is not a whole number" if parse is int else str(exc)
-            raise ValueError(f"option {name}: {why}") from None
+            raise ValueError(f"option {name}: {exc}") from None
     return options
 
 

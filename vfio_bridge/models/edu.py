@@ -20,6 +20,7 @@ from ..device import (
     Option,
     PowerManagement,
     Register,
+    whole_number,
 )
 
 DMA_BUFFER = 0x40000
@@ -41,7 +42,9 @@ class Edu(DeviceModel):
     subsystem_vendor_id = 0x1AF4
     subsystem_id = 0x1100
     capabilities = (PowerManagement(), Msi(vectors=1))
-    options = (Option("dma_mask_bits", 28, "guest addresses are clamped to this many bits", int),)
+    options = (
+        Option("dma_mask_bits", 28, "guest addresses are clamped to this many bits", whole_number),
+    )
     bars = (
         Bar(
             0,

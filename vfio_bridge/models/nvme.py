@@ -30,6 +30,7 @@ from ..device import (
     PowerManagement,
     Register,
     Takeover,
+    whole_number,
 )
 from .nvme_spec import (
     CQE_SIZE,
@@ -240,7 +241,7 @@ class Nvme(DeviceModel):
     )
     options = (
         Option("size", 64 << 20, "namespace size in bytes (suffixes k, m, g)", _parse_size),
-        Option("block_size", 512, "logical block size: 512 or 4096", int),
+        Option("block_size", 512, "logical block size: 512 or 4096", whole_number),
         Option("backing", "", "host file holding the namespace (default: memory)"),
         Option("serial", "XVPCI0001", "serial number reported by Identify"),
         Option(
