@@ -81,9 +81,10 @@ ONE_CPU, OWN_CPU, UNPINNED = "all on one CPU", "server on its own CPU", "unpinne
 
 @dataclass
 class Device:
-    """One edu in the machine: its slot, BAR0 address, and whether QEMU posts its writes."""
+    """One edu in the machine: who serves it, its slot and BAR0 address, and whether
+    QEMU posts its writes."""
 
-    path: str
+    label: str  # the server (a path, a variant), or the built-in edu's
     slot: int
     bar: int
     posted: bool
@@ -217,12 +218,49 @@ class FloorServer(SocketServer):
 
 
 class MachineWithServers:
-    """One QEMU under qtest and the server processes behind its devices; :meth:`close`
+    """One QEMU under qtest, its edu devices and the server processes behind them:
+    :meth:`add` a device (with its server) for each, then :meth:`boot`; :meth:`close`
     ends QEMU and every server by its pid."""
 
     def __init__(self) -> None:
         self.machine: QtestMachine | None = None
         self.servers: list[ServedModel | SocketServer] = []
+        self.devices: list[Device] = []
+        self._specs: list[str] = []
+
+    def add(self, label: str, posted: bool, server: ServedModel | SocketServer | None) -> None:
+        """A device served by ``server`` (the built-in edu with None), posting its writes
+        or not; the server is this machine's to end from now on."""
+        slot = FIRST_SLOT + len(self.devices)
+        pid = None if server is None else server.pid
+        self.devices.append(
+            Device(label, slot, BAR_BASE + BAR_STRIDE * len(self.devices), posted, pid)
+        )
+        if server is None:
+            self._specs.append(f"edu,addr={pci_address(slot)}")
+            return
+        self.servers.append(server)
+        props = {} if posted else {"x-no-posted-writes": True}
+        self._specs.append(vfio_user_device(server.socket_path, addr=pci_address(slot), **props))
+
+    def boot(self, work: Path) -> None:
+        """Start QEMU with the devices added, and enable and check each."""
+        self.machine = machine = QtestMachine(find_qemu(), self._specs, work)
+        for device in self.devices:
+            devfn = device.slot << 3
+            machine.pci_write(devfn, 0x10, device.bar)
+            machine.pci_write(devfn, 0x04, 0x6)  # memory space, bus master
+            ident = machine.readl(device.bar)
+            machine.writel(device.bar + EDU_LIVENESS, 0x5A)
+            inverted = machine.readl(device.bar + EDU_LIVENESS)
+            if ident != EDU_ID or inverted != 0xFFFFFFA5:
+                raise HarnessError(
+                    f"{device.label} edu in slot {device.slot} answers {ident:#x}/{inverted:#x} "
+                    f"instead of {EDU_ID:#x}/0xffffffa5"
+                )
+
+    def device(self, label: str, posted: bool) -> Device:
+        return next(d for d in self.devices if d.label == label and d.posted == posted)
 
     def close(self) -> None:
         if self.machine is not None:
@@ -238,24 +276,19 @@ class Bench(MachineWithServers):
 
     def __init__(self, work: Path, libvfio_build: libvfio_user.Build | None) -> None:
         super().__init__()
-        self.devices: list[Device] = []
-        specs: list[str] = []
         try:
-            specs.append(self._add(BUILTIN, True, "edu"))
+            self.add(BUILTIN, True, None)
             if libvfio_build is not None:
                 for path in LIBVFIO_USER_PATHS:
                     for posted in (True, False):
                         name = f"lvu{'-batch' if path == LIBVFIO_USER_BATCH else ''}"
                         socket_path = work / f"{name}-{'p' if posted else 'np'}.sock"
                         server = libvfio_user.EduServer(libvfio_build, socket_path)
-                        self.servers.append(server)
+                        self.add(path, posted, server)
                         if path == LIBVFIO_USER_BATCH:
                             batch(server.pid)
-                        specs.append(self._add(path, posted, socket_path, server.pid))
             for posted in (True, False):
-                floor = FloorServer(work / f"floor-{'p' if posted else 'np'}.sock")
-                self.servers.append(floor)
-                specs.append(self._add(FLOOR, posted, floor.socket_path, floor.pid))
+                self.add(FLOOR, posted, FloorServer(work / f"floor-{'p' if posted else 'np'}.sock"))
             # Both explicit: the servers start unpinned, with the defaults of two CPUs.
             polling = ["--poll-us", str(DEFAULT_POLL_MAX_US), "--sched", "normal"]
             quiet = ["--poll-us", "0", "--sched", "batch"]
@@ -263,39 +296,11 @@ class Bench(MachineWithServers):
                 for posted in (True, False):
                     name = f"{'poll' if path == POLLING else 'quiet'}-{'p' if posted else 'np'}"
                     served = ServedModel("edu", work / "s", None, name=name, server_args=args)
-                    self.servers.append(served)
-                    specs.append(self._add(path, posted, served.socket_path, served.pid))
-            self.machine = QtestMachine(find_qemu(), specs, work)
-            for device in self.devices:
-                self._enable(device)
+                    self.add(path, posted, served)
+            self.boot(work)
         except BaseException:
             self.close()
             raise
-
-    def _add(
-        self, path: str, posted: bool, socket_or_builtin: Path | str, pid: int | None = None
-    ) -> str:
-        slot = FIRST_SLOT + len(self.devices)
-        device = Device(path, slot, BAR_BASE + BAR_STRIDE * len(self.devices), posted, pid)
-        self.devices.append(device)
-        if socket_or_builtin == "edu":
-            return f"edu,addr={pci_address(slot)}"
-        props = {} if posted else {"x-no-posted-writes": True}
-        return vfio_user_device(socket_or_builtin, addr=pci_address(slot), **props)
-
-    def _enable(self, device: Device) -> None:
-        assert self.machine is not None
-        devfn = device.slot << 3
-        self.machine.pci_write(devfn, 0x10, device.bar)
-        self.machine.pci_write(devfn, 0x04, 0x6)  # memory space, bus master
-        ident = self.machine.readl(device.bar)
-        self.machine.writel(device.bar + EDU_LIVENESS, 0x5A)
-        inverted = self.machine.readl(device.bar + EDU_LIVENESS)
-        if ident != EDU_ID or inverted != 0xFFFFFFA5:
-            raise HarnessError(
-                f"{device.path} edu in slot {device.slot} answers {ident:#x}/{inverted:#x} "
-                f"instead of {EDU_ID:#x}/0xffffffa5"
-            )
 
     def place(self, layout: Layout) -> None:
         assert self.machine is not None
@@ -310,7 +315,7 @@ class Bench(MachineWithServers):
         # Reads and posted writes go to the device whose writes QEMU posts; the
         # built-in edu has only one kind of write.
         posted = op != WRITE or path == BUILTIN
-        device = next(d for d in self.devices if d.path == path and d.posted == posted)
+        device = self.device(path, posted)
         return measure_edu(self.machine, op, device.bar, count, device.server_pid)
 
 

@@ -36,23 +36,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.qemu_install import find_qemu
-from harness.qtest import QtestMachine, vfio_user_device
 
 from . import libvfio_user
 from .common import SocketServer, print_table, save
 from .mmio import (
-    BAR_BASE,
-    BAR_STRIDE,
-    EDU_ID,
-    FIRST_SLOT,
     OPS,
     WRITE,
     MachineWithServers,
     add_libvfio_user_argument,
     measure_edu,
     measuring,
-    pci_address,
     pin,
     rotate,
 )
@@ -108,21 +101,12 @@ class Variant:
             )
 
 
-@dataclass
-class Device:
-    slot: int
-    bar: int
-    server_pid: int
-
-
 class Bench(MachineWithServers):
     """libvfio-user and the variants, two devices each (posted and non-posted writes),
     in one QEMU; every process ended by its pid on close."""
 
     def __init__(self, work: Path, built: libvfio_user.Build, variants: list[Variant]) -> None:
         super().__init__()
-        self.devices: dict[tuple[str, bool], Device] = {}
-        specs = []
         try:
             for name in (LIBVFIO_USER, *(v.name for v in variants)):
                 variant = next((v for v in variants if v.name == name), None)
@@ -135,35 +119,22 @@ class Bench(MachineWithServers):
                         serve = ["serve", "--model", "edu", "--socket", str(sock)]
                         argv = variant.argv(*serve, "--poll-us", "0", *variant.args)
                         server = SocketServer(argv, name, sock, 30)
-                    self.servers.append(server)
-                    slot = FIRST_SLOT + len(specs)
-                    self.devices[name, posted] = Device(
-                        slot, BAR_BASE + BAR_STRIDE * len(specs), server.pid
-                    )
-                    props = {} if posted else {"x-no-posted-writes": True}
-                    specs.append(vfio_user_device(sock, addr=pci_address(slot), **props))
-            self.machine = QtestMachine(find_qemu(), specs, work)
+                    self.add(name, posted, server)
+            self.boot(work)
+            assert self.machine is not None
             cpu = {min(os.sched_getaffinity(0))}
             os.sched_setaffinity(0, cpu)
             pin(self.machine.process.pid, cpu)
-            for device in self.devices.values():
-                pin(device.server_pid, cpu)
-                self._enable(device)
+            for server in self.servers:
+                pin(server.pid, cpu)
         except BaseException:
             self.close()
             raise
 
-    def _enable(self, device: Device) -> None:
-        assert self.machine is not None
-        self.machine.pci_write(device.slot << 3, 0x10, device.bar)
-        self.machine.pci_write(device.slot << 3, 0x04, 0x6)
-        if (ident := self.machine.readl(device.bar)) != EDU_ID:
-            raise HarnessError(f"edu in slot {device.slot:#x} answers {ident:#x}")
-
     def measure(self, name: str, op: str, count: int) -> tuple[float, float]:
         """Accesses per second and the server's CPU microseconds per access."""
         assert self.machine is not None
-        device = self.devices[name, op != WRITE]
+        device = self.device(name, op != WRITE)
         measured = measure_edu(self.machine, op, device.bar, count, device.server_pid)
         rate, used = measured.rate, measured.cpu_us
         assert used is not None
