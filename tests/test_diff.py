@@ -105,6 +105,41 @@ def test_different_dma_addresses_with_equal_payloads(tmp_path: Path) -> None:
     assert result.equivalent
 
 
+def _rounds(base: int, extra_at: int | None = None, rounds: int = 2000) -> list[dict]:
+    """Rounds of a doorbell, a read of one of 8 buffers at ``base`` and a status read;
+    with ``extra_at``, first a read of a buffer no other event touches."""
+    events = [mmio("mmio_write", 0, 0x14, 1)]
+    if extra_at is not None:
+        events.append(dma("dma_read", extra_at, b"x" * 64))
+    for n in range(rounds):
+        events.append(mmio("mmio_write", 0, 0x1000, n & 0xFF))
+        events.append(dma("dma_read", base + 64 * (n % 8), bytes([n % 7]) * 64))
+        events.append(mmio("mmio_read", 0, 0x1C, 1))
+    return events
+
+
+@pytest.mark.parametrize("base_b", [0x100000, 0x7F0000], ids=["same_buffers", "other_buffers"])
+def test_an_address_only_one_log_touches_is_one_divergence(tmp_path: Path, base_b: int) -> None:
+    """Numbering each log's addresses by first appearance shifted every later number
+    (5,014 divergences here); which address is which is learned from the pairs."""
+    result, *_ = pair(tmp_path, _rounds(0x100000, extra_at=0x9000), _rounds(base_b))
+    assert [(d.kind, d.seq_a, d.b) for d in result.divergences] == [("missing", 1, None)]
+    assert result.divergences[0].detail.startswith("dma_read at 0x9000 (width 64)")
+
+
+def test_buffers_used_the_other_way_round_diverge_where_they_swap(tmp_path: Path) -> None:
+    """Once two buffers are paired, B using them the other way round is a divergence."""
+    a, b = _rounds(0x100000, rounds=56), _rounds(0x7F0000, rounds=56)  # no twin reads
+    late = 3 * 50 + 2  # round 50's read: buffer 2 in A; in B, buffer 3
+    b[late] = {**b[late], "addr": 0x7F0000 + 64 * 3}
+    result, *_ = pair(tmp_path, a, b)
+    assert [(d.kind, d.seq_a, d.seq_b) for d in result.divergences] == [
+        ("missing", late, None),
+        ("extra", None, late),
+    ]
+    assert "at 0x100080" in result.divergences[0].detail
+
+
 def test_window_stream_and_path_specific_config_are_ignored(tmp_path: Path) -> None:
     a = [*workload(20), {"kind": "cfg_write", "offset": 0x10, "size": 4, "value": 0xFE000000}]
     b = [

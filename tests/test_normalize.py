@@ -3,7 +3,7 @@ each event becomes, with the NVMe model's own declaration as the device profile.
 
 The log-pair tests (tests/test_diff_rules.py) show each rule deciding a verdict on
 real logs; these pin what the rule does to an event, so that a change of stream,
-key, mask or address numbering is caught where it happens.
+key, mask or address handling is caught where it happens.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.difflog.normalize import PLACES_KEPT, Item, Normalizer
+from harness.difflog.normalize import ADDRESS, PLACES_KEPT, Correspondence, Item, Normalizer
 from harness.difflog.profile import DeviceProfile
 from harness.difflog.rules import Rules
 from vfio_bridge import logformat
@@ -78,20 +78,19 @@ def test_a_register_access_is_keyed_by_kind_bar_offset_in_a_stream_per_page() ->
     assert norm.dropped == 0
 
 
-def test_address_registers_are_numbered_by_first_appearance() -> None:
+def test_address_registers_hold_their_address_apart_from_what_compares_equal() -> None:
     norm = _norm()
     asq = _item(norm, _mmio("mmio_write", ASQ, 0x7F3000))
-    acq = _item(norm, _mmio("mmio_write", ACQ, 0x7F4000))
-    again = _item(norm, _mmio("mmio_write", ASQ, 0x7F3000))
-    assert (asq.value, acq.value, again.value) == (0, 1, 0)
-    assert _item(norm, _mmio("mmio_write", ASQ, 0)).value == 0  # zero is no address
-    assert len(norm._addresses) == 2
-    # The other path's guest put the queues elsewhere: the same numbers.
-    other = _norm()
-    assert _item(other, _mmio("mmio_write", ASQ, 0x100000)).value == 0
-    assert _item(other, _mmio("mmio_write", ACQ, 0x200000)).value == 1
+    assert (asq.value, asq.addrs, asq.addr) == (ADDRESS, (0x7F3000,), None)
+    zero = _item(norm, _mmio("mmio_write", ASQ, 0))
+    assert (zero.value, zero.addrs) == (0, ())  # zero is no address
+    # The other path's guest put the queue elsewhere: the same key and value, and its
+    # address for the correspondence to judge.
+    other = _item(_norm(), _mmio("mmio_write", ASQ, 0x100000))
+    assert (other.key, other.value, other.addrs) == (asq.key, ADDRESS, (0x100000,))
+    assert not other.same(asq)  # within one log, another address is another event
     # A register holding no address keeps its value.
-    assert _item(other, _mmio("mmio_write", CC, 0x7F3000)).value == 0x7F3000
+    assert _item(norm, _mmio("mmio_write", CC, 0x7F3000)).value == 0x7F3000
     # ... and so does every register of a device that declares none.
     plain = _norm(header={"model": "edu"})
     assert _item(plain, _mmio("mmio_write", ASQ, 0x7F3000)).value == 0x7F3000
@@ -142,8 +141,8 @@ def test_register_decisions_are_kept_per_register_and_bounded() -> None:
     norm._places.update({("x", 0, n, 4): None for n in range(PLACES_KEPT - len(norm._places))})
     assert len(norm._places) == PLACES_KEPT
     item = _item(norm, _mmio("mmio_write", ASQ, 0x5000))  # a new register: the cache starts over
-    assert len(norm._places) == 1 and item.value == 0
-    assert _item(norm, _mmio("mmio_write", ASQ, 0x6000)).value == 1  # from the kept decision
+    assert len(norm._places) == 1 and item.addrs == (0x5000,)
+    assert _item(norm, _mmio("mmio_write", ASQ, 0x6000)).addrs == (0x6000,)  # kept decision
 
 
 def test_a_status_poll_is_one_item_counting_its_reads() -> None:
@@ -187,23 +186,24 @@ def test_the_same_event_makes_the_same_item_unless_it_holds_an_address() -> None
 # --- DMA ---------------------------------------------------------------------------------
 
 
-def test_data_dma_is_keyed_by_its_address_number_and_compared_by_digest() -> None:
+def test_data_dma_is_keyed_by_kind_with_its_address_apart_and_compared_by_digest() -> None:
     norm = _norm()
     read = _item(norm, _dma("dma_read", 0x7000, b"a" * 64, seq=3))
     write = _item(norm, _dma("dma_write", 0x9000, b"b" * 16))
-    again = _item(norm, _dma("dma_write", 0x7000, b"c" * 16))
-    assert (read.stream, read.key, read.width, read.value) == (
+    assert (read.stream, read.key, read.width, read.value, read.addr, read.addrs) == (
         "dma",
-        ("dma_read", 0),
+        ("dma_read",),
         64,
         payload_digest(b"a" * 64),
+        0x7000,
+        (),
     )
     assert read.seq == 3
-    assert write.key == ("dma_write", 1) and again.key == ("dma_write", 0)
+    assert (write.key, write.addr) == (("dma_write",), 0x9000)
     assert norm.addressed(_dma("dma_read", 0x7000, b"a"))
 
 
-def test_descriptors_align_apart_with_their_addresses_numbered_and_ids_ignored() -> None:
+def test_descriptors_align_apart_with_their_addresses_taken_out_and_ids_ignored() -> None:
     def sqe(cid: int, prp1: int, prp2: int = 0) -> bytes:
         entry = bytearray(64)
         entry[0] = 0x02  # read
@@ -216,17 +216,16 @@ def test_descriptors_align_apart_with_their_addresses_numbered_and_ids_ignored()
     item_a = _item(a, _dma("dma_read", 0x1000, sqe(7, 0x50000, 0x61000), "sqe"))
     item_b = _item(b, _dma("dma_read", 0x8000, sqe(9, 0x33000, 0x44000), "sqe"))
     assert item_a.stream == item_b.stream == "dma:sqe"
-    assert item_a.same(item_b)
-    # the numbers the descriptor's addresses got are those of data DMA to them
-    assert _item(a, _dma("dma_write", 0x61000, b"x")).key == ("dma_write", 2)
+    assert (item_a.key, item_a.value) == (item_b.key, item_b.value)
+    assert (item_a.addr, item_a.addrs) == (0x1000, (0x50000, 0x61000))
+    assert Correspondence().agree_items(item_a, item_b)
     assert not a.addressed(_dma("dma_read", 0x1000, sqe(7, 0x50000), "sqe"))
     # an empty PRP2 is no address, and another opcode is another command
-    c = _norm()
-    assert not _item(c, _dma("dma_read", 0x1000, sqe(7, 0x50000), "sqe")).same(item_a)
-    assert len(c._addresses) == 2  # the SQ slot and PRP1
+    c = _item(_norm(), _dma("dma_read", 0x1000, sqe(7, 0x50000), "sqe"))
+    assert c.addrs == (0x50000,) and c.value != item_a.value
     other = bytearray(sqe(7, 0x50000, 0x61000))
     other[0] = 0x01
-    assert not _item(_norm(), _dma("dma_read", 0x1000, bytes(other), "sqe")).same(item_a)
+    assert _item(_norm(), _dma("dma_read", 0x1000, bytes(other), "sqe")).value != item_a.value
 
 
 def test_an_address_list_numbers_every_entry_and_a_completion_ignores_its_sq_head() -> None:
@@ -234,12 +233,13 @@ def test_an_address_list_numbers_every_entry_and_a_completion_ignores_its_sq_hea
     prps_b = b"".join(x.to_bytes(8, "little") for x in (0x90000, 0x95000, 0))
     a = _item(_norm(), _dma("dma_read", 0x5000, prps_a, "prp_list"))
     b = _item(_norm(), _dma("dma_read", 0x6000, prps_b, "prp_list"))
-    assert a.stream == "dma:prp_list" and a.same(b)
+    assert a.stream == "dma:prp_list" and a.value == b.value
+    assert (a.addrs, b.addrs) == ((0x10000, 0x11000), (0x90000, 0x95000))
+    correspondence = Correspondence()
+    correspondence.bind_items(a, b)
     swapped = b"".join(x.to_bytes(8, "little") for x in (0x95000, 0x90000, 0))
-    norm = _norm()
-    norm.canonical(0x6000)
-    norm.canonical(0x90000)  # seen before: the entries' numbers are not 1, 2 but 2, 1
-    assert not _item(norm, _dma("dma_read", 0x6000, swapped, "prp_list")).same(a)
+    swapped_b = _item(_norm(), _dma("dma_read", 0x6000, swapped, "prp_list"))
+    assert swapped_b.value == b.value and not correspondence.agree_items(a, swapped_b)
 
     def cqe(sq_head: int, status: int) -> bytes:
         entry = bytearray(16)
@@ -419,25 +419,21 @@ def test_config_rules_ignore_and_mask() -> None:
 
 def test_shared_state_is_one_until_unshared() -> None:
     a, b = _norm(), _norm()
-    a.push(_dma("dma_read", 0x1000, b"x"))
+    a.push(_mmio("mmio_read", CSTS, 1))
     b.share(a)
     assert b.same_state(a) and a.same_state(b)
-    b.push(_dma("dma_read", 0x2000, b"x"))
-    assert a.canonical(0x2000) == 1  # b's number is a's
+    b.push(_mmio("mmio_read", CSTS, 2))
+    assert a._last_read["mmio:bar0:0"].value == 2  # b's last read is a's
     b.unshare()
-    b.push(_dma("dma_read", 0x3000, b"x"))
-    assert 0x3000 not in a._addresses and not a.same_state(b)
-    a.push(_dma("dma_read", 0x3000, b"x"))
+    b.push(_mmio("mmio_read", CSTS, 3))
+    assert a._last_read["mmio:bar0:0"].value == 2 and not a.same_state(b)
+    a.push(_mmio("mmio_read", CSTS, 3))
     assert a.same_state(b)
 
 
-def test_same_state_compares_addresses_last_reads_and_profile() -> None:
+def test_same_state_compares_last_reads_and_profile() -> None:
     a, b = _norm(), _norm()
     assert a.same_state(b)
-    a.canonical(1)
-    b.canonical(2)
-    assert not a.same_state(b)  # as many numbers, for other addresses
-    a, b = _norm(), _norm()
     a.push(_mmio("mmio_read", CSTS, 1))
     assert not a.same_state(b)  # a poll under way on one side only
     b.push(_mmio("mmio_read", CSTS, 0))
@@ -447,9 +443,6 @@ def test_same_state_compares_addresses_last_reads_and_profile() -> None:
     b.push(_mmio("mmio_read", 0x1000, 1))
     assert not a.same_state(b)  # a poll in another page
     assert not _norm().same_state(_norm(header={"model": "edu"}))  # other devices
-    c, d = _norm(), _norm()
-    c.canonical(1)
-    assert not c.same_state(d) and not d.same_state(c)
 
 
 # --- the device profile ----------------------------------------------------------------------
@@ -511,35 +504,82 @@ def test_each_path_specific_capability_is_skipped(name: str) -> None:
     assert DeviceProfile.from_header({"device": device}).path_specific_config == ()
 
 
-def test_descriptor_payloads_are_digested_with_address_numbers_little_endian() -> None:
-    """The exact bytes digested: each address replaced by its number (8 bytes, little
-    endian, as the device reads them), ignored fields zeroed, the rest kept."""
+def test_descriptor_payloads_are_digested_with_their_addresses_taken_out() -> None:
+    """The exact bytes digested: each non-zero address field replaced by 1 (8 bytes,
+    little endian), ignored fields zeroed, the rest kept; the addresses in order."""
     sqe = bytearray(64)
     sqe[0] = 0x02
     sqe[2:4] = (0x1234).to_bytes(2, "little")  # command id: zeroed
     sqe[24:32] = (0x50200).to_bytes(8, "little")  # PRP1, not page aligned
     sqe[32:40] = (0x61000).to_bytes(8, "little")  # PRP2
     sqe[40:44] = (0x2A).to_bytes(4, "little")  # the starting LBA right after it
-    norm = _norm()
-    item = _item(norm, _dma("dma_read", 0x9000, bytes(sqe), "sqe"))
+    item = _item(_norm(), _dma("dma_read", 0x9000, bytes(sqe), "sqe"))
     expected = bytearray(sqe)
     expected[2:4] = bytes(2)
-    expected[24:32] = (1).to_bytes(8, "little")  # 0 is the entry's own slot, 0x9000
-    expected[32:40] = (2).to_bytes(8, "little")
+    expected[24:32] = (1).to_bytes(8, "little")
+    expected[32:40] = (1).to_bytes(8, "little")
     assert item.value == payload_digest(bytes(expected))
-    assert norm._addresses == {0x9000: 0, 0x50200: 1, 0x61000: 2}
+    assert (item.addr, item.addrs) == (0x9000, (0x50200, 0x61000))
 
     # An address list: every 8 bytes an entry, zero entries kept; a tail short of an
     # entry (which no device reads) is kept as it is.
     entries = [0x10000, 0x11000, 0]
     raw = b"".join(x.to_bytes(8, "little") for x in entries) + b"\x01\x02\x03\x04"
-    norm = _norm()
-    item = _item(norm, _dma("dma_read", 0x5000, raw, "prp_list"))
-    numbered = b"".join(x.to_bytes(8, "little") for x in (1, 2, 0)) + b"\x01\x02\x03\x04"
-    assert item.value == payload_digest(numbered)
-    assert norm._addresses == {0x5000: 0, 0x10000: 1, 0x11000: 2}
-    # the last whole entry of a list is an entry too
-    norm = _norm()
-    two = b"".join(x.to_bytes(8, "little") for x in (0x20000, 0x21000))
-    item = _item(norm, _dma("dma_read", 0x5000, two, "prp_list"))
-    assert item.value == payload_digest((1).to_bytes(8, "little") + (2).to_bytes(8, "little"))
+    item = _item(_norm(), _dma("dma_read", 0x5000, raw, "prp_list"))
+    marked = b"".join(x.to_bytes(8, "little") for x in (1, 1, 0)) + b"\x01\x02\x03\x04"
+    assert item.value == payload_digest(marked)
+    assert (item.addr, item.addrs) == (0x5000, (0x10000, 0x11000))
+
+
+# --- the correspondence of addresses ----------------------------------------------------------
+
+
+def _dma_item(addr: int, *addrs: int) -> Item:
+    return Item("dma", ("dma_read",), 64, "digest", 0, {}, addr=addr, addrs=addrs)
+
+
+def test_addresses_agree_when_bound_to_each_other_or_both_unbound() -> None:
+    c = Correspondence()
+    assert c.agree(0x1000, 0x8000)  # neither bound: they may be the same
+    c.bind(0x1000, 0x8000)
+    assert c.agree(0x1000, 0x8000)
+    assert not c.agree(0x1000, 0x9000)  # A's is B's 0x8000
+    assert not c.agree(0x2000, 0x8000)  # B's is A's 0x1000
+    assert c.agree(0x2000, 0x9000)
+    assert c.agree(None, None) and not c.agree(0x1000, None)
+    c.bind(0x1000, 0x9000)  # bound already: the first binding holds
+    c.bind(0x2000, 0x8000)
+    assert c.a_to_b == {0x1000: 0x8000} and c.b_to_a == {0x8000: 0x1000}
+
+
+def test_crossed_counts_pairs_of_different_addresses() -> None:
+    c = Correspondence()
+    c.same_address(0x1000)
+    c.bind(0x2000, 0x2000)
+    assert c.crossed == 0 and c.agree(0x1000, 0x1000) and not c.agree(0x1000, 0x2000)
+    c.bind(0x3000, 0x7000)
+    assert c.crossed == 1
+    c.same_address(0x3000)  # bound already: stays A's 0x3000 = B's 0x7000
+    assert c.a_to_b[0x3000] == 0x7000
+
+
+def test_an_items_addresses_agree_together() -> None:
+    """Within one pair of items, one address of A twice is one address of B twice."""
+    c = Correspondence()
+    assert c.agree_items(_dma_item(0x1000, 0x5000, 0x6000), _dma_item(0x8000, 0x9000, 0xA000))
+    assert not c.agree_items(_dma_item(0x1000, 0x5000, 0x5000), _dma_item(0x8000, 0x9000, 0xA000))
+    assert not c.agree_items(_dma_item(0x1000, 0x1000), _dma_item(0x8000, 0x9000))
+    assert not c.agree_items(_dma_item(0x1000, 0x5000), _dma_item(0x8000))  # fewer
+    c.bind_items(_dma_item(0x1000, 0x5000), _dma_item(0x8000, 0x9000))
+    assert c.a_to_b == {0x1000: 0x8000, 0x5000: 0x9000}
+    assert not c.agree_items(_dma_item(0x1000, 0x6000), _dma_item(0x8000, 0x9000))
+
+
+def test_a_trial_binds_on_its_own() -> None:
+    c = Correspondence()
+    c.bind(0x1000, 0x8000)
+    trial = c.trial()
+    assert not trial.agree(0x1000, 0x9000)  # what the correspondence holds, the trial does
+    trial.bind(0x2000, 0x9000)
+    assert not trial.agree(0x2000, 0xA000) and c.agree(0x2000, 0xA000)
+    assert c.a_to_b == {0x1000: 0x8000} and c.crossed == 1

@@ -33,13 +33,24 @@ are those of the item path alone (tests/test_diff_golden.py).
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .normalize import CFG_WRITE, DMA_READ, DMA_WRITE, MMIO_READ, MMIO_WRITE, Item, Normalizer
+from .normalize import (
+    ADDRESS,
+    CFG_WRITE,
+    DMA_READ,
+    DMA_WRITE,
+    MMIO_READ,
+    MMIO_WRITE,
+    Correspondence,
+    Item,
+    Normalizer,
+)
 from .phases import PreOs, split_phases
 from .reader import ADDRESS_FIELD, EVENT_LINE, LogError, LogInfo, LogReader
 from .rules import Rules
@@ -141,6 +152,17 @@ class Aligner:
         # log (see _near), to be placed once the round has matched their neighbours.
         self.unplaced: list[tuple[Divergence, Item, str, Place]] = []
         self.calm = 0  # rounds since the last divergence
+        #: Which guest address of A is which of B's, learned from the pairs matched.
+        self.corr = Correspondence()
+
+    def agrees(self, a: Item, b: Item, corr: Correspondence | None = None) -> bool:
+        """Whether ``a`` (of A) and ``b`` (of B) are the same event, their addresses
+        through what the pairs matched so far say (:class:`Correspondence`)."""
+        if a.key != b.key or a.width != b.width or a.value != b.value:
+            return False
+        if a.addr is None and not a.addrs and b.addr is None and not b.addrs:
+            return True
+        return (corr or self.corr).agree_items(a, b)
 
     def stream(self, name: str) -> _Stream:
         stream = self.streams.get(name)
@@ -172,9 +194,10 @@ class Aligner:
     def _settle(self, name: str, s: _Stream, a_done: bool, b_done: bool) -> None:
         window = self.window
         look = LOOKAHEAD
+        agrees, corr = self.agrees, self.corr
         while s.a and s.b:
             a, b = s.a[0], s.b[0]
-            if a.same(b):
+            if agrees(a, b):
                 if self.place_twins and _twins_ahead(s, a, b):
                     placed = self._place_twin(s)
                     if placed == "missing":
@@ -189,14 +212,17 @@ class Aligner:
             if (len(s.a) <= look and not a_done) or (len(s.b) <= look and not b_done):
                 return
             # Which edit makes the following events line up best?
-            edits = {"missing": _agree(s.a, 1, s.b, 0, look), "extra": _agree(s.a, 0, s.b, 1, look)}
-            if a.key == b.key:
-                edits["changed"] = _agree(s.a, 1, s.b, 1, look)
+            edits = {
+                "missing": self._agree(s.a, 1, s.b, 0, look),
+                "extra": self._agree(s.a, 0, s.b, 1, look),
+            }
+            if a.key == b.key and corr.agree(a.addr, b.addr):
+                edits["changed"] = self._agree(s.a, 1, s.b, 1, look)
             best = max(edits, key=lambda e: (edits[e], e == "changed"))
             if edits[best] * 2 < min(look, len(s.a) - 1, len(s.b) - 1):
                 # No edit explains what follows: maybe the heads just moved a little.
-                j = _find(s.b, a, window)
-                i = _find(s.a, b, window)
+                j = _find(s.b, functools.partial(agrees, a), window)
+                i = _find(s.a, lambda other, b=b: agrees(other, b), window)
                 if j is not None and (i is None or j <= i):
                     moved = s.b[j]
                     del s.b[j]
@@ -212,6 +238,7 @@ class Aligner:
                 if (len(s.b) < window and not b_done) or (len(s.a) < window and not a_done):
                     return
             if best == "changed":
+                corr.bind(a.addr, b.addr)  # the same place, changed
                 self._record(name, s, _changed_kind(a, b), s.a.popleft(), s.b.popleft())
             elif best == "missing":
                 self._record(name, s, "missing", s.a.popleft(), None)
@@ -224,8 +251,9 @@ class Aligner:
         while s.b and (a_done or len(s.b) > self.limit):
             self._record(name, s, "extra", None, s.b.popleft())
 
-    @staticmethod
-    def _match(s: _Stream, a: Item, b: Item) -> None:
+    def _match(self, s: _Stream, a: Item, b: Item) -> None:
+        if a.addr is not None or a.addrs:
+            self.corr.bind_items(a, b)
         s.matched += 1
         a.partner = b.seq
         b.partner = a.seq
@@ -254,7 +282,9 @@ class Aligner:
             around_a, around_b = self._neighbours(a, "a", step), self._neighbours(b, "b", step)
             pairs = list(zip(around_a, around_b, strict=False))
             misfits.append(
-                sum(1 for x, y in pairs if x.stream != y.stream or not x.same(y)) if pairs else -1
+                sum(1 for x, y in pairs if x.stream != y.stream or not self.agrees(x, y))
+                if pairs
+                else -1
             )
         return misfits[0], misfits[1]
 
@@ -328,6 +358,22 @@ class Aligner:
                     in_stream = (s.last_b, s.b[0].seq if s.b else None)
                     self.unplaced.append((divergence, a, "a", in_stream))
 
+    def _agree(
+        self, qa: collections.deque[Item], ia: int, qb: collections.deque[Item], ib: int, n: int
+    ) -> int:
+        """How many of the next ``n`` items agree when A starts at ``ia`` and B at ``ib``,
+        each pair's addresses bound for the pairs after it (on trial: nothing is kept)."""
+        pairs = zip(
+            itertools.islice(qa, ia, ia + n), itertools.islice(qb, ib, ib + n), strict=False
+        )
+        trial = self.corr.trial()
+        agreeing = 0
+        for x, y in pairs:
+            if self.agrees(x, y, trial):
+                agreeing += 1
+                trial.bind_items(x, y)
+        return agreeing
+
     def stats(self) -> dict[str, dict[str, int]]:
         return {
             name: {"matched": s.matched, "diverged": s.diverged}
@@ -340,19 +386,13 @@ def _twins_ahead(s: _Stream, a: Item, b: Item) -> bool:
     return (len(s.a) > 1 and s.a[1].same(a)) or (len(s.b) > 1 and s.b[1].same(b))
 
 
-def _find(queue: collections.deque[Item], item: Item, window: int) -> int | None:
+def _find(
+    queue: collections.deque[Item], agrees: Callable[[Item], bool], window: int
+) -> int | None:
     for index, other in enumerate(itertools.islice(queue, 1, window)):
-        if other.same(item):
+        if agrees(other):
             return index + 1
     return None
-
-
-def _agree(
-    qa: collections.deque[Item], ia: int, qb: collections.deque[Item], ib: int, n: int
-) -> int:
-    """How many of the next ``n`` items agree when A starts at ``ia`` and B at ``ib``."""
-    pairs = zip(itertools.islice(qa, ia, ia + n), itertools.islice(qb, ib, ib + n), strict=False)
-    return sum(1 for x, y in pairs if x.same(y))
 
 
 def _changed_kind(a: Item, b: Item) -> str:
@@ -363,6 +403,8 @@ def _changed_kind(a: Item, b: Item) -> str:
 
 def _value(item: Item) -> str:
     value = item.value
+    if value == ADDRESS and item.addrs:
+        return f"{item.addrs[0]:#x}"
     if isinstance(value, int):
         return f"{value:#x}"
     if isinstance(value, str):
@@ -374,6 +416,10 @@ def _describe(kind: str, a: Item | None, b: Item | None) -> str:
     item = a or b
     assert item is not None
     what = " ".join(str(part) if not isinstance(part, int) else f"{part:#x}" for part in item.key)
+    if a is not None and b is not None and a.addr != b.addr:
+        what += f" at {a.addr:#x} in A, {b.addr:#x} in B"
+    elif item.addr is not None:
+        what += f" at {item.addr:#x}"
     if kind == "missing":
         return f"{what} (width {item.width}) = {_value(item)} is in A but not in B"
     if kind == "extra":
@@ -381,7 +427,17 @@ def _describe(kind: str, a: Item | None, b: Item | None) -> str:
     assert a is not None and b is not None
     if kind in ("changed_width", "changed_length"):
         return f"{what}: width {a.width} in A, {b.width} in B"
+    if a.value == b.value and a.value != ADDRESS:
+        return (
+            f"{what}: holds addresses that do not correspond: "
+            f"{_addresses(a.addrs)} in A, {_addresses(b.addrs)} in B"
+        )
     return f"{what}: {_value(a)} in A, {_value(b)} in B"
+
+
+def _addresses(addrs: tuple[int, ...], shown: int = 4) -> str:
+    listed = ", ".join(f"{addr:#x}" for addr in addrs[:shown])
+    return f"({listed}{', ...' if len(addrs) > shown else ''})"
 
 
 def _normalised(
@@ -389,7 +445,7 @@ def _normalised(
 ) -> Iterator[Item]:
     for event in reader:
         if start is not None and event["seq"] < start:
-            continue  # the pre-OS phase (its addresses would shift the canonical numbering)
+            continue  # the pre-OS phase (firmware's; compared on its own, see phases.py)
         counts[event["kind"]] += 1
         item = normalizer.push(event)
         if item is not None:
@@ -485,6 +541,11 @@ class _Diff:
 
     def _fast(self) -> bool:
         """Take the lines both logs agree on, if any; False when there were none."""
+        if self.aligner.corr.crossed:
+            # An address of A is another of B's: the same line in both logs no longer
+            # means the same event, and no address is ever unbound.
+            self.fast_open = False
+            return False
         if self.fast_wait:
             self.fast_wait -= 1
             return False
@@ -545,13 +606,16 @@ class _Diff:
         is parsed once: its body's next appearances reuse the item (``memo``). So is a
         DMA whose item depends on nothing else but its address's number
         (:meth:`Normalizer.addressed`): the next with the same body but for the address
-        only has its address numbered (``addressed``)."""
+        only has its address bound (``addressed``). While no address is crossed
+        (:attr:`Correspondence.crossed`), an address in the same line of both logs is
+        the same in both."""
         if not self.shared:
             self.norm_b.share(self.norm_a)
             self.shared = True
         reader, norm, memo, addressed = self.reader_a, self.norm_a, self.memo, self.addressed
         parse, push, stateless = reader.parse, norm.push, norm.stateless
-        mmio_item, poll, canonical = norm.mmio_item, norm.poll, norm.canonical
+        mmio_item, poll = norm.mmio_item, norm.poll
+        same_address = self.aligner.corr.same_address
         search = ADDRESS_FIELD.search
         # One (kind, stream or None) per event, counted at the end.
         outcomes: list[tuple[str, str | None]] = []
@@ -566,7 +630,7 @@ class _Diff:
                     unaddressed = body[: field.start()] + body[field.end() :]  # type: ignore[index]
                     known = addressed.get(unaddressed)
                     if known is not None:
-                        canonical(int(field[1]))
+                        same_address(int(field[1]))
             if known is None:
                 event = parse(lines[used], first_line + used)
                 assert event is not None  # an event line: EVENT_LINE matched it
@@ -577,6 +641,11 @@ class _Diff:
                 parsed += 1
                 mmio = kind in (MMIO_READ, MMIO_WRITE)
                 item = mmio_item(event, kind) if mmio else push(event)
+                if item is not None:
+                    if item.addr is not None:
+                        same_address(item.addr)
+                    for address in item.addrs:
+                        same_address(address)
                 known = (
                     item,
                     mmio and item is not None,

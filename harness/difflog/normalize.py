@@ -7,12 +7,19 @@ mapped here, so alignment compares only what both paths must agree on.
 What the rules and the device profile decide for a register (dropped, masked,
 holding an address, which stream) depends only on where the access goes, so
 it is worked out once per register and kept (:meth:`Normalizer._mmio_place`);
-per event only what depends on the log so far is done: address numbering,
-status-poll collapsing, the config state.
+per event only what depends on the log so far is done: status-poll collapsing,
+the config state.
+
+Guest addresses (DMA addresses, registers the profile declares as holding one,
+the address fields of declared descriptors) stay as the log has them, apart
+from what an item compares by equality: the guest's allocators place buffers
+differently on each path, so which address of one log is which of the other's
+is learned while aligning (:class:`Correspondence`), not decided here.
 """
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +39,10 @@ DEVICE_ERROR = Kind.DEVICE_ERROR.value
 
 #: Per-register decisions kept at most; a log touching more registers recomputes them.
 PLACES_KEPT = 1 << 16
+#: The value of an item whose value is a guest address (in ``addrs``), and what stands
+#: for a descriptor's non-zero address fields in its payload digest.
+ADDRESS = "address"
+_ADDRESS_SLOT = (1).to_bytes(8, "little")
 
 
 @dataclass(slots=True)
@@ -44,9 +55,94 @@ class Item:
     event: dict[str, Any]
     count: int = 1
     partner: int | None = None  # the seq of the item it matched on the other side
+    #: The guest address it accesses (DMA), compared through a :class:`Correspondence`.
+    addr: int | None = None
+    #: Guest addresses its value holds (an address register's value, a descriptor's
+    #: address fields in order), compared the same way.
+    addrs: tuple[int, ...] = ()
 
     def same(self, other: Item) -> bool:
-        return self.key == other.key and self.width == other.width and self.value == other.value
+        """The same as ``other``, an item of the same log (addresses compare as they are)."""
+        return (
+            self.key == other.key
+            and self.width == other.width
+            and self.value == other.value
+            and self.addr == other.addr
+            and self.addrs == other.addrs
+        )
+
+
+class Correspondence:
+    """Which guest address of log A is which of log B's, learned from the events the
+    alignment pairs (:meth:`bind`): a one-to-one map. Two addresses agree when they
+    are bound to each other, or neither is bound yet (they may be).
+
+    Numbering each log's addresses by first appearance, as this replaces, made one
+    address only one log touched shift the numbers of all that came after it.
+    """
+
+    def __init__(self) -> None:
+        self.a_to_b: dict[int, int] = {}
+        self.b_to_a: dict[int, int] = {}
+        #: Bound pairs of different addresses: while there are none, the same line in
+        #: both logs agrees (the fast lane's condition).
+        self.crossed = 0
+
+    def trial(self) -> Correspondence:
+        """A correspondence that starts as this one and binds on its own (for looking
+        ahead: what it binds is not kept here)."""
+        trial = Correspondence()
+        trial.a_to_b = collections.ChainMap({}, self.a_to_b)  # type: ignore[assignment]
+        trial.b_to_a = collections.ChainMap({}, self.b_to_a)  # type: ignore[assignment]
+        return trial
+
+    def agree(self, a: int | None, b: int | None) -> bool:
+        if a is None or b is None:
+            return a is b
+        bound = self.a_to_b.get(a)
+        if bound is not None:
+            return bound == b
+        return b not in self.b_to_a
+
+    def agree_items(self, a: Item, b: Item) -> bool:
+        """Whether the addresses of two items (of A and of B) agree, each pair and all
+        of them together (one address of A twice in ``a`` is one of B twice in ``b``)."""
+        if not self.agree(a.addr, b.addr):
+            return False
+        if not a.addrs and not b.addrs:
+            return True
+        if len(a.addrs) != len(b.addrs):
+            return False
+        seen_a: dict[int, int] = {}
+        seen_b: dict[int, int] = {}
+        if a.addr is not None and b.addr is not None:
+            seen_a[a.addr], seen_b[b.addr] = b.addr, a.addr
+        for x, y in zip(a.addrs, b.addrs, strict=True):
+            if seen_a.setdefault(x, y) != y or seen_b.setdefault(y, x) != x:
+                return False
+            if not self.agree(x, y):
+                return False
+        return True
+
+    def bind(self, a: int | None, b: int | None) -> None:
+        """Record that ``a`` (of A) is ``b`` (of B), unless either is bound already."""
+        if a is None or b is None or a in self.a_to_b or b in self.b_to_a:
+            return
+        self.a_to_b[a] = b
+        self.b_to_a[b] = a
+        if a != b:
+            self.crossed += 1
+
+    def bind_items(self, a: Item, b: Item) -> None:
+        self.bind(a.addr, b.addr)
+        for x, y in zip(a.addrs, b.addrs, strict=False):
+            self.bind(x, y)
+
+    def same_address(self, address: int) -> None:
+        """The same address in both logs, in the same line while nothing is crossed."""
+        if address not in self.a_to_b:
+            self.a_to_b[address] = address
+            self.b_to_a[address] = address
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +160,6 @@ class Normalizer:
 
     def __init__(self, header: dict[str, Any], rules: Rules) -> None:
         self.rules = rules
-        self._addresses: dict[int, int] = {}
         self._last_read: dict[str, Item] = {}  # the last read of each MMIO stream
         self._config: dict[tuple[int, int], Item] = {}
         self.profile = profile = DeviceProfile.from_header(header)
@@ -79,25 +174,24 @@ class Normalizer:
         self._irq_keys: dict[tuple[str, int], tuple] = {}
         self.dropped = 0
 
-    def canonical(self, addr: int) -> int:
-        """Guest addresses numbered by first appearance. Exact addresses, not pages:
-        the guest's allocators place buffers at different offsets on each path."""
-        return self._addresses.setdefault(addr, len(self._addresses))
-
-    def _payload(self, event: dict[str, Any]) -> str | None:
-        """The payload digest, with a declared descriptor's addresses and tags canonicalised."""
+    def _payload(self, event: dict[str, Any]) -> tuple[str | None, tuple[int, ...]]:
+        """The payload digest, with a declared descriptor's ignored fields cleared and its
+        address fields taken out (a marker in the digest where one is not zero), and the
+        addresses taken out, in order."""
         spec = self._descriptors.get(event.get("tag"))
         if spec is None or "data" not in event:
-            return event.get("digest")
+            return event.get("digest"), ()
         data = bytearray.fromhex(event["data"])
         for start, end in spec["ignore"]:
             data[start:end] = bytes(end - start)
         offsets = range(0, len(data) - 7, 8) if spec.get("address_list") else spec["addresses"]
+        addrs = []
         for offset in offsets:
             addr = int.from_bytes(data[offset : offset + 8], "little")
             if addr:
-                data[offset : offset + 8] = self.canonical(addr).to_bytes(8, "little")
-        return payload_digest(data)
+                addrs.append(addr)
+                data[offset : offset + 8] = _ADDRESS_SLOT
+        return payload_digest(data), tuple(addrs)
 
     def push(self, event: dict[str, Any]) -> Item | None:
         """The item for ``event``, or None when it is dropped, collapsed or deferred."""
@@ -109,11 +203,13 @@ class Normalizer:
             item = self.mmio_item(event, kind)
             return None if item is None else self.poll(item)
         if kind in (DMA_READ, DMA_WRITE):
-            canonical = self.canonical(event["addr"])
-            payload = self._payload(event)
+            payload, addrs = self._payload(event)
             # Descriptors (queue entries, address lists) and data buffers align separately.
             stream = f"dma:{event['tag']}" if "tag" in event else "dma"
-            return Item(stream, (kind, canonical), event["len"], payload, event["seq"], event)
+            return Item(
+                stream, (kind,), event["len"], payload, event["seq"], event, 1, None,
+                event["addr"], addrs,
+            )  # fmt: skip
         if kind == IRQ:
             return Item("irq", self._irq_key(event), 0, None, event["seq"], event)
         if kind in (CFG_READ, CFG_WRITE):
@@ -164,7 +260,10 @@ class Normalizer:
         if place.mask is not None:
             value &= place.mask
         if place.address and value:
-            value = self.canonical(value)
+            return Item(
+                place.stream, place.key, size, ADDRESS, event["seq"], event, 1, None, None,
+                (value,),
+            )  # fmt: skip
         return Item(place.stream, place.key, size, value, event["seq"], event)
 
     def poll(self, item: Item) -> Item | None:
@@ -228,9 +327,9 @@ class Normalizer:
         return value
 
     def addressed(self, event: dict[str, Any]) -> bool:
-        """Whether ``event`` is a DMA whose item depends on nothing but the event and the
-        number :meth:`canonical` gives its address (not a descriptor, whose addresses
-        inside the payload are numbered too)."""
+        """Whether ``event`` is a DMA whose item depends on nothing but the event, and on
+        nothing of the event but its address beyond what equal lines share (not a
+        descriptor, whose payload holds addresses too)."""
         return event["kind"] in (DMA_READ, DMA_WRITE) and (
             self._descriptors.get(event.get("tag")) is None or "data" not in event
         )
@@ -238,27 +337,25 @@ class Normalizer:
     # --- sharing state while two logs agree
 
     def share(self, other: Normalizer) -> None:
-        """Take ``other``'s address map and last reads as this log's own, the same
-        objects: while both logs' events are the same, one normaliser does for both."""
-        self._addresses = other._addresses
+        """Take ``other``'s last reads as this log's own, the same object: while both
+        logs' events are the same, one normaliser does for both."""
         self._last_read = other._last_read
 
     def unshare(self) -> None:
         """Own copies of the state :meth:`share` took, before the logs differ."""
-        self._addresses = dict(self._addresses)
         self._last_read = dict(self._last_read)
 
     def same_state(self, other: Normalizer) -> bool:
         """Whether the same events would make the same items here and in ``other``
-        (the config state, compared at the end, does not count)."""
-        if self.profile != other.profile or len(self._addresses) != len(other._addresses):
+        (the config state, compared at the end, does not count). Addresses compare as
+        they are: the fast lane, which asks, opens only while the logs' addresses are
+        the same (:attr:`Correspondence.crossed`)."""
+        if self.profile != other.profile:
             return False
         mine, theirs = self._last_read, other._last_read
         if mine.keys() != theirs.keys():
             return False
-        if any(not item.same(theirs[stream]) for stream, item in mine.items()):
-            return False
-        return self._addresses == other._addresses
+        return all(item.same(theirs[stream]) for stream, item in mine.items())
 
     def finish(self) -> list[Item]:
         """Items only known at the end: the final config state."""
