@@ -75,8 +75,8 @@ def _is_child(kind: str, **fields: object) -> Callable[[dict], bool]:
 
 
 def test_recorded_fio_pattern_pair_is_equivalent(tmp_path: Path, fio_pair) -> None:
-    """Needs: the window stream dropped, descriptors' addresses canonicalised, address
-    registers mapped, the MSI-X table and PBA dropped, config writes compared by the
+    """Needs: the window stream dropped, descriptors' addresses and address registers
+    paired, the MSI-X table and PBA dropped, config writes compared by the
     state they leave, BARs/ROM/interrupt line and the interrupt capabilities treated as
     path-specific, config reads not compared, device errors compared by code."""
     result = _diff(tmp_path, fio_pair)

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from harness.difflog.normalize import ADDRESS, PLACES_KEPT, Correspondence, Item, Normalizer
+from harness.difflog.correspondence import Correspondence
+from harness.difflog.normalize import ADDRESS, PLACES_KEPT, Item, Normalizer
 from harness.difflog.profile import DeviceProfile
 from harness.difflog.rules import Rules
 from vfio_bridge import logformat

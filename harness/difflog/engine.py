@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .correspondence import Correspondence
 from .normalize import (
     ADDRESS,
     CFG_WRITE,
@@ -47,7 +48,6 @@ from .normalize import (
     DMA_WRITE,
     MMIO_READ,
     MMIO_WRITE,
-    Correspondence,
     Item,
     Normalizer,
 )
@@ -445,7 +445,7 @@ def _normalised(
 ) -> Iterator[Item]:
     for event in reader:
         if start is not None and event["seq"] < start:
-            continue  # the pre-OS phase (firmware's; compared on its own, see phases.py)
+            continue  # the pre-OS phase: firmware's, reported apart (phases.py, Rule 3)
         counts[event["kind"]] += 1
         item = normalizer.push(event)
         if item is not None:
@@ -604,7 +604,7 @@ class _Diff:
 
         An event whose item depends on nothing but itself (:meth:`Normalizer.stateless`)
         is parsed once: its body's next appearances reuse the item (``memo``). So is a
-        DMA whose item depends on nothing else but its address's number
+        DMA whose item depends on nothing else but its address
         (:meth:`Normalizer.addressed`): the next with the same body but for the address
         only has its address bound (``addressed``). While no address is crossed
         (:attr:`Correspondence.crossed`), an address in the same line of both logs is

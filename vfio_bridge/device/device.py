@@ -112,7 +112,7 @@ class Bar:
 class Descriptor:
     """A structure the device DMAs under ``tag`` (a queue entry, an address list) and
     which of its fields are guest addresses or driver-chosen ids, so the diff can
-    canonicalise them: they legitimately differ between paths."""
+    pair the addresses and ignore the ids: they legitimately differ between paths."""
 
     tag: str
     addresses: tuple[int, ...] = ()  # offsets of 8-byte address fields
