@@ -4,6 +4,7 @@ from it, and the reader's checks of each event against the format's field table.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,27 @@ def test_diff_derives_from_the_declaration_what_format_2_headers_stated() -> Non
     assert derived.descriptors == stated.descriptors
     # Only the declaration names registers (for reports): ASQ at 0x28, as in the NVMe spec.
     assert derived.register_names[(0, 0x28)] == "asq" and stated.register_names == {}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("msix", {"table": [0, 8192]}, "header.msix.table is [0, 8192], not a list of 3 items"),
+        ("path_specific_config", [84], "header.path_specific_config[0] is 84, not a list of 2"),
+        ("address_registers", [[0, "40", 8]], "header.address_registers[0][1] is '40', not an"),
+        ("descriptors", [{"addresses": [24]}], 'header.descriptors[0] has no "tag"'),
+    ],
+)
+def test_a_format_2_header_is_checked_as_it_was_written(
+    tmp_path: Path, field: str, value: object, problem: str
+) -> None:
+    """What the diff reads of a legacy header has a shape: the one format 2 wrote."""
+    assert logformat.check_header(FORMAT_2_NVME) is None
+    bad = {**FORMAT_2_NVME, field: value}
+    assert (logformat.check_header(bad) or "").startswith(problem)
+    log = write_log(tmp_path / "a.jsonl", [mmio("mmio_read", 0, 0x1C, 1)], bad)
+    with pytest.raises(LogError, match=re.escape(f":1: {problem}")):
+        diff_logs(log, log)
 
 
 def test_window_header_is_the_childs_declaration_naming_the_window() -> None:

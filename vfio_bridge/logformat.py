@@ -154,6 +154,13 @@ _DESCRIPTOR = _Fields(
 )
 _TAKEOVER = _Fields({"bar": int, "offset": int, "mask": int, "value": int}, {"register": str})
 _IDENTITY = {"model": str, "vendor_id": int, "device_id": int, "class_code": int}
+#: What formats 1 and 2 stated in the header instead of the device's description.
+_LEGACY_FIELDS = {
+    "msix": _Fields({}, {"table": (int, int, int), "pba": (int, int, int)}),
+    "path_specific_config": [(int, int)],
+    "address_registers": [(int, int, int)],
+    "descriptors": [_DESCRIPTOR],
+}
 #: What Rule 2's header holds that readers use, and the shapes of the device's
 #: description (``DeviceModel.declaration()``): the fields readers look up are
 #: required, the others checked when present; fields not named are not checked.
@@ -161,6 +168,7 @@ HEADER_FIELDS = _Fields(
     {},
     {
         **_IDENTITY,
+        **_LEGACY_FIELDS,
         "start_t_ns": int,
         "path": str,
         "digest_algorithm": str,
