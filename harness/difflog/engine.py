@@ -5,7 +5,9 @@ side that never grows past a fixed bound, so memory stays flat however long
 the logs are. Heads that match are consumed; a head found a little further
 on the other side is matched there (reordering within the window is not a
 divergence); otherwise the pair is a changed value/width/payload when both
-heads touch the same thing, or a missing/extra event.
+heads touch the same thing, or a missing/extra event. Guest addresses match
+through the pairs matched before them (:mod:`.correspondence`): each match
+binds its events' addresses, one address of A to one of B.
 
 Placement among identical twins: when the heads of a stream are the same but
 one side's next item is their twin (the same interrupt again, a doorbell
@@ -19,7 +21,8 @@ divergence also says where it belongs in the other log (``near``): between the
 counterparts of its nearest matched neighbours.
 
 Fast lane: while both logs agree, neither needs aligning. When every stream's
-queue is empty and the two normalisers are in the same state, the next lines
+queue is empty, the two normalisers are in the same state and every address
+paired so far is the same in both logs (:mod:`.correspondence`), the next lines
 of both logs are compared as bytes without their ``seq`` and ``t_ns``; the
 lines that agree are parsed and normalised on one side only (the normalisers
 share their state meanwhile) and count as matched in their streams; an event
