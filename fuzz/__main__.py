@@ -2,18 +2,25 @@
 
 Examples::
 
-    python -m fuzz -runs=20000 -artifact_prefix=/tmp/ /tmp/corpus   # the CI budget
-    python -m fuzz -max_total_time=3600 -jobs=2 fuzz-corpus          # a long run
+    python -m fuzz -max_total_time=60 -seed=1 -artifact_prefix=/tmp/ corpus  # what CI runs
+    python -m fuzz -max_total_time=3600 -jobs=2 fuzz-corpus                   # a long run
 
-libFuzzer prints ``#N DONE`` with the number of inputs tried; a crashing input
-is written as ``crash-*`` under ``-artifact_prefix`` and should be copied into
-``fuzz/regressions/``.
+libFuzzer prints ``Done N runs`` with the number of inputs tried; a crashing
+input is written under ``-artifact_prefix`` as ``crash-*`` (an exception, a
+MemoryError past :data:`ADDRESS_SPACE` among them), ``oom-*``, ``leak-*`` or
+``timeout-*``, and belongs in ``fuzz/regressions/`` with what it must do now
+(``tests/test_fuzz.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import resource
 import sys
+
+#: The fuzzing process's address space: ten times what it maps to run (90 MiB here),
+#: far below what an allocation an input chose must not reach.
+ADDRESS_SPACE = 1 << 30
 
 
 def main() -> None:
@@ -25,6 +32,10 @@ def main() -> None:
     with atheris.instrument_imports(include=["vfio_bridge", "fuzz"]):
         from fuzz.dispatch import Harness
     logging.disable(logging.CRITICAL)  # every refusal is logged; that is not the point here
+    # An allocation the input chose fails at once (MemoryError, a crash with its input):
+    # libFuzzer's -rss_limit_mb samples the RSS once a second, and a short-lived
+    # allocation of gigabytes passes between two samples on one machine, not another.
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
     harness = Harness()
     atheris.Setup(sys.argv, harness.run)
     atheris.Fuzz()
