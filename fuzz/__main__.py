@@ -33,8 +33,8 @@ def main() -> None:
         from fuzz.dispatch import Harness
     logging.disable(logging.CRITICAL)  # every refusal is logged; that is not the point here
     # An allocation the input chose fails at once (MemoryError, a crash with its input):
-    # libFuzzer's -rss_limit_mb samples the RSS once a second, and a short-lived
-    # allocation of gigabytes passes between two samples on one machine, not another.
+    # libFuzzer's -rss_limit_mb samples the RSS once a second: a short-lived
+    # allocation of gigabytes may pass between two samples, or not.
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
     harness = Harness()
     atheris.Setup(sys.argv, harness.run)
