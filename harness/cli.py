@@ -382,9 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare two transaction logs at two levels. Transactions: the model's "
         "decoder turns each log into the commands the device was given; commands are "
         "paired by content, and what batching merged or split is compared per logical "
-        "block. Raw events: normalised (DMA addresses, status polls, path-specific config "
-        "and MSI-X, the window's own stream) and aligned per stream with a bounded "
-        "reorder window.",
+        "block. Raw events: normalised (status polls, path-specific config and MSI-X, "
+        "the window's own stream) and aligned per stream with a bounded reorder window, "
+        "each log's guest addresses paired with the other's by the events that match.",
         epilog="examples:\n  xvpci diff out/direct/nvme.jsonl out/window/nvme.jsonl\n"
         "  xvpci diff A.jsonl B.jsonl --html diff.html --junit diff.xml --rules rules.toml\n"
         "  xvpci diff A.jsonl B.jsonl --level raw      # today's event-by-event verdict\n\n"
