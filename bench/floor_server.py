@@ -24,7 +24,6 @@ Usage: python -m bench.floor_server SOCKET
 from __future__ import annotations
 
 import argparse
-import array
 import socket
 import sys
 from pathlib import Path
@@ -41,11 +40,10 @@ from vfio_bridge.protocol import (
 )
 from vfio_bridge.recorder import Recorder
 from vfio_bridge.session import MAX_MESSAGE_SIZE, MAX_MSG_FDS, Session
-from vfio_bridge.transport import RECEIVE_CHUNK, PeerClosed, SocketChannel
+from vfio_bridge.transport import RECEIVE_CHUNK, PeerClosed, SocketChannel, ancillary_size
 
 #: The accesses bench.mmio makes (see measure_edu there).
 IDENT, LIVENESS, LIVENESS_VALUE = 0x00, 0x04, 0x5A
-_FD_SIZE = array.array("i").itemsize
 
 
 def _request_tail(command: VfioCommand, offset: int, data: bytes, flags: int) -> bytes:
@@ -65,7 +63,7 @@ class FloorSession(Session):
         buffer = bytearray(RECEIVE_CHUNK)
         view = memoryview(buffer)
         buffers = [buffer]
-        ancillary = socket.CMSG_SPACE(MAX_MSG_FDS * _FD_SIZE)
+        ancillary = ancillary_size(MAX_MSG_FDS)
         recvmsg_into, send = sock.recvmsg_into, sock.send
 
         ident = self.model.bar_handlers[0].read(IDENT, 4).to_bytes(4, "little")

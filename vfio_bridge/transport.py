@@ -74,6 +74,11 @@ class Channel(Protocol):
         ...
 
 
+def ancillary_size(max_fds: int) -> int:
+    """The ancillary buffer a receive needs to take up to ``max_fds`` descriptors."""
+    return socket.CMSG_SPACE(max_fds * _FD_SIZE)
+
+
 class SocketChannel:
     """A connected vfio-user stream socket (a :class:`Channel`)."""
 
@@ -81,7 +86,7 @@ class SocketChannel:
         self.sock = sock
         self.reader = MessageReader(max_message_size, max_fds)
         self._max_message_size = max_message_size
-        self._ancillary = socket.CMSG_SPACE(max_fds * _FD_SIZE)
+        self._ancillary = ancillary_size(max_fds)
         self._chunk = bytearray(RECEIVE_CHUNK)
         self._chunks = [self._chunk]  # recvmsg_into's buffer list, built once
         self._chunk_view = memoryview(self._chunk)
