@@ -41,6 +41,11 @@ case "$group" in
         modules="harness/difflog/normalize.py harness/difflog/profile.py"
         tests="tests/test_normalize.py tests/test_logformat.py"
         ;;
+    correspondence)
+        # the pairing of addresses: its unit tests, then the pairs it decides
+        modules="harness/difflog/correspondence.py"
+        tests="tests/test_normalize.py tests/test_diff_fast.py tests/test_diff.py"
+        ;;
     phases)
         modules="harness/difflog/phases.py"
         tests="tests/test_phases.py"
@@ -75,7 +80,7 @@ case "$group" in
         tests="tests/test_reader.py tests/test_logformat.py tests/test_diff_cutter.py"
         ;;
     *)
-        echo "usage: bash ci/mutation.sh protocol|regions|rules|normalize|phases|transactions|reports|engine|reader|cutter [mutmut run args]" >&2
+        echo "usage: bash ci/mutation.sh protocol|regions|rules|normalize|correspondence|phases|transactions|reports|engine|reader|cutter [mutmut run args]" >&2
         exit 2
         ;;
 esac

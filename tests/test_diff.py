@@ -124,6 +124,8 @@ def test_an_address_only_one_log_touches_is_one_divergence(tmp_path: Path, base_
     (5,014 divergences here); which address is which is learned from the pairs."""
     result, *_ = pair(tmp_path, _rounds(0x100000, extra_at=0x9000), _rounds(base_b))
     assert [(d.kind, d.seq_a, d.b) for d in result.divergences] == [("missing", 1, None)]
+    moved = 0 if base_b == 0x100000 else 8
+    assert (result.addresses_paired, result.addresses_moved) == (8, moved)  # not 0x9000
     assert result.divergences[0].detail.startswith("dma_read at 0x9000 (width 64)")
 
 

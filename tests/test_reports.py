@@ -100,6 +100,7 @@ def test_summary_of_a_divergent_pair(pair: Pair) -> None:
         f"B: {pair.b} (window, 7 events)",
         "events per kind (A / B): cfg_read 1/1, dma_read 1/1, irq 2/1, mmio_read 2/2, "
         "mmio_write 2/2",
+        "guest addresses paired: 1, 0 of them at another address in B",
         "DIVERGED: 2 divergences (changed_value 1, missing 1); 5 items matched",
         f"first divergence [changed_value] in stream mmio:bar2:0: {CHANGED}",
         "  A around #4:",
@@ -133,6 +134,7 @@ def test_summary_of_an_equivalent_pair(same: Pair) -> None:
         f"B: {same.b} (window, 8 events)",
         "events per kind (A / B): cfg_read 1/1, dma_read 1/1, irq 2/2, mmio_read 2/2, "
         "mmio_write 2/2",
+        "guest addresses paired: 1, 0 of them at another address in B",
         "EQUIVALENT: 7 items matched (0 reordered within the window)",
     ]
 
@@ -235,6 +237,7 @@ def test_json_report_key_by_key(pair: Pair, tmp_path: Path) -> None:
         },
         "matched": 5,
         "reordered": 0,
+        "addresses": {"paired": 1, "moved": 0},
         "divergence_counts": {"changed_value": 1, "missing": 1},
         "total_divergences": 2,
         "divergences_listed": 2,

@@ -119,6 +119,9 @@ class DiffResult:
     streams: dict[str, dict[str, int]] = field(default_factory=dict)
     #: Each side's pre-OS phase, cut from the comparison (phases.py); None: not looked for.
     pre_os: tuple[PreOs, PreOs] | None = None
+    #: Guest addresses of A paired with one of B's, and how many of those differ.
+    addresses_paired: int = 0
+    addresses_moved: int = 0
 
     @property
     def equivalent(self) -> bool:
@@ -535,6 +538,8 @@ class _Diff:
             aligner.settle(a_done, b_done)
         result.streams = aligner.stats()
         result.matched = sum(s["matched"] for s in result.streams.values())
+        result.addresses_paired = len(aligner.corr.a_to_b)
+        result.addresses_moved = aligner.corr.crossed
         # Streams settle independently; report in log order (A's, else B's position;
         # at the same position A's event first).
         result.divergences.sort(

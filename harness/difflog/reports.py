@@ -94,6 +94,11 @@ def summary(result: DiffResult, path_a: Path, path_b: Path) -> str:
         "events per kind (A / B): "
         + ", ".join(f"{k} {result.events_a[k]}/{result.events_b[k]}" for k in kinds)
     )
+    if result.addresses_paired:
+        lines.append(
+            f"guest addresses paired: {result.addresses_paired}, "
+            f"{result.addresses_moved} of them at another address in B"
+        )
     if result.equivalent:
         lines.append(
             f"EQUIVALENT: {result.matched} items matched "
@@ -197,6 +202,7 @@ def write_json(
         "events": {"a": dict(result.events_a), "b": dict(result.events_b)},
         "matched": result.matched,
         "reordered": result.reordered,
+        "addresses": {"paired": result.addresses_paired, "moved": result.addresses_moved},
         "divergence_counts": dict(result.by_kind),
         "total_divergences": result.total_divergences,
         "divergences_listed": len(result.divergences),
