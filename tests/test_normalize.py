@@ -548,8 +548,10 @@ def test_addresses_agree_when_bound_to_each_other_or_both_unbound() -> None:
     assert not c.agree(0x2000, 0x8000)  # B's is A's 0x1000
     assert c.agree(0x2000, 0x9000)
     assert c.agree(None, None) and not c.agree(0x1000, None)
+    assert not c.agree(0x5000, None) and not c.agree(None, 0x5000)  # an address is not none
     c.bind(0x1000, 0x9000)  # bound already: the first binding holds
     c.bind(0x2000, 0x8000)
+    c.bind(0x3000, None)
     assert c.a_to_b == {0x1000: 0x8000} and c.b_to_a == {0x8000: 0x1000}
 
 
@@ -571,6 +573,7 @@ def test_an_items_addresses_agree_together() -> None:
     assert not c.agree_items(_dma_item(0x1000, 0x5000, 0x5000), _dma_item(0x8000, 0x9000, 0xA000))
     assert not c.agree_items(_dma_item(0x1000, 0x1000), _dma_item(0x8000, 0x9000))
     assert not c.agree_items(_dma_item(0x1000, 0x5000), _dma_item(0x8000))  # fewer
+    assert not c.agree_items(_dma_item(0x1000), _dma_item(0x8000, 0x9000))  # more
     c.bind_items(_dma_item(0x1000, 0x5000), _dma_item(0x8000, 0x9000))
     assert c.a_to_b == {0x1000: 0x8000, 0x5000: 0x9000}
     assert not c.agree_items(_dma_item(0x1000, 0x6000), _dma_item(0x8000, 0x9000))
@@ -581,6 +584,7 @@ def test_a_trial_binds_on_its_own() -> None:
     c.bind(0x1000, 0x8000)
     trial = c.trial()
     assert not trial.agree(0x1000, 0x9000)  # what the correspondence holds, the trial does
+    assert not trial.agree(0x3000, 0x8000)  # both ways
     trial.bind(0x2000, 0x9000)
     assert not trial.agree(0x2000, 0xA000) and c.agree(0x2000, 0xA000)
     assert c.a_to_b == {0x1000: 0x8000} and c.crossed == 1
