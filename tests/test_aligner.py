@@ -7,12 +7,13 @@ only at batch edges in whole logs; here the queues are filled item by item.
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
 import pytest
 
-from harness.difflog.engine import LOOKAHEAD, RECENT, Aligner, DiffResult
-from harness.difflog.normalize import Item
+from harness.difflog.engine import LOOKAHEAD, RECENT, Aligner, DiffResult, _describe
+from harness.difflog.normalize import ADDRESS, Item
 from harness.difflog.reader import LogInfo
 
 STREAM = "mmio:bar0:0"
@@ -148,3 +149,54 @@ def test_twins_are_placed_by_their_neighbours_after_more_than_recent_items() -> 
     assert [(d.kind, d.seq_a) for d in aligner.result.divergences] == [
         ("missing", 3 * missing_command + 1)
     ]
+
+
+# --- items with guest addresses ------------------------------------------------------------
+
+
+def _dma(addr: int, *addrs: int, seq: int = 0, value: str = "digest") -> Item:
+    return Item("dma:sqe", ("dma_read",), 64, value, seq, {"seq": seq}, addr=addr, addrs=addrs)
+
+
+def _asq(value: int, seq: int = 0) -> Item:
+    """A write of a register holding a guest address (NVMe's ASQ)."""
+    return Item(STREAM, ("mmio_write", 0, 0x28), 8, ADDRESS, seq, {"seq": seq}, addrs=(value,))
+
+
+def test_items_agree_on_key_width_value_and_addresses_through_the_pairs_matched() -> None:
+    aligner = _aligner()
+    assert aligner.agrees(_read(1, 0), _read(1, 0))
+    other_register = Item(STREAM, ("mmio_read", 0, 0x14), 4, 1, 0, {})
+    assert not aligner.agrees(_read(1, 0), other_register)  # the same width and value
+    aligner.corr.bind(0x1000, 0x8000)
+    assert aligner.agrees(_asq(0x1000), _asq(0x8000))
+    assert not aligner.agrees(_asq(0x1000), _asq(0x9000))  # the register's address too
+    assert not aligner.agrees(_dma(0x1000), _dma(0x9000))
+    assert aligner.agrees(_dma(0x2000), _dma(0x9000))  # neither bound yet
+
+
+def test_looking_ahead_pairs_addresses_as_it_goes_and_keeps_none() -> None:
+    """Two reads of one buffer in A against reads of two buffers in B: the first pair
+    may agree, the second then cannot (A's buffer is B's first one by then)."""
+    aligner = _aligner()
+    qa = collections.deque([_dma(0x1000), _dma(0x1000)])
+    qb = collections.deque([_dma(0x8000), _dma(0x9000)])
+    assert aligner._agree(qa, 0, qb, 0, 2) == 1
+    assert aligner.corr.a_to_b == {}
+
+
+def test_a_divergence_names_the_addresses_of_both_sides() -> None:
+    assert _describe("missing", _dma(0x1000), None).startswith("dma_read at 0x1000 (width 64)")
+    assert _describe("changed_payload", _dma(0x1000, value="x"), _dma(0x8000, value="y")) == (
+        "dma_read at 0x1000 in A, 0x8000 in B: x in A, y in B"
+    )
+    assert _describe("changed_value", _asq(0x1000), _asq(0x9000)) == (
+        "mmio_write 0x0 0x28: 0x1000 in A, 0x9000 in B"
+    )
+    moved = _describe("changed_payload", _dma(0x1000, 0x5000, 0x6000), _dma(0x1000, 0x7000, 0))
+    assert moved == (
+        "dma_read at 0x1000: holds addresses that do not correspond: "
+        "(0x5000, 0x6000) in A, (0x7000, 0x0) in B"
+    )
+    prps = _describe("changed_payload", _dma(0x1000, *range(1, 6)), _dma(0x1000, *range(6, 11)))
+    assert prps.endswith("(0x1, 0x2, 0x3, 0x4, ...) in A, (0x6, 0x7, 0x8, 0x9, ...) in B")
