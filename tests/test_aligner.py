@@ -193,6 +193,10 @@ def test_a_divergence_names_the_addresses_of_both_sides() -> None:
     assert _describe("changed_value", _asq(0x1000), _asq(0x9000)) == (
         "mmio_write 0x0 0x28: 0x1000 in A, 0x9000 in B"
     )
+    shorter = Item("dma", ("dma_read",), 32, "digest", 0, {}, addr=0x1000)
+    assert _describe("changed_length", _dma(0x1000), shorter) == (
+        "dma_read at 0x1000: width 64 in A, 32 in B"
+    )
     moved = _describe("changed_payload", _dma(0x1000, 0x5000, 0x6000), _dma(0x1000, 0x7000, 0))
     assert moved == (
         "dma_read at 0x1000: holds addresses that do not correspond: "
