@@ -204,3 +204,5 @@ def test_a_divergence_names_the_addresses_of_both_sides() -> None:
     )
     prps = _describe("changed_payload", _dma(0x1000, *range(1, 6)), _dma(0x1000, *range(6, 11)))
     assert prps.endswith("(0x1, 0x2, 0x3, 0x4, ...) in A, (0x6, 0x7, 0x8, 0x9, ...) in B")
+    four = _describe("changed_payload", _dma(0x1000, *range(1, 5)), _dma(0x1000, *range(6, 10)))
+    assert four.endswith("(0x1, 0x2, 0x3, 0x4) in A, (0x6, 0x7, 0x8, 0x9) in B")
