@@ -40,6 +40,8 @@ class Correspondence:
         return trial
 
     def agree(self, a: int | None, b: int | None) -> bool:
+        """Whether A's address ``a`` may be B's ``b`` (None: no address, agreeing only
+        with none)."""
         if a is None or b is None:
             return a is b
         bound = self.a_to_b.get(a)
@@ -77,6 +79,7 @@ class Correspondence:
             self.crossed += 1
 
     def bind_items(self, a: Item, b: Item) -> None:
+        """Bind the addresses of two items that agree (:meth:`agree_items`), pair by pair."""
         self.bind(a.addr, b.addr)
         for x, y in zip(a.addrs, b.addrs, strict=False):
             self.bind(x, y)
