@@ -168,7 +168,7 @@ class Aligner:
             return False
         if a.addr is None and not a.addrs and b.addr is None and not b.addrs:
             return True
-        return (corr or self.corr).agree_items(a, b)
+        return (self.corr if corr is None else corr).agree_items(a, b)
 
     def stream(self, name: str) -> _Stream:
         stream = self.streams.get(name)
