@@ -183,6 +183,10 @@ def test_looking_ahead_pairs_addresses_as_it_goes_and_keeps_none() -> None:
     qb = collections.deque([_dma(0x8000), _dma(0x9000)])
     assert aligner._agree(qa, 0, qb, 0, 2) == 1
     assert aligner.corr.a_to_b == {}
+    # Heads taken as one event changed are one place: A's buffer is B's first one.
+    assert aligner._agree(qa, 1, qb, 1, 1) == 1
+    assert aligner._agree(qa, 1, qb, 1, 1, (qa[0], qb[0])) == 0
+    assert aligner.corr.a_to_b == {}
 
 
 def test_a_divergence_names_the_addresses_of_both_sides() -> None:

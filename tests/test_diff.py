@@ -142,6 +142,19 @@ def test_buffers_used_the_other_way_round_diverge_where_they_swap(tmp_path: Path
     assert "at 0x100080" in result.divergences[0].detail
 
 
+def test_a_changed_payload_pairs_its_buffers_for_what_follows(tmp_path: Path) -> None:
+    """A reads one buffer twice, B two buffers: the first reads differ in their data,
+    and pair the buffers; B's second read is then from another buffer than A's."""
+    a = [dma("dma_read", 0x1000, b"1" * 64), dma("dma_read", 0x1000, b"2" * 64)]
+    b = [dma("dma_read", 0x8000, b"9" * 64), dma("dma_read", 0x9000, b"2" * 64)]
+    result, *_ = pair(tmp_path, a, b)
+    assert [(d.kind, d.seq_a, d.seq_b) for d in result.divergences] == [
+        ("changed_payload", 0, 0),
+        ("missing", 1, None),
+        ("extra", None, 1),
+    ]
+
+
 def test_window_stream_and_path_specific_config_are_ignored(tmp_path: Path) -> None:
     a = [*workload(20), {"kind": "cfg_write", "offset": 0x10, "size": 4, "value": 0xFE000000}]
     b = [

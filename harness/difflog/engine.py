@@ -223,7 +223,7 @@ class Aligner:
                 "extra": self._agree(s.a, 0, s.b, 1, look),
             }
             if a.key == b.key and corr.agree(a.addr, b.addr):
-                edits["changed"] = self._agree(s.a, 1, s.b, 1, look)
+                edits["changed"] = self._agree(s.a, 1, s.b, 1, look, (a, b))
             best = max(edits, key=lambda e: (edits[e], e == "changed"))
             if edits[best] * 2 < min(look, len(s.a) - 1, len(s.b) - 1):
                 # No edit explains what follows: maybe the heads just moved a little.
@@ -365,14 +365,23 @@ class Aligner:
                     self.unplaced.append((divergence, a, "a", in_stream))
 
     def _agree(
-        self, qa: collections.deque[Item], ia: int, qb: collections.deque[Item], ib: int, n: int
+        self,
+        qa: collections.deque[Item],
+        ia: int,
+        qb: collections.deque[Item],
+        ib: int,
+        n: int,
+        changed: tuple[Item, Item] | None = None,
     ) -> int:
         """How many of the next ``n`` items agree when A starts at ``ia`` and B at ``ib``,
-        each pair's addresses bound for the pairs after it (on trial: nothing is kept)."""
+        each pair's addresses bound for the pairs after it (on trial: nothing is kept);
+        ``changed``: heads taken as one event changed, whose places are bound first."""
         pairs = zip(
             itertools.islice(qa, ia, ia + n), itertools.islice(qb, ib, ib + n), strict=False
         )
         trial = self.corr.trial()
+        if changed is not None:
+            trial.bind(changed[0].addr, changed[1].addr)
         agreeing = 0
         for x, y in pairs:
             if self.agrees(x, y, trial):
