@@ -7,7 +7,7 @@ Examples::
 
 libFuzzer prints ``Done N runs`` with the number of inputs tried; a crashing
 input is written under ``-artifact_prefix`` as ``crash-*`` (an exception, a
-MemoryError past :data:`ADDRESS_SPACE` among them), ``oom-*``, ``leak-*`` or
+MemoryError past :data:`ADDRESS_SPACE_LEFT` among them), ``oom-*``, ``leak-*`` or
 ``timeout-*``, and belongs in ``fuzz/regressions/`` with what it must do now
 (``tests/test_fuzz.py``).
 """
@@ -18,9 +18,10 @@ import logging
 import resource
 import sys
 
-#: The fuzzing process's address space: ten times what it maps to run (90 MiB here),
-#: far below what an allocation an input chose must not reach.
-ADDRESS_SPACE = 1 << 30
+#: How much more address space the fuzzing process gets than it has mapped when the
+#: target is set up (90 MiB here; more on machines whose interpreter maps more): ten
+#: times that, far below what an allocation an input chose must not reach.
+ADDRESS_SPACE_LEFT = 1 << 30
 
 
 def main() -> None:
@@ -35,10 +36,17 @@ def main() -> None:
     # An allocation the input chose fails at once (MemoryError, a crash with its input):
     # libFuzzer's -rss_limit_mb samples the RSS once a second: a short-lived
     # allocation of gigabytes may pass between two samples, or not.
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+    limit = _mapped() + ADDRESS_SPACE_LEFT
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     harness = Harness()
     atheris.Setup(sys.argv, harness.run)
     atheris.Fuzz()
+
+
+def _mapped() -> int:
+    """The bytes of address space this process has mapped (VmSize)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[0]) * resource.getpagesize()
 
 
 if __name__ == "__main__":
