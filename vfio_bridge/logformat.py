@@ -145,10 +145,9 @@ class _Fields:
 _REGISTER = _Fields({"name": str, "offset": int}, {"size": int, "address": bool, "state": bool})
 _RANGE = _Fields({"offset": int, "size": int}, {"name": str, "names": [str], "stride": int})
 _BAR = _Fields({"index": int}, {"size": int, "registers": [_REGISTER], "ranges": [_RANGE]})
-_CAPABILITY = _Fields(
-    {"name": str, "offset": int, "length": int},
-    {"id": int, "table": (int, int, int), "pba": (int, int, int)},
-)
+#: Where MSI-X's table and PBA are: (BAR, offset, size) each.
+_MSIX_PARTS = {"table": (int, int, int), "pba": (int, int, int)}
+_CAPABILITY = _Fields({"name": str, "offset": int, "length": int}, {"id": int, **_MSIX_PARTS})
 _DESCRIPTOR = _Fields(
     {"tag": str}, {"addresses": [int], "ignore": [(int, int)], "address_list": bool}
 )
@@ -156,7 +155,7 @@ _TAKEOVER = _Fields({"bar": int, "offset": int, "mask": int, "value": int}, {"re
 _IDENTITY = {"model": str, "vendor_id": int, "device_id": int, "class_code": int}
 #: What formats 1 and 2 stated in the header instead of the device's description.
 _LEGACY_FIELDS = {
-    "msix": _Fields({}, {"table": (int, int, int), "pba": (int, int, int)}),
+    "msix": _Fields({}, _MSIX_PARTS),
     "path_specific_config": [(int, int)],
     "address_registers": [(int, int, int)],
     "descriptors": [_DESCRIPTOR],
